@@ -1,0 +1,225 @@
+use tokio::sync::mpsc;
+
+use crate::RemoteAddress;
+
+/// How a message should be rendered: plain, an action (`/me`), or a notice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MessageKind {
+    #[default]
+    Normal,
+    /// IRC CTCP ACTION, Matrix `m.emote`: XMPP shows it as `/me …`.
+    Action,
+    /// IRC NOTICE, Matrix `m.notice`: never answered automatically.
+    Notice,
+}
+
+/// Availability, in XMPP's vocabulary because every network maps onto it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PresenceShow {
+    #[default]
+    Online,
+    Chat,
+    Away,
+    ExtendedAway,
+    DoNotDisturb,
+    Offline,
+}
+
+/// Chat states (XEP-0085), which networks call typing notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatState {
+    Active,
+    Composing,
+    Paused,
+    Inactive,
+    Gone,
+}
+
+/// A room member's standing, in MUC terms (XEP-0045 affiliations).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Affiliation {
+    Owner,
+    Admin,
+    Member,
+    #[default]
+    None,
+    Outcast,
+}
+
+/// A room member's current role, in MUC terms (XEP-0045 roles).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    Moderator,
+    #[default]
+    Participant,
+    Visitor,
+    None,
+}
+
+/// Someone present in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occupant {
+    /// The remote user behind the nick, when the network reveals it.
+    pub user: Option<RemoteAddress>,
+    pub nick: String,
+    pub affiliation: Affiliation,
+    pub role: Role,
+    pub show: PresenceShow,
+    pub status: Option<String>,
+}
+
+/// A message that arrived from the remote network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMessage {
+    /// The network's own ID for this message; the core maps it to stanza IDs.
+    pub id: String,
+    /// The room it was said in, or `None` for a direct message.
+    pub room: Option<RemoteAddress>,
+    /// Who said it (for a room message without user identity, the nick's address).
+    pub sender: RemoteAddress,
+    /// The display name in the room, for rooms.
+    pub nick: Option<String>,
+    pub body: String,
+    pub kind: MessageKind,
+    /// The remote ID of the message this one answers.
+    pub reply_to: Option<String>,
+    /// When it was sent, in milliseconds since the Unix epoch, if the network says.
+    pub timestamp_ms: Option<i64>,
+    /// The logged-in user's own message, echoed back by the network.
+    pub from_self: bool,
+}
+
+impl RemoteMessage {
+    /// A plain text message, the common case; set the other fields with struct update syntax.
+    pub fn text(id: impl Into<String>, sender: RemoteAddress, body: impl Into<String>) -> Self {
+        RemoteMessage {
+            id: id.into(),
+            room: None,
+            sender,
+            nick: None,
+            body: body.into(),
+            kind: MessageKind::Normal,
+            reply_to: None,
+            timestamp_ms: None,
+            from_self: false,
+        }
+    }
+}
+
+/// A presence change of a remote contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePresence {
+    pub user: RemoteAddress,
+    pub show: PresenceShow,
+    pub status: Option<String>,
+}
+
+/// Everything a session reports back to the core. Each carries remote IDs only;
+/// the core maps them to JIDs and stanza IDs through the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteEvent {
+    Message(RemoteMessage),
+    Edit {
+        room: Option<RemoteAddress>,
+        sender: RemoteAddress,
+        nick: Option<String>,
+        /// Remote ID of the message being replaced.
+        target: String,
+        body: String,
+    },
+    Retract {
+        room: Option<RemoteAddress>,
+        sender: RemoteAddress,
+        nick: Option<String>,
+        target: String,
+    },
+    /// The full set of reactions `sender` now has on `target` (XEP-0444 semantics).
+    Reaction {
+        room: Option<RemoteAddress>,
+        sender: RemoteAddress,
+        nick: Option<String>,
+        target: String,
+        emojis: Vec<String>,
+    },
+    Presence(RemotePresence),
+    Typing {
+        room: Option<RemoteAddress>,
+        sender: RemoteAddress,
+        nick: Option<String>,
+        state: ChatState,
+    },
+    ReadMarker {
+        room: Option<RemoteAddress>,
+        sender: RemoteAddress,
+        up_to: String,
+    },
+    /// Someone is in the room. `is_self` marks the user's own occupant, sent last
+    /// when a join completes, as MUC requires.
+    Join {
+        room: RemoteAddress,
+        occupant: Occupant,
+        is_self: bool,
+        /// The network forced a nick other than the one asked for.
+        nick_changed: bool,
+    },
+    Part {
+        room: RemoteAddress,
+        nick: String,
+        reason: Option<String>,
+        is_self: bool,
+    },
+    NickChange {
+        room: RemoteAddress,
+        old: String,
+        new: String,
+        is_self: bool,
+    },
+    Topic {
+        room: RemoteAddress,
+        topic: String,
+        by: Option<String>,
+    },
+    Kick {
+        room: RemoteAddress,
+        nick: String,
+        by: Option<String>,
+        reason: Option<String>,
+        is_self: bool,
+    },
+    RoleChange {
+        room: RemoteAddress,
+        nick: String,
+        affiliation: Affiliation,
+        role: Role,
+    },
+    RoomInfo {
+        room: RemoteAddress,
+        name: Option<String>,
+    },
+    /// The connection to the network is lost; rooms are gone until `Reconnected`.
+    Disconnected {
+        reason: String,
+    },
+    Reconnected,
+}
+
+/// The channel a session pushes its events into.
+///
+/// Bounded, so that a flood from the network slows the network reader down
+/// instead of growing memory without limit.
+#[derive(Debug, Clone)]
+pub struct EventSender(mpsc::Sender<RemoteEvent>);
+
+impl EventSender {
+    /// A sender and its receiving end, for the core (and for bridge unit tests).
+    pub fn channel(capacity: usize) -> (EventSender, mpsc::Receiver<RemoteEvent>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (EventSender(tx), rx)
+    }
+
+    /// Hand an event to the core. Returns false once the core has dropped the
+    /// session, which tells the bridge to stop.
+    pub async fn send(&self, event: RemoteEvent) -> bool {
+        self.0.send(event).await.is_ok()
+    }
+}

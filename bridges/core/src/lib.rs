@@ -1,0 +1,28 @@
+//! The common bridge trait of Estuary and its neutral event model.
+//!
+//! A network (IRC, Matrix, Discord) plugs into the gateway core by implementing
+//! [`Network`] (one per gateway domain) and [`Session`] (one per logged-in user).
+//! Everything that crosses this boundary is neutral: no XMPP stanza, no database
+//! type, no IRC line. The core turns XMPP stanzas into [`Session`] calls, and
+//! turns the [`RemoteEvent`]s a session pushes back into stanzas.
+//!
+//! The shape follows mautrix-go's bridgev2 (a per-network connector plus a
+//! per-login client) and slidge (one method per kind of outgoing action).
+
+mod address;
+mod error;
+mod event;
+mod network;
+mod registration;
+mod session;
+
+pub use address::{AddressKind, RemoteAddress};
+pub use error::BridgeError;
+pub use event::{
+    ChatState,
+    Affiliation, EventSender, MessageKind, Occupant, PresenceShow, RemoteEvent, RemoteMessage,
+    RemotePresence, Role,
+};
+pub use network::{Capabilities, Network, NetworkInfo};
+pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};
+pub use session::{OutgoingMessage, RoomInfo, Session};

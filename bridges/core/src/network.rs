@@ -1,0 +1,59 @@
+use async_trait::async_trait;
+
+use crate::{
+    AddressKind, BridgeError, Credentials, EventSender, FormValues, RegistrationField, Session,
+};
+
+/// What a network can do, so the core advertises only real features in disco.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub rooms: bool,
+    pub direct_messages: bool,
+    pub edits: bool,
+    pub retractions: bool,
+    pub reactions: bool,
+    pub replies: bool,
+    pub typing: bool,
+    pub read_markers: bool,
+    /// The network echoes the user's own messages back (IRCv3 echo-message,
+    /// Matrix sync); the core then waits for the echo instead of reflecting.
+    pub echoes_own_messages: bool,
+}
+
+/// Static facts about a network.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    /// The disco identity type under category `gateway` (`irc`, `matrix`, `discord`).
+    pub kind: &'static str,
+    /// The human name, shown as the gateway's disco name.
+    pub name: String,
+    /// Shown above the registration form.
+    pub instructions: String,
+    pub capabilities: Capabilities,
+}
+
+/// A per-gateway-domain connector: describes the network, checks registrations
+/// and logs users in. One instance serves every user of its domain.
+#[async_trait]
+pub trait Network: Send + Sync + 'static {
+    fn info(&self) -> NetworkInfo;
+
+    /// The fields a user fills in to register.
+    fn registration_fields(&self) -> Vec<RegistrationField>;
+
+    /// What an (already XEP-0106-unescaped) JID local part names, or why it is invalid.
+    fn classify(&self, local: &str) -> Result<AddressKind, BridgeError>;
+
+    /// Check a submitted registration with the network, when it can be checked,
+    /// and return what should be stored. An error here means nothing is stored.
+    async fn register(&self, values: FormValues) -> Result<Credentials, BridgeError>;
+
+    /// Log a registered user in. `account` is an opaque stable ID for the user
+    /// (the core uses the bare JID); `events` is where the session reports back.
+    async fn login(
+        &self,
+        account: &str,
+        credentials: Credentials,
+        events: EventSender,
+    ) -> Result<Box<dyn Session>, BridgeError>;
+}

@@ -1,0 +1,119 @@
+use async_trait::async_trait;
+
+use crate::event::ChatState;
+use crate::{BridgeError, MessageKind, PresenceShow, RemoteAddress};
+
+/// A message the XMPP user wants delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: String,
+    pub kind: MessageKind,
+    /// Remote ID of the message being answered (XEP-0461), already mapped by the core.
+    pub reply_to: Option<String>,
+}
+
+/// A room as listed by the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub address: RemoteAddress,
+    pub name: Option<String>,
+    pub members: Option<u64>,
+}
+
+fn unsupported<T>(what: &str) -> Result<T, BridgeError> {
+    Err(BridgeError::Unsupported(what.to_owned()))
+}
+
+/// One logged-in user on a network. Each method that creates something remote
+/// returns the remote ID it produced, so the core can store the mapping.
+///
+/// Every method but `send_message` has a default that answers `Unsupported`,
+/// which the core turns into `feature-not-implemented`: a bridge implements
+/// what its network really has, and says so honestly for the rest.
+#[async_trait]
+pub trait Session: Send + Sync {
+    /// Send a message to a room or a user; returns its remote ID.
+    async fn send_message(
+        &self,
+        to: &RemoteAddress,
+        message: OutgoingMessage,
+    ) -> Result<String, BridgeError>;
+
+    /// Replace the text of one of the user's own messages; returns the remote
+    /// ID of the edit if the network gives it a new one.
+    async fn edit_message(
+        &self,
+        _to: &RemoteAddress,
+        _target: &str,
+        _message: OutgoingMessage,
+    ) -> Result<Option<String>, BridgeError> {
+        unsupported("edits")
+    }
+
+    async fn retract_message(&self, _to: &RemoteAddress, _target: &str) -> Result<(), BridgeError> {
+        unsupported("retractions")
+    }
+
+    /// Set the user's reactions on a message to exactly `emojis`.
+    async fn react(
+        &self,
+        _to: &RemoteAddress,
+        _target: &str,
+        _emojis: Vec<String>,
+    ) -> Result<(), BridgeError> {
+        unsupported("reactions")
+    }
+
+    /// Join a room; occupants, subject and the self-join arrive as events.
+    async fn join_room(&self, _room: &RemoteAddress, _nick: &str) -> Result<(), BridgeError> {
+        unsupported("rooms")
+    }
+
+    async fn leave_room(&self, _room: &RemoteAddress) -> Result<(), BridgeError> {
+        unsupported("rooms")
+    }
+
+    async fn set_nick(&self, _room: &RemoteAddress, _nick: &str) -> Result<(), BridgeError> {
+        unsupported("nick changes")
+    }
+
+    async fn set_topic(&self, _room: &RemoteAddress, _topic: &str) -> Result<(), BridgeError> {
+        unsupported("topics")
+    }
+
+    async fn set_presence(
+        &self,
+        _show: PresenceShow,
+        _status: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        unsupported("presence")
+    }
+
+    async fn send_typing(&self, _to: &RemoteAddress, _state: ChatState) -> Result<(), BridgeError> {
+        unsupported("typing notifications")
+    }
+
+    async fn mark_read(&self, _to: &RemoteAddress, _up_to: &str) -> Result<(), BridgeError> {
+        unsupported("read markers")
+    }
+
+    async fn kick(
+        &self,
+        _room: &RemoteAddress,
+        _nick: &str,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        unsupported("kicks")
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<RoomInfo>, BridgeError> {
+        unsupported("room listing")
+    }
+
+    async fn list_contacts(&self) -> Result<Vec<RemoteAddress>, BridgeError> {
+        unsupported("contact listing")
+    }
+
+    /// Leave the network cleanly; the session is dropped afterwards.
+    async fn logout(&self) -> Result<(), BridgeError>;
+}
