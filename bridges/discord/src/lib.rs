@@ -26,7 +26,11 @@ impl Network for DiscordNetwork {
     }
 
     fn registration_fields(&self) -> Vec<RegistrationField> {
-        vec![RegistrationField::secret("token", "Bot token (optional)", false)]
+        vec![RegistrationField::secret(
+            "token",
+            "Bot token (optional)",
+            false,
+        )]
     }
 
     /// Channels and users are both snowflakes; which one it is is only known

@@ -1,0 +1,518 @@
+//! The XEP-0114 link to the host server: connect, handshake, keepalive,
+//! reconnect with backoff, and an outbound queue that loses nothing.
+//!
+//! The link is built from tokio-xmpp's public stream layer rather than its
+//! `Component` type, for two reasons: `Component` ends the whole stream when
+//! one stanza fails to parse (so any user could cut the gateway off by sending
+//! a stanza with a bad attribute), and it gives no way to tell which stanzas
+//! the server really received before a connection died.
+//!
+//! XEP-0114 has no acknowledgements, so the link makes its own: after writing
+//! a burst of stanzas it pings the server, and since the server handles a
+//! stream in order, the pong proves everything written before the ping
+//! arrived. Stanzas not yet proven are written again after a reconnect. A
+//! stanza may therefore arrive twice, never zero times.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use thiserror::Error;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, Instant};
+use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
+use tokio_xmpp::xmlstream::{
+    FallibleStreamElement, ReadError, StreamElementError, Timeouts, XmppStream, XmppStreamElement,
+};
+use tokio_xmpp::Stanza;
+use tracing::{debug, error, info, warn};
+use xmpp_parsers::component::Handshake;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::ns;
+use xmpp_parsers::ping::Ping;
+
+/// Most stanzas written and not yet acknowledged; past this the link stops
+/// taking new ones until the server catches up.
+const WINDOW: usize = 4096;
+
+/// Settings of one link.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The component's domain, e.g. `irc.example.org`.
+    pub domain: String,
+    pub secret: String,
+    /// `host:port` of the server's component listener.
+    pub server: String,
+    /// The host server's domain, which answers the pings.
+    pub host_domain: String,
+    pub keepalive: Duration,
+    pub response_timeout: Duration,
+    /// Consecutive failed attempts before giving up; 0 retries forever.
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// What the link reports to its router.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Connected and authenticated. `first` is false after a reconnect, when
+    /// presences and room occupancy have to be restored.
+    Up {
+        first: bool,
+    },
+    Down,
+    Stanza(Box<Stanza>),
+    /// A well-formed element that is not a valid stanza; it deserves an error
+    /// reply, and must not end the stream.
+    Invalid {
+        kind: &'static str,
+        from: Option<String>,
+        to: Option<String>,
+        id: Option<String>,
+        type_: Option<String>,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum LinkError {
+    #[error("the server at {server} rejected the secret of component {domain}")]
+    SecretRejected { domain: String, server: String },
+    #[error("the server at {server} refused component {domain}: {reason}")]
+    Refused {
+        domain: String,
+        server: String,
+        reason: String,
+    },
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("giving up on {domain} after {attempts} failed attempts: {last}")]
+    GaveUp {
+        domain: String,
+        attempts: u32,
+        last: Box<LinkError>,
+    },
+}
+
+/// Counters a test or an operator can read.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    pub connects: AtomicU64,
+    pub pings_sent: AtomicU64,
+    pub pongs: AtomicU64,
+    pub stanzas_sent: AtomicU64,
+    pub stanzas_resent: AtomicU64,
+}
+
+/// The router's end of a link.
+pub struct LinkHandle {
+    /// Stanzas to send. Dropping every clone of this closes the link cleanly,
+    /// after what was queued has been delivered.
+    pub outbound: mpsc::UnboundedSender<Stanza>,
+    pub events: mpsc::UnboundedReceiver<LinkEvent>,
+    pub stats: Arc<LinkStats>,
+    pub task: tokio::task::JoinHandle<Result<(), LinkError>>,
+}
+
+type Stream = XmppStream<BufStream<TcpStream>>;
+
+/// Start a link task. `abort` ends it at once, even while disconnected.
+pub fn spawn(config: LinkConfig, abort: watch::Receiver<bool>) -> LinkHandle {
+    let (outbound, outbound_rx) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let stats = Arc::new(LinkStats::default());
+    let link = Link {
+        config,
+        outbound: outbound_rx,
+        events: events_tx,
+        stats: stats.clone(),
+        unacked: VecDeque::new(),
+        abort,
+        next_ping: 0,
+    };
+    let task = tokio::spawn(link.run());
+    LinkHandle {
+        outbound,
+        events,
+        stats,
+        task,
+    }
+}
+
+struct Link {
+    config: LinkConfig,
+    outbound: mpsc::UnboundedReceiver<Stanza>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+    stats: Arc<LinkStats>,
+    /// Written to the current or a previous connection, not yet acknowledged.
+    unacked: VecDeque<XmppStreamElement>,
+    abort: watch::Receiver<bool>,
+    next_ping: u64,
+}
+
+/// Why a connected session ended.
+enum Ended {
+    /// The router dropped its sender and everything was delivered.
+    Closed,
+    Aborted,
+    Lost(String),
+}
+
+/// An acknowledgement ping in flight: its id, how many of `unacked` it
+/// covers, and when it must be answered by.
+struct PendingAck {
+    id: String,
+    covers: usize,
+    deadline: Instant,
+}
+
+impl Link {
+    async fn run(mut self) -> Result<(), LinkError> {
+        let span = tracing::info_span!("link", gateway = %self.config.domain);
+        let _enter = span.enter();
+        let mut attempts: u32 = 0;
+        let mut first = true;
+        loop {
+            if *self.abort.borrow() {
+                return Ok(());
+            }
+            match self.connect().await {
+                Ok(stream) => {
+                    attempts = 0;
+                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    info!(server = %self.config.server, "component link up");
+                    let _ = self.events.send(LinkEvent::Up { first });
+                    first = false;
+                    match self.serve(stream).await {
+                        Ended::Closed | Ended::Aborted => return Ok(()),
+                        Ended::Lost(reason) => {
+                            warn!(%reason, unacked = self.unacked.len(), "component link lost");
+                            let _ = self.events.send(LinkEvent::Down);
+                        }
+                    }
+                }
+                Err(e) => {
+                    attempts += 1;
+                    match &e {
+                        LinkError::SecretRejected { .. } => {
+                            error!("{e}: check the component secret in both configurations")
+                        }
+                        _ => warn!(attempt = attempts, "{e}"),
+                    }
+                    if self.config.max_attempts > 0 && attempts >= self.config.max_attempts {
+                        error!(attempts, "giving up on the component link");
+                        return Err(LinkError::GaveUp {
+                            domain: self.config.domain.clone(),
+                            attempts,
+                            last: Box::new(e),
+                        });
+                    }
+                }
+            }
+            let delay = backoff(
+                attempts.max(1),
+                self.config.backoff_initial,
+                self.config.backoff_max,
+            );
+            debug!(?delay, "reconnecting after backoff");
+            tokio::select! {
+                _ = sleep(delay) => {}
+                _ = self.abort.changed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Stream, LinkError> {
+        let cfg = &self.config;
+        let unreachable = |reason: String| LinkError::Unreachable {
+            server: cfg.server.clone(),
+            reason,
+        };
+        let jid = Jid::new(&cfg.domain).map_err(|e| unreachable(e.to_string()))?;
+        let timeouts = Timeouts {
+            read_timeout: cfg.keepalive,
+            response_timeout: cfg.response_timeout,
+        };
+        let connector = TcpServerConnector::from(DnsConfig::addr(&cfg.server));
+        let (mut pending, _) = tokio::time::timeout(
+            cfg.response_timeout,
+            connector.connect(&jid, ns::COMPONENT, timeouts),
+        )
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let header = pending.take_header();
+        let stream_id = header
+            .id
+            .map(|id| id.into_owned())
+            .ok_or_else(|| unreachable("the server sent no stream id".into()))?;
+        let mut stream: Stream = pending.skip_features();
+        let handshake = Handshake::from_stream_id_and_password(stream_id, &cfg.secret);
+        stream
+            .send(&XmppStreamElement::ComponentHandshake(handshake))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let deadline = Instant::now() + cfg.response_timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, stream.next())
+                .await
+                .map_err(|_| unreachable("no answer to the handshake".into()))?;
+            match next {
+                Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
+                    return Ok(stream)
+                }
+                Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(err)))) => {
+                    let reason = format!("{:?}", err.0.condition);
+                    return Err(if reason.contains("NotAuthorized") {
+                        LinkError::SecretRejected {
+                            domain: cfg.domain.clone(),
+                            server: cfg.server.clone(),
+                        }
+                    } else {
+                        LinkError::Refused {
+                            domain: cfg.domain.clone(),
+                            server: cfg.server.clone(),
+                            reason,
+                        }
+                    });
+                }
+                Some(Err(ReadError::SoftTimeout)) => continue,
+                Some(Ok(other)) => {
+                    return Err(unreachable(format!(
+                        "unexpected answer to the handshake: {other:?}"
+                    )))
+                }
+                Some(Err(e)) => return Err(unreachable(e.to_string())),
+                None => return Err(unreachable("the server closed the stream".into())),
+            }
+        }
+    }
+
+    /// Run one connected session until it ends.
+    async fn serve(&mut self, mut stream: Stream) -> Ended {
+        // What a previous connection may have lost goes out first, in order.
+        let resend = self.unacked.len();
+        if resend > 0 {
+            info!(
+                count = resend,
+                "re-sending stanzas the server had not acknowledged"
+            );
+            self.stats
+                .stanzas_resent
+                .fetch_add(resend as u64, Ordering::Relaxed);
+            for element in &self.unacked {
+                if let Err(e) = stream.feed(element).await {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+        }
+        let mut ack: Option<PendingAck> = None;
+        if resend > 0 {
+            match self.send_ping(&mut stream, resend).await {
+                Ok(p) => ack = Some(p),
+                Err(e) => return Ended::Lost(e),
+            }
+        }
+        let mut outbound_open = true;
+        loop {
+            let ack_deadline = ack.as_ref().map(|a| a.deadline);
+            tokio::select! {
+                biased;
+                _ = self.abort.changed() => {
+                    let _ = SinkExt::<&XmppStreamElement>::close(&mut stream).await;
+                    return Ended::Aborted;
+                }
+                read = stream.next() => match read {
+                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(stanza)))) => {
+                        if let Some(done) = ack.as_ref().filter(|a| is_pong(&stanza, &a.id)) {
+                            self.stats.pongs.fetch_add(1, Ordering::Relaxed);
+                            self.unacked.drain(..done.covers);
+                            ack = None;
+                        } else if !is_stray_pong(&stanza) {
+                            let _ = self.events.send(LinkEvent::Stanza(Box::new(stanza)));
+                        }
+                    }
+                    Some(Ok(FallibleStreamElement::Err(err))) => self.report_invalid(err),
+                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(err)))) => {
+                        return Ended::Lost(format!("stream error from the server: {:?}", err.0.condition));
+                    }
+                    Some(Ok(FallibleStreamElement::Ok(other))) => {
+                        debug!(?other, "ignoring an unexpected stream element");
+                    }
+                    Some(Err(ReadError::SoftTimeout)) => {
+                        // Silence: prove the link is alive before the hard timeout.
+                        if ack.is_none() {
+                            match self.send_ping(&mut stream, self.unacked.len()).await {
+                                Ok(p) => ack = Some(p),
+                                Err(e) => return Ended::Lost(e),
+                            }
+                        }
+                    }
+                    Some(Err(ReadError::ParseError(e))) => {
+                        warn!(error = %e, "skipping an element the server sent that does not parse");
+                    }
+                    Some(Err(ReadError::HardError(e))) => return Ended::Lost(e.to_string()),
+                    Some(Err(ReadError::StreamFooterReceived)) | None => {
+                        return Ended::Lost("the server closed the stream".into());
+                    }
+                },
+                next = self.outbound.recv(), if outbound_open && self.unacked.len() < WINDOW => {
+                    match next {
+                        Some(stanza) => {
+                            if let Err(e) = self.write_burst(&mut stream, stanza).await {
+                                return Ended::Lost(e);
+                            }
+                        }
+                        None => outbound_open = false,
+                    }
+                    if ack.is_none() && !self.unacked.is_empty() {
+                        match self.send_ping(&mut stream, self.unacked.len()).await {
+                            Ok(p) => ack = Some(p),
+                            Err(e) => return Ended::Lost(e),
+                        }
+                    }
+                }
+                _ = sleep_until_opt(ack_deadline) => {
+                    return Ended::Lost("the server did not answer a ping in time".into());
+                }
+            }
+            if ack.is_none() && !self.unacked.is_empty() {
+                // The last ping answered only part of what was written since.
+                match self.send_ping(&mut stream, self.unacked.len()).await {
+                    Ok(p) => ack = Some(p),
+                    Err(e) => return Ended::Lost(e),
+                }
+            }
+            if !outbound_open && self.unacked.is_empty() {
+                info!("outbound queue drained; closing the component stream");
+                let _ = SinkExt::<&XmppStreamElement>::close(&mut stream).await;
+                return Ended::Closed;
+            }
+        }
+    }
+
+    /// Write one stanza and whatever else is already queued behind it, then flush once.
+    async fn write_burst(&mut self, stream: &mut Stream, first: Stanza) -> Result<(), String> {
+        let mut next = Some(first);
+        while let Some(stanza) = next.take() {
+            self.unacked.push_back(XmppStreamElement::Stanza(stanza));
+            let element = self.unacked.back().expect("just pushed");
+            stream.feed(element).await.map_err(|e| e.to_string())?;
+            self.stats.stanzas_sent.fetch_add(1, Ordering::Relaxed);
+            if self.unacked.len() < WINDOW {
+                next = self.outbound.try_recv().ok();
+            }
+        }
+        SinkExt::<&XmppStreamElement>::flush(stream)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn send_ping(
+        &mut self,
+        stream: &mut Stream,
+        covers: usize,
+    ) -> Result<PendingAck, String> {
+        self.next_ping += 1;
+        let id = format!("estuary-ack-{}", self.next_ping);
+        let from = BareJid::new(&self.config.domain).map_err(|e| e.to_string())?;
+        let to = BareJid::new(&self.config.host_domain).map_err(|e| e.to_string())?;
+        let ping = Iq::from_get(id.clone(), Ping)
+            .with_from(Jid::from(from))
+            .with_to(Jid::from(to));
+        stream
+            .send(&XmppStreamElement::Stanza(Stanza::Iq(ping)))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.stats.pings_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(PendingAck {
+            id,
+            covers,
+            deadline: Instant::now() + self.config.response_timeout,
+        })
+    }
+
+    fn report_invalid(&self, err: StreamElementError) {
+        match err {
+            StreamElementError::InvalidStanza {
+                name,
+                header,
+                error,
+                ..
+            } => {
+                let kind = match name.to_ncname().as_str() {
+                    "iq" => "iq",
+                    "message" => "message",
+                    _ => "presence",
+                };
+                warn!(kind, from = ?header.from, %error, "received an invalid stanza");
+                let _ = self.events.send(LinkEvent::Invalid {
+                    kind,
+                    from: header.from,
+                    to: header.to,
+                    id: header.id,
+                    type_: header.type_,
+                    reason: error.to_string(),
+                });
+            }
+            other => warn!(error = %other, "received an invalid element"),
+        }
+    }
+}
+
+/// The answer to our own ping `id`, whatever its type: any answer proves receipt.
+fn is_pong(stanza: &Stanza, id: &str) -> bool {
+    match stanza {
+        Stanza::Iq(Iq::Result { id: got, .. }) | Stanza::Iq(Iq::Error { id: got, .. }) => got == id,
+        _ => false,
+    }
+}
+
+/// A late answer to a ping of an earlier connection; not for the router.
+fn is_stray_pong(stanza: &Stanza) -> bool {
+    match stanza {
+        Stanza::Iq(Iq::Result { id, .. }) | Stanza::Iq(Iq::Error { id, .. }) => {
+            id.starts_with("estuary-ack-")
+        }
+        _ => false,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Exponential backoff with jitter, so that many gateways restarting together
+/// do not reconnect in lockstep.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(max);
+    let jitter: f64 = rand::rng().random_range(0.5..=1.0);
+    capped.mul_f64(jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempt in 1..20 {
+            let d = backoff(attempt, initial, max);
+            let ceiling = (initial * 2u32.pow((attempt - 1).min(16))).min(max);
+            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! What every part of one gateway domain shares: its network, store, access
+//! list, and the way out to the XMPP server.
+
+use std::sync::Arc;
+
+use estuary_bridge::{Network, NetworkInfo, RegistrationField};
+use tokio::sync::mpsc;
+use tracing::warn;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::message::Message;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::Presence;
+use xmpp_parsers::stanza::Stanza;
+
+use crate::access::AccessList;
+use crate::store::Store;
+use crate::xmpp::errors::{self, Failure};
+
+pub struct Gateway {
+    pub domain: String,
+    pub jid: Jid,
+    pub network: Arc<dyn Network>,
+    pub info: NetworkInfo,
+    pub fields: Vec<RegistrationField>,
+    pub store: Store,
+    pub access: AccessList,
+    out: mpsc::UnboundedSender<Stanza>,
+}
+
+impl Gateway {
+    pub fn new(
+        domain: &str,
+        network: Arc<dyn Network>,
+        store: Store,
+        access: AccessList,
+        out: mpsc::UnboundedSender<Stanza>,
+    ) -> anyhow::Result<Gateway> {
+        Ok(Gateway {
+            domain: domain.to_owned(),
+            jid: Jid::new(domain)?,
+            info: network.info(),
+            fields: network.registration_fields(),
+            network,
+            store,
+            access,
+            out,
+        })
+    }
+
+    /// Queue a stanza for the server. The link never drops it, so the only
+    /// failure is a link that is gone for good, at shutdown.
+    pub fn send(&self, stanza: Stanza) {
+        if self.out.send(stanza).is_err() {
+            warn!("component link closed; a stanza could not be queued");
+        }
+    }
+
+    pub fn send_message(&self, m: Message) {
+        self.send(Stanza::Message(m));
+    }
+
+    pub fn send_presence(&self, p: Presence) {
+        self.send(Stanza::Presence(p));
+    }
+
+    /// Answer a stanza with an error, unless it is one that must not be answered.
+    pub fn reply_error(&self, stanza: &Stanza, failure: &Failure) {
+        if let Some(reply) = errors::reply(stanza, failure) {
+            self.send(reply);
+        }
+    }
+
+    /// Answer an iq get/set with a result carrying `payload`.
+    pub fn reply_result(&self, iq: &Iq, payload: Option<Element>) {
+        if let Iq::Get { from, to, id, .. } | Iq::Set { from, to, id, .. } = iq {
+            self.send(Stanza::Iq(Iq::Result {
+                from: to.clone(),
+                to: from.clone(),
+                id: id.clone(),
+                payload,
+            }));
+        }
+    }
+}

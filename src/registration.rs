@@ -1,0 +1,193 @@
+//! Registering with a gateway, by XEP-0077 or by the `register` and
+//! `unregister` ad-hoc commands: both end in the same checks and the same
+//! store writes, and XEP-0100's presence subscription follows.
+
+use std::collections::BTreeMap;
+
+use tracing::{info, warn};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza::Stanza;
+
+use crate::gateway::Gateway;
+use crate::router::RouterNote;
+use crate::store::Account;
+use crate::xmpp::adhoc;
+use crate::xmpp::errors::Failure;
+use crate::xmpp::forms::{registration_form, submitted_values, validate};
+use crate::xmpp::register::{self, RegisterRequest};
+use crate::xmpp::service;
+use crate::xmpp::xml::{NS_COMMANDS, NS_REGISTER};
+
+pub const REGISTER_NODE: &str = "register";
+pub const UNREGISTER_NODE: &str = "unregister";
+
+pub enum Request {
+    /// A `set` on `jabber:iq:register`, with its query.
+    Register(Element),
+    /// A `set` with an ad-hoc `<command/>`.
+    Command(Element),
+}
+
+/// The ad-hoc commands a user can run on the gateway.
+pub fn command_list(domain: &str, registered: bool) -> Element {
+    let mut items = vec![(
+        domain.to_owned(),
+        Some(REGISTER_NODE.to_owned()),
+        "Register".to_owned(),
+    )];
+    if registered {
+        items.push((
+            domain.to_owned(),
+            Some(UNREGISTER_NODE.to_owned()),
+            "Unregister".to_owned(),
+        ));
+    }
+    service::items(Some(NS_COMMANDS), &items)
+}
+
+/// Serve one request; returns what the router must do about sessions.
+pub async fn handle(gw: &Gateway, request: Request, iq: Iq, from: Jid) -> Option<RouterNote> {
+    let outcome = match request {
+        Request::Register(query) => match register::parse(&query) {
+            Ok(RegisterRequest::Remove) => unregister(gw, &from).await.map(|note| (None, note)),
+            Ok(RegisterRequest::Submit(values)) => register_account(gw, &from, values)
+                .await
+                .map(|note| (None, note)),
+            Err(f) => Err(f),
+        },
+        Request::Command(command) => run_command(gw, &from, &command).await,
+    };
+    match outcome {
+        Ok((payload, note)) => {
+            gw.reply_result(&iq, payload);
+            note
+        }
+        Err(failure) => {
+            info!(condition = ?failure.condition, reason = %failure.text, "registration refused");
+            gw.reply_error(&Stanza::Iq(iq), &failure);
+            None
+        }
+    }
+}
+
+async fn run_command(
+    gw: &Gateway,
+    from: &Jid,
+    command: &Element,
+) -> Result<(Option<Element>, Option<RouterNote>), Failure> {
+    let request = adhoc::parse(command)?;
+    let session = request
+        .session_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if request.action == "cancel" {
+        return Ok((Some(adhoc::canceled(&request.node, &session)), None));
+    }
+    match (request.node.as_str(), &request.form) {
+        (REGISTER_NODE, None) => {
+            let current = gw
+                .store
+                .account(&gw.domain, from.to_bare().as_str())
+                .await
+                .ok()
+                .flatten()
+                .map(|a| a.credentials.0)
+                .unwrap_or_default();
+            let form = registration_form(
+                NS_REGISTER,
+                &gw.info.name,
+                &gw.info.instructions,
+                &gw.fields,
+                &current,
+            );
+            Ok((Some(adhoc::executing(REGISTER_NODE, &session, form)), None))
+        }
+        (REGISTER_NODE, Some(form)) => {
+            let values = submitted_values(form)?;
+            let note = register_account(gw, from, values).await?;
+            let done = adhoc::completed(REGISTER_NODE, &session, "You are registered.");
+            Ok((Some(done), note))
+        }
+        (UNREGISTER_NODE, _) => {
+            let note = unregister(gw, from).await?;
+            let done = adhoc::completed(UNREGISTER_NODE, &session, "You are unregistered.");
+            Ok((Some(done), note))
+        }
+        _ => Err(Failure::item_not_found(format!(
+            "no command '{}' here",
+            request.node
+        ))),
+    }
+}
+
+async fn register_account(
+    gw: &Gateway,
+    from: &Jid,
+    values: BTreeMap<String, String>,
+) -> Result<Option<RouterNote>, Failure> {
+    let clean = validate(&gw.fields, &values)?;
+    // The network checks the credentials; nothing is stored if it refuses.
+    let credentials = gw.network.register(clean).await.map_err(Failure::from)?;
+    let bare = from.to_bare();
+    let existed = gw
+        .store
+        .account(&gw.domain, bare.as_str())
+        .await
+        .map_err(store_failure)?
+        .is_some();
+    let account = Account {
+        gateway: gw.domain.clone(),
+        jid: bare.to_string(),
+        credentials,
+    };
+    gw.store
+        .save_account(&account)
+        .await
+        .map_err(store_failure)?;
+    info!(new = !existed, "user registered");
+    if !existed {
+        // XEP-0100: the gateway asks to see the user's presence, which is how
+        // it learns when to log them in.
+        send_presence(gw, &bare, PresenceType::Subscribe);
+    }
+    Ok(Some(RouterNote::Registered {
+        account,
+        resource: from.clone(),
+    }))
+}
+
+async fn unregister(gw: &Gateway, from: &Jid) -> Result<Option<RouterNote>, Failure> {
+    let bare = from.to_bare();
+    let existed = gw
+        .store
+        .delete_account(&gw.domain, bare.as_str())
+        .await
+        .map_err(store_failure)?;
+    if !existed {
+        return Err(Failure::registration_required("you are not registered"));
+    }
+    info!("user unregistered");
+    for type_ in [
+        PresenceType::Unsubscribe,
+        PresenceType::Unsubscribed,
+        PresenceType::Unavailable,
+    ] {
+        send_presence(gw, &bare, type_);
+    }
+    Ok(Some(RouterNote::Unregistered { jid: bare }))
+}
+
+fn send_presence(gw: &Gateway, to: &BareJid, type_: PresenceType) {
+    let mut p = Presence::new(type_);
+    p.from = Some(gw.jid.clone());
+    p.to = Some(Jid::from(to.clone()));
+    gw.send_presence(p);
+}
+
+fn store_failure(e: crate::store::StoreError) -> Failure {
+    warn!("store error: {e}");
+    Failure::internal("the gateway's store failed")
+}

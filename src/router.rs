@@ -1,0 +1,439 @@
+//! One router per gateway domain: checks who sent a stanza, answers what the
+//! gateway answers by itself (disco, version, ping, registration, commands),
+//! and hands everything addressed to a remote entity to that user's session.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use estuary_bridge::PresenceShow;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, info_span, warn, Instrument};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::message::MessageType;
+use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
+use xmpp_parsers::stanza::Stanza;
+
+use crate::component::LinkEvent;
+use crate::gateway::Gateway;
+use crate::registration;
+use crate::store::Account;
+use crate::user::{self, UserCommand};
+use crate::xmpp::address::{self, Target};
+use crate::xmpp::errors::{reply_to_invalid, Failure};
+use crate::xmpp::service;
+use crate::xmpp::xml::{
+    NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_REGISTER, NS_VERSION,
+};
+
+/// What background work (registration) tells the router when it is done.
+pub enum RouterNote {
+    Registered { account: Account, resource: Jid },
+    Unregistered { jid: BareJid },
+}
+
+/// A logged-in user: the channel to their session task and their online resources.
+struct UserHandle {
+    commands: mpsc::UnboundedSender<UserCommand>,
+    resources: BTreeSet<FullJid>,
+    task: JoinHandle<()>,
+}
+
+impl UserHandle {
+    fn send(&self, command: UserCommand) {
+        // The task only ends after this handle is dropped, so this cannot fail
+        // while the handle exists; a panic in the task is logged by tokio.
+        let _ = self.commands.send(command);
+    }
+}
+
+pub struct Router {
+    gw: Arc<Gateway>,
+    users: HashMap<BareJid, UserHandle>,
+    notes: mpsc::UnboundedSender<RouterNote>,
+}
+
+impl Router {
+    pub fn new(gw: Arc<Gateway>, notes: mpsc::UnboundedSender<RouterNote>) -> Router {
+        Router {
+            gw,
+            users: HashMap::new(),
+            notes,
+        }
+    }
+
+    pub async fn on_link(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Up { first } => self.on_link_up(first).await,
+            LinkEvent::Down => {}
+            LinkEvent::Stanza(stanza) => self.on_stanza(*stanza).await,
+            LinkEvent::Invalid {
+                kind,
+                from,
+                to,
+                id,
+                type_,
+                reason,
+            } => {
+                let failure = Failure::bad_request(format!("invalid {kind}: {reason}"));
+                if let Some(reply) = reply_to_invalid(
+                    kind,
+                    from.as_deref(),
+                    to.as_deref(),
+                    id.as_deref(),
+                    type_.as_deref(),
+                    &failure,
+                ) {
+                    self.gw.send(reply);
+                }
+            }
+        }
+    }
+
+    /// After (re)connecting, ask every registered user's server who is online,
+    /// so that sessions come back without waiting for users to reconnect.
+    async fn on_link_up(&mut self, first: bool) {
+        let accounts = match self.gw.store.accounts(&self.gw.domain).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("cannot list accounts to probe: {e}");
+                return;
+            }
+        };
+        info!(accounts = accounts.len(), first, "probing registered users");
+        for account in accounts {
+            if let Ok(jid) = account.jid.parse::<BareJid>() {
+                let mut probe = Presence::new(PresenceType::Probe);
+                probe.from = Some(self.gw.jid.clone());
+                probe.to = Some(Jid::from(jid));
+                self.gw.send_presence(probe);
+            }
+        }
+    }
+
+    pub async fn on_note(&mut self, note: RouterNote) {
+        match note {
+            RouterNote::Registered { account, resource } => {
+                let jid: BareJid = match account.jid.parse() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+                // A new registration replaces any running session and its credentials.
+                self.users.remove(&jid);
+                self.start_user(jid.clone(), account);
+                if let Ok(full) = resource.try_into_full() {
+                    self.online(&jid, full, PresenceShow::Online, None);
+                }
+            }
+            RouterNote::Unregistered { jid } => {
+                if let Some(handle) = self.users.remove(&jid) {
+                    handle.send(UserCommand::Shutdown);
+                }
+            }
+        }
+    }
+
+    async fn on_stanza(&mut self, stanza: Stanza) {
+        let (from, to) = addresses(&stanza);
+        let Some(from) = from else {
+            warn!("dropping a stanza without a sender");
+            return;
+        };
+        let span = info_span!("stanza", user = %from.to_bare(), gateway = %self.gw.domain);
+        async {
+            if !self.gw.access.allows(&from) {
+                warn!("refusing a stanza from a sender who is not allowed");
+                self.gw.reply_error(
+                    &stanza,
+                    &Failure::forbidden("you are not allowed to use this gateway"),
+                );
+                return;
+            }
+            let to = to.unwrap_or_else(|| self.gw.jid.clone());
+            match address::target(&to, self.gw.network.as_ref()) {
+                Ok(Target::Gateway) => self.on_gateway_stanza(stanza, from).await,
+                Ok(target) => self.on_remote_stanza(stanza, from, target).await,
+                Err(failure) => self.gw.reply_error(&stanza, &failure),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn on_remote_stanza(&mut self, stanza: Stanza, from: Jid, target: Target) {
+        let bare = from.to_bare();
+        if !self.users.contains_key(&bare) {
+            if let Stanza::Presence(p) = &stanza {
+                if p.type_ != PresenceType::None {
+                    // Leaving a room one is not in, or an error: nothing to do.
+                    return;
+                }
+            }
+            match self.gw.store.account(&self.gw.domain, bare.as_str()).await {
+                Ok(Some(account)) => self.start_user(bare.clone(), account),
+                Ok(None) => {
+                    self.gw.reply_error(
+                        &stanza,
+                        &Failure::registration_required(format!(
+                            "register with {} first",
+                            self.gw.domain
+                        )),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    warn!("store error: {e}");
+                    self.gw
+                        .reply_error(&stanza, &Failure::internal("the gateway's store failed"));
+                    return;
+                }
+            }
+        }
+        if let Some(handle) = self.users.get(&bare) {
+            handle.send(UserCommand::Stanza {
+                stanza: Box::new(stanza),
+                target,
+            });
+        }
+    }
+
+    fn start_user(&mut self, jid: BareJid, account: Account) {
+        let (commands, task) = user::spawn(self.gw.clone(), account);
+        self.users.insert(
+            jid,
+            UserHandle {
+                commands,
+                resources: BTreeSet::new(),
+                task,
+            },
+        );
+    }
+
+    fn online(
+        &mut self,
+        jid: &BareJid,
+        resource: FullJid,
+        show: PresenceShow,
+        status: Option<String>,
+    ) {
+        if let Some(handle) = self.users.get_mut(jid) {
+            handle.resources.insert(resource.clone());
+            handle.send(UserCommand::Online {
+                resource,
+                show,
+                status,
+            });
+        }
+    }
+
+    async fn on_gateway_stanza(&mut self, stanza: Stanza, from: Jid) {
+        match &stanza {
+            Stanza::Iq(iq) => self.on_gateway_iq(iq, &stanza, from).await,
+            Stanza::Presence(p) => self.on_gateway_presence(p, from).await,
+            Stanza::Message(m) => {
+                if m.type_ != MessageType::Error {
+                    self.gw.reply_error(
+                        &stanza,
+                        &Failure::service_unavailable(
+                            "the gateway itself takes no messages: write to a contact or a room",
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn on_gateway_iq(&mut self, iq: &Iq, stanza: &Stanza, from: Jid) {
+        let (payload, is_get) = match iq {
+            Iq::Get { payload, .. } => (payload, true),
+            Iq::Set { payload, .. } => (payload, false),
+            Iq::Result { .. } | Iq::Error { .. } => return,
+        };
+        let ns = payload.ns();
+        let name = payload.name();
+        let gw = &self.gw;
+        match (is_get, name, ns.as_str()) {
+            (true, "query", NS_DISCO_INFO) => match payload.attr("node") {
+                None => gw.reply_result(iq, Some(service::gateway_info(&gw.info))),
+                Some(NS_COMMANDS) => gw.reply_result(iq, Some(service::commands_node_info())),
+                Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
+            },
+            (true, "query", NS_DISCO_ITEMS) => match payload.attr("node") {
+                None => gw.reply_result(iq, Some(service::items(None, &[]))),
+                Some(NS_COMMANDS) => {
+                    let registered = self.is_registered(&from).await;
+                    gw.reply_result(iq, Some(registration::command_list(&gw.domain, registered)))
+                }
+                Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
+            },
+            (true, "query", NS_VERSION) => gw.reply_result(iq, Some(service::version())),
+            (true, "ping", NS_PING) => gw.reply_result(iq, None),
+            (true, "query", NS_REGISTER) => {
+                let current = self.current_values(&from).await;
+                gw.reply_result(
+                    iq,
+                    Some(crate::xmpp::register::query(
+                        &gw.info,
+                        &gw.fields,
+                        current.as_ref(),
+                    )),
+                );
+            }
+            (false, "query", NS_REGISTER) => {
+                self.spawn_registration(registration::Request::Register(payload.clone()), iq, from);
+            }
+            (false, "command", NS_COMMANDS) => {
+                self.spawn_registration(registration::Request::Command(payload.clone()), iq, from);
+            }
+            _ => gw.reply_error(
+                stanza,
+                &Failure::service_unavailable(format!("{{{ns}}}{name} is not supported here")),
+            ),
+        }
+    }
+
+    /// Registration may wait on the remote network (checking a password), so
+    /// it runs on its own task; the router is told the outcome.
+    fn spawn_registration(&self, request: registration::Request, iq: &Iq, from: Jid) {
+        let gw = self.gw.clone();
+        let notes = self.notes.clone();
+        let iq = iq.clone();
+        let span = info_span!("registration", user = %from.to_bare(), gateway = %gw.domain);
+        tokio::spawn(
+            async move {
+                if let Some(note) = registration::handle(&gw, request, iq, from).await {
+                    let _ = notes.send(note);
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn is_registered(&self, from: &Jid) -> bool {
+        matches!(
+            self.gw
+                .store
+                .account(&self.gw.domain, from.to_bare().as_str())
+                .await,
+            Ok(Some(_))
+        )
+    }
+
+    async fn current_values(
+        &self,
+        from: &Jid,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        self.gw
+            .store
+            .account(&self.gw.domain, from.to_bare().as_str())
+            .await
+            .ok()
+            .flatten()
+            .map(|a| a.credentials.0)
+    }
+
+    async fn on_gateway_presence(&mut self, p: &Presence, from: Jid) {
+        let bare = from.to_bare();
+        match p.type_ {
+            PresenceType::None => {
+                let Ok(full) = from.clone().try_into_full() else {
+                    return;
+                };
+                if !self.users.contains_key(&bare) {
+                    match self.gw.store.account(&self.gw.domain, bare.as_str()).await {
+                        Ok(Some(account)) => self.start_user(bare.clone(), account),
+                        _ => return,
+                    }
+                }
+                let status = p.statuses.values().next().cloned();
+                self.online(&bare, full, show_of(p.show.as_ref()), status);
+            }
+            PresenceType::Unavailable => {
+                let Ok(full) = from.try_into_full() else {
+                    return;
+                };
+                let last = match self.users.get_mut(&bare) {
+                    Some(handle) => {
+                        handle.resources.remove(&full);
+                        handle.send(UserCommand::Offline { resource: full });
+                        handle.resources.is_empty()
+                    }
+                    None => false,
+                };
+                if last {
+                    info!("last resource went offline; logging out");
+                    if let Some(handle) = self.users.remove(&bare) {
+                        handle.send(UserCommand::Shutdown);
+                    }
+                }
+            }
+            PresenceType::Probe => match self.users.get(&bare) {
+                Some(handle) => handle.send(UserCommand::Probe { from }),
+                None => self.send_gateway_presence(from, PresenceType::Unavailable),
+            },
+            PresenceType::Subscribe => {
+                if self.is_registered(&from).await {
+                    self.send_gateway_presence(Jid::from(bare.clone()), PresenceType::Subscribed);
+                } else {
+                    self.send_gateway_presence(Jid::from(bare), PresenceType::Unsubscribed);
+                }
+            }
+            PresenceType::Unsubscribe => {
+                self.send_gateway_presence(Jid::from(bare), PresenceType::Unsubscribed);
+            }
+            PresenceType::Subscribed | PresenceType::Unsubscribed | PresenceType::Error => {
+                debug!(type_ = ?p.type_, "presence noted");
+            }
+        }
+    }
+
+    fn send_gateway_presence(&self, to: Jid, type_: PresenceType) {
+        let mut p = Presence::new(type_);
+        p.from = Some(self.gw.jid.clone());
+        p.to = Some(to);
+        self.gw.send_presence(p);
+    }
+
+    /// Tell every user the gateway is going away, log every session out, and
+    /// wait (a bounded time) for them to finish.
+    pub async fn shutdown(&mut self) {
+        let users: Vec<_> = self.users.drain().collect();
+        info!(users = users.len(), "shutting down sessions");
+        let mut tasks = Vec::new();
+        for (_, handle) in users {
+            handle.send(UserCommand::Shutdown);
+            tasks.push(handle.task);
+        }
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .is_err()
+        {
+            warn!("some sessions did not log out in time");
+        }
+    }
+}
+
+/// Sender and recipient of any stanza.
+fn addresses(stanza: &Stanza) -> (Option<Jid>, Option<Jid>) {
+    match stanza {
+        Stanza::Message(m) => (m.from.clone(), m.to.clone()),
+        Stanza::Presence(p) => (p.from.clone(), p.to.clone()),
+        Stanza::Iq(Iq::Get { from, to, .. })
+        | Stanza::Iq(Iq::Set { from, to, .. })
+        | Stanza::Iq(Iq::Result { from, to, .. })
+        | Stanza::Iq(Iq::Error { from, to, .. }) => (from.clone(), to.clone()),
+    }
+}
+
+pub fn show_of(show: Option<&Show>) -> PresenceShow {
+    match show {
+        None => PresenceShow::Online,
+        Some(Show::Away) => PresenceShow::Away,
+        Some(Show::Xa) => PresenceShow::ExtendedAway,
+        Some(Show::Dnd) => PresenceShow::DoNotDisturb,
+        Some(Show::Chat) => PresenceShow::Chat,
+    }
+}

@@ -1,0 +1,379 @@
+//! The user's stanzas, turned into calls on their bridge session.
+
+use estuary_bridge::{AddressKind, OutgoingMessage, RemoteAddress};
+use tracing::{debug, warn};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza::Stanza;
+
+use crate::store::{MessageRecord, Sender};
+use crate::xmpp::address::Target;
+use crate::xmpp::errors::Failure;
+use crate::xmpp::message::{self, Incoming};
+use crate::xmpp::service;
+use crate::xmpp::xml::{NS_DISCO_INFO, NS_PING};
+
+use super::outbox::QueuedSend;
+use super::rooms::{room_jid, send_self_gone, RoomState};
+use super::UserSession;
+
+/// Longest message body accepted, in bytes; longer ones are refused with an
+/// error rather than cut.
+pub const MAX_BODY: usize = 64 * 1024;
+
+impl UserSession {
+    pub(super) async fn on_stanza(&mut self, stanza: Stanza, target: Target) {
+        let Target::Remote {
+            address,
+            kind,
+            resource,
+        } = target
+        else {
+            return;
+        };
+        let result = match &stanza {
+            Stanza::Message(m) => self.on_message(m, &address, kind).await,
+            Stanza::Presence(p) => self.on_room_presence(p, &address, kind, resource).await,
+            Stanza::Iq(iq) => self.on_iq(iq, &address, kind, resource.as_deref()),
+        };
+        if let Err(failure) = result {
+            debug!(condition = ?failure.condition, reason = %failure.text, "refused");
+            self.gw.reply_error(&stanza, &failure);
+        }
+    }
+
+    fn on_iq(
+        &self,
+        iq: &Iq,
+        address: &RemoteAddress,
+        kind: AddressKind,
+        resource: Option<&str>,
+    ) -> Result<(), Failure> {
+        let Iq::Get { payload, from, .. } = iq else {
+            if let Iq::Set { .. } = iq {
+                return Err(Failure::service_unavailable("not supported here"));
+            }
+            return Ok(());
+        };
+        if payload.is("query", NS_DISCO_INFO) && resource.is_none() {
+            let info = service::remote_info(kind, &self.gw.info, address.as_str());
+            self.gw.reply_result(iq, Some(info));
+            return Ok(());
+        }
+        if payload.is("ping", NS_PING) {
+            // XEP-0410: a client pings its own occupant JID to learn whether it is still in.
+            let joined = self.rooms.get(address).is_some_and(|r| {
+                r.joined
+                    && resource == Some(r.nick.as_str())
+                    && from
+                        .as_ref()
+                        .and_then(|f| f.clone().try_into_full().ok())
+                        .is_some_and(|f| r.resources.contains(&f))
+            });
+            return if joined || (kind != AddressKind::Room) {
+                self.gw.reply_result(iq, None);
+                Ok(())
+            } else {
+                Err(Failure::not_acceptable("you are not in this room"))
+            };
+        }
+        Err(Failure::service_unavailable("not supported here"))
+    }
+
+    async fn on_message(
+        &mut self,
+        m: &Message,
+        address: &RemoteAddress,
+        kind: AddressKind,
+    ) -> Result<(), Failure> {
+        if m.type_ == MessageType::Error {
+            return Ok(());
+        }
+        let in_room = kind == AddressKind::Room;
+        if in_room && m.type_ == MessageType::Groupchat {
+            let joined = self.rooms.get(address).is_some_and(|r| r.joined);
+            if !joined {
+                return Err(Failure::not_acceptable("you are not in this room"));
+            }
+        }
+        let incoming = Incoming::parse(m);
+        let session = self.session()?;
+        if let Some(target) = &incoming.retract {
+            let record = self.own_message(address, target).await?;
+            session
+                .retract_message(address, &record.remote_id)
+                .await
+                .map_err(Failure::from)?;
+            self.reflect(m, address);
+            return Ok(());
+        }
+        if let Some((target, emojis)) = &incoming.reactions {
+            let record = self.visible_message(address, target).await?;
+            session
+                .react(address, &record.remote_id, emojis.clone())
+                .await
+                .map_err(Failure::from)?;
+            self.reflect(m, address);
+            return Ok(());
+        }
+        let Some(body) = incoming.body.clone() else {
+            if let Some(state) = incoming.chat_state {
+                if let Err(e) = session.send_typing(address, state).await {
+                    debug!(error = %e, "chat state not passed on");
+                }
+            }
+            return Ok(());
+        };
+        if body.len() > MAX_BODY {
+            return Err(Failure::not_acceptable(format!(
+                "the message is longer than {MAX_BODY} bytes"
+            )));
+        }
+        let reply_to = match &incoming.reply_to {
+            Some(id) => self
+                .visible_message(address, id)
+                .await
+                .ok()
+                .map(|r| r.remote_id),
+            None => None,
+        };
+        let outgoing = OutgoingMessage {
+            body,
+            kind: incoming.kind,
+            reply_to,
+        };
+        if let Some(target) = &incoming.replace {
+            let record = self.own_message(address, target).await?;
+            let new_id = session
+                .edit_message(address, &record.remote_id, outgoing)
+                .await
+                .map_err(Failure::from)?;
+            if let Some(remote_id) = new_id {
+                self.record_own(address, remote_id, &incoming).await;
+            }
+            self.reflect(m, address);
+            return Ok(());
+        }
+        match session.send_message(address, outgoing.clone()).await {
+            Ok(remote_id) => {
+                self.record_own(address, remote_id, &incoming).await;
+                if !self.gw.info.capabilities.echoes_own_messages {
+                    self.reflect(m, address);
+                }
+                Ok(())
+            }
+            Err(e) if e.is_transient() => {
+                // Accepted: it goes out when the network is back.
+                let queued = QueuedSend {
+                    to: address.to_string(),
+                    body: outgoing.body,
+                    action: outgoing.kind == estuary_bridge::MessageKind::Action,
+                    reply_to: outgoing.reply_to,
+                    xmpp_id: incoming.id.clone(),
+                    origin_id: incoming.origin_id.clone(),
+                    stanza_id: uuid::Uuid::new_v4().to_string(),
+                };
+                if self.queue_send(&queued).await {
+                    debug!(error = %e, "network unavailable; message queued");
+                    self.reflect(m, address);
+                    Ok(())
+                } else {
+                    Err(Failure::from(e))
+                }
+            }
+            Err(e) => Err(Failure::from(e)),
+        }
+    }
+
+    async fn record_own(&self, address: &RemoteAddress, remote_id: String, incoming: &Incoming) {
+        let record = MessageRecord {
+            gateway: self.gw.domain.clone(),
+            account: self.account.jid.clone(),
+            chat: address.to_string(),
+            remote_id,
+            sender: Sender::Account,
+            xmpp_id: incoming.id.clone(),
+            stanza_id: uuid::Uuid::new_v4().to_string(),
+            origin_id: incoming.origin_id.clone(),
+        };
+        if let Err(e) = self.gw.store.save_message(&record).await {
+            warn!("cannot record a sent message: {e}");
+        }
+    }
+
+    /// One of the user's own messages, by the id their client used. Scoped to
+    /// the user, so that nobody can edit or retract someone else's message by
+    /// naming its id.
+    async fn own_message(
+        &self,
+        address: &RemoteAddress,
+        id: &str,
+    ) -> Result<MessageRecord, Failure> {
+        self.gw
+            .store
+            .message_by_xmpp_ref(
+                &self.gw.domain,
+                &self.account.jid,
+                address.as_str(),
+                id,
+                &Sender::Account,
+            )
+            .await
+            .map_err(|_| Failure::internal("the gateway's store failed"))?
+            .ok_or_else(|| {
+                Failure::item_not_found(format!("no message of yours with id '{id}' here"))
+            })
+    }
+
+    /// Any message of the chat, by an id the user's client saw: the user's own
+    /// (by their id) or someone else's (by the gateway's stanza-id).
+    async fn visible_message(
+        &self,
+        address: &RemoteAddress,
+        id: &str,
+    ) -> Result<MessageRecord, Failure> {
+        if let Ok(own) = self.own_message(address, id).await {
+            return Ok(own);
+        }
+        self.gw
+            .store
+            .message_by_stanza_id(&self.gw.domain, &self.account.jid, address.as_str(), id)
+            .await
+            .map_err(|_| Failure::internal("the gateway's store failed"))?
+            .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))
+    }
+
+    /// Echo a groupchat message back to every resource of the user in the
+    /// room, keeping its id, as MUC requires.
+    fn reflect(&self, m: &Message, address: &RemoteAddress) {
+        if m.type_ != MessageType::Groupchat {
+            return;
+        }
+        let Some(room) = self.rooms.get(address) else {
+            return;
+        };
+        let Some(room_bare) = room_jid(&self.gw, address) else {
+            return;
+        };
+        let Ok(from) = crate::xmpp::address::occupant_jid(address, &self.gw.domain, &room.nick)
+        else {
+            return;
+        };
+        let id =
+            m.id.as_ref()
+                .map(|i| i.0.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        for resource in &room.resources {
+            let mut echo = m.clone();
+            echo.from = Some(Jid::from(from.clone()));
+            echo.to = Some(Jid::from(resource.clone()));
+            echo.payloads
+                .retain(|p| !p.is("stanza-id", crate::xmpp::xml::NS_SID));
+            echo.payloads.push(message::stanza_id(&id, &room_bare));
+            self.gw.send_message(echo);
+        }
+    }
+
+    async fn on_room_presence(
+        &mut self,
+        p: &Presence,
+        address: &RemoteAddress,
+        kind: AddressKind,
+        nick: Option<String>,
+    ) -> Result<(), Failure> {
+        let Some(from) = p.from.clone().and_then(|f| f.try_into_full().ok()) else {
+            return Ok(());
+        };
+        match p.type_ {
+            PresenceType::None => {
+                if kind != AddressKind::Room {
+                    // Directed presence to a contact: nothing to do on the network.
+                    return Ok(());
+                }
+                let nick =
+                    nick.ok_or_else(|| Failure::jid_malformed("a nick is needed to join a room"))?;
+                self.join(address, nick, from).await
+            }
+            PresenceType::Unavailable => {
+                self.leave(address, &from).await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn join(
+        &mut self,
+        address: &RemoteAddress,
+        nick: String,
+        from: FullJid,
+    ) -> Result<(), Failure> {
+        self.session()?;
+        let session = self.session.as_deref().expect("checked above");
+        if let Some(room) = self.rooms.get_mut(address) {
+            if room.nick != nick && room.joined {
+                session
+                    .set_nick(address, &nick)
+                    .await
+                    .map_err(Failure::from)?;
+            }
+            if room.resources.insert(from.clone()) && room.joined {
+                // Another resource of the same user: show it the room as it is.
+                self.replay_room(address, &from);
+            }
+            return Ok(());
+        }
+        let mut state = RoomState {
+            nick: nick.clone(),
+            ..RoomState::default()
+        };
+        state.resources.insert(from);
+        self.rooms.insert(address.clone(), state);
+        if let Err(e) = session.join_room(address, &nick).await {
+            self.rooms.remove(address);
+            return Err(Failure::from(e));
+        }
+        let record = crate::store::RoomRecord {
+            gateway: self.gw.domain.clone(),
+            account: self.account.jid.clone(),
+            room: address.to_string(),
+            nick,
+            settings: "{}".to_owned(),
+        };
+        if let Err(e) = self.gw.store.save_room(&record).await {
+            warn!("cannot remember a joined room: {e}");
+        }
+        Ok(())
+    }
+
+    async fn leave(&mut self, address: &RemoteAddress, from: &FullJid) {
+        let Some(room) = self.rooms.get_mut(address) else {
+            return;
+        };
+        if !room.resources.contains(from) {
+            return;
+        }
+        let single = RoomState {
+            nick: room.nick.clone(),
+            resources: [from.clone()].into_iter().collect(),
+            ..RoomState::default()
+        };
+        send_self_gone(&self.gw, address, &single, &[], None);
+        room.resources.remove(from);
+        if room.resources.is_empty() {
+            self.rooms.remove(address);
+            if let Ok(session) = self.session() {
+                if let Err(e) = session.leave_room(address).await {
+                    warn!(error = %e, "leaving the room failed");
+                }
+            }
+            let _ = self
+                .gw
+                .store
+                .delete_room(&self.gw.domain, &self.account.jid, address.as_str())
+                .await;
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! One task per logged-in user: it owns the user's bridge session, turns the
+//! user's stanzas into session calls (`inbound`) and the session's events into
+//! stanzas (`outbound`), in order, so one slow user never holds up another.
+
+mod inbound;
+mod outbound;
+mod outbox;
+mod rooms;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use estuary_bridge::{EventSender, PresenceShow, RemoteEvent, Session};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza::Stanza;
+
+use crate::gateway::Gateway;
+use crate::store::Account;
+use crate::xmpp::address::Target;
+use crate::xmpp::errors::Failure;
+use crate::xmpp::muc;
+
+use self::rooms::Rooms;
+
+/// Room for this many events between a session and its user task.
+const EVENT_QUEUE: usize = 1024;
+
+pub enum UserCommand {
+    Stanza {
+        stanza: Box<Stanza>,
+        target: Target,
+    },
+    Online {
+        resource: FullJid,
+        show: PresenceShow,
+        status: Option<String>,
+    },
+    Offline {
+        resource: FullJid,
+    },
+    Probe {
+        from: Jid,
+    },
+    /// Leave every room, tell the user's clients, and log out.
+    Shutdown,
+}
+
+/// Start a user's task; it logs in at once.
+pub fn spawn(
+    gw: Arc<Gateway>,
+    account: Account,
+) -> (mpsc::UnboundedSender<UserCommand>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let span = info_span!("user", user = %account.jid, gateway = %gw.domain);
+    let jid: BareJid = account
+        .jid
+        .parse()
+        .expect("accounts are stored with valid bare JIDs");
+    let user = UserSession {
+        gw,
+        jid,
+        account,
+        session: None,
+        login_error: None,
+        resources: BTreeSet::new(),
+        rooms: Rooms::default(),
+    };
+    let task = tokio::spawn(user.run(rx).instrument(span));
+    (tx, task)
+}
+
+pub(crate) struct UserSession {
+    gw: Arc<Gateway>,
+    jid: BareJid,
+    account: Account,
+    session: Option<Box<dyn Session>>,
+    /// Why the last login failed, told to the user instead of silence.
+    login_error: Option<String>,
+    resources: BTreeSet<FullJid>,
+    rooms: Rooms,
+}
+
+impl UserSession {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<UserCommand>) {
+        let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
+        self.login(events_tx.clone()).await;
+        loop {
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(UserCommand::Shutdown) | None => break,
+                    Some(UserCommand::Online { resource, show, status }) => {
+                        if self.session.is_none() {
+                            self.login(events_tx.clone()).await;
+                        }
+                        self.on_online(resource, show, status).await;
+                    }
+                    Some(command) => self.on_command(command).await,
+                },
+                Some(event) = events.recv() => self.on_event(event).await,
+            }
+        }
+        self.logout().await;
+    }
+
+    async fn login(&mut self, events: EventSender) {
+        match self
+            .gw
+            .network
+            .login(&self.account.jid, self.account.credentials.clone(), events)
+            .await
+        {
+            Ok(session) => {
+                info!("logged in");
+                self.session = Some(session);
+                self.login_error = None;
+                self.flush_outbox().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "login failed");
+                self.login_error = Some(e.to_string());
+                for resource in self.resources.clone() {
+                    self.send_gateway_presence(Jid::from(resource));
+                }
+            }
+        }
+    }
+
+    async fn logout(&mut self) {
+        for resource in std::mem::take(&mut self.resources) {
+            let mut p = Presence::new(PresenceType::Unavailable);
+            p.from = Some(self.gw.jid.clone());
+            p.to = Some(Jid::from(resource));
+            self.gw.send_presence(p);
+        }
+        self.rooms.leave_all(
+            &self.gw,
+            &[muc::SHUTDOWN],
+            Some("The gateway session ended"),
+        );
+        if let Some(session) = self.session.take() {
+            if let Err(e) = session.logout().await {
+                warn!(error = %e, "logout failed");
+            }
+            info!("logged out");
+        }
+    }
+
+    async fn on_command(&mut self, command: UserCommand) {
+        match command {
+            UserCommand::Stanza { stanza, target } => self.on_stanza(*stanza, target).await,
+            UserCommand::Offline { resource } => {
+                self.resources.remove(&resource);
+                self.rooms.resource_gone(&resource);
+            }
+            UserCommand::Probe { from } => self.send_gateway_presence(from),
+            UserCommand::Online { .. } | UserCommand::Shutdown => {}
+        }
+    }
+
+    async fn on_online(&mut self, resource: FullJid, show: PresenceShow, status: Option<String>) {
+        self.resources.insert(resource.clone());
+        self.send_gateway_presence(Jid::from(resource));
+        if let Some(session) = &self.session {
+            if let Err(e) = session.set_presence(show, status.as_deref()).await {
+                tracing::debug!(error = %e, "presence not passed on");
+            }
+        }
+    }
+
+    /// The gateway's own presence: available while logged in; otherwise
+    /// unavailable, with the reason the login failed.
+    fn send_gateway_presence(&self, to: Jid) {
+        let mut p = match (&self.session, &self.login_error) {
+            (Some(_), _) => Presence::new(PresenceType::None),
+            (None, reason) => {
+                let mut p = Presence::new(PresenceType::Unavailable);
+                if let Some(reason) = reason {
+                    p.set_status(String::new(), format!("Login failed: {reason}"));
+                }
+                p
+            }
+        };
+        p.from = Some(self.gw.jid.clone());
+        p.to = Some(to);
+        self.gw.send_presence(p);
+    }
+
+    /// The session, or the failure to answer with when there is none.
+    fn session(&self) -> Result<&dyn Session, Failure> {
+        self.session.as_deref().ok_or_else(|| {
+            Failure::service_unavailable(match &self.login_error {
+                Some(reason) => format!("not logged in to the network: {reason}"),
+                None => "not logged in to the network".to_owned(),
+            })
+        })
+    }
+
+    async fn on_event(&mut self, event: RemoteEvent) {
+        outbound::handle(self, event).await;
+    }
+}

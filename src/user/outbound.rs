@@ -1,0 +1,614 @@
+//! The session's events, turned into stanzas for the user.
+
+use estuary_bridge::{Occupant, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence};
+use tracing::{debug, info, warn};
+use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+use crate::store::{now_ms, MessageRecord, Sender};
+use crate::xmpp::address::{bare_jid, occupant_jid};
+use crate::xmpp::message;
+use crate::xmpp::muc::{self, OccupantItem};
+use crate::xmpp::xml::clean_text;
+
+use super::rooms::room_jid;
+use super::UserSession;
+
+/// A remote timestamp older than this is shown with a XEP-0203 delay.
+const DELAY_THRESHOLD_MS: i64 = 5_000;
+
+pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
+    match event {
+        RemoteEvent::Message(m) => user.on_remote_message(m).await,
+        RemoteEvent::Edit {
+            room,
+            sender,
+            nick,
+            target,
+            body,
+        } => {
+            let Some((to_id, from, type_)) =
+                user.resolve(&room, &sender, nick.as_deref(), &target).await
+            else {
+                return;
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            user.deliver(room.as_ref(), |to| {
+                message::correction(type_.clone(), from.clone(), to, &id, &to_id, &body)
+            });
+        }
+        RemoteEvent::Retract {
+            room,
+            sender,
+            nick,
+            target,
+        } => {
+            let Some((to_id, from, type_)) =
+                user.resolve(&room, &sender, nick.as_deref(), &target).await
+            else {
+                return;
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            user.deliver(room.as_ref(), |to| {
+                message::retraction(type_.clone(), from.clone(), to, &id, &to_id)
+            });
+        }
+        RemoteEvent::Reaction {
+            room,
+            sender,
+            nick,
+            target,
+            emojis,
+        } => {
+            let Some((to_id, from, type_)) =
+                user.resolve(&room, &sender, nick.as_deref(), &target).await
+            else {
+                return;
+            };
+            let id = uuid::Uuid::new_v4().to_string();
+            user.deliver(room.as_ref(), |to| {
+                message::reactions(type_.clone(), from.clone(), to, &id, &to_id, &emojis)
+            });
+        }
+        RemoteEvent::Typing {
+            room,
+            sender,
+            nick,
+            state,
+        } => {
+            let Some((from, type_)) = user.sender_jid(&room, &sender, nick.as_deref()) else {
+                return;
+            };
+            user.deliver(room.as_ref(), |to| {
+                message::chat_state(type_.clone(), from.clone(), to, state)
+            });
+        }
+        RemoteEvent::ReadMarker {
+            room,
+            sender,
+            up_to,
+        } => {
+            let Some((to_id, from, type_)) = user.resolve(&room, &sender, None, &up_to).await
+            else {
+                return;
+            };
+            user.deliver(room.as_ref(), |to| {
+                let mut m = Message::new_with_type(type_.clone(), Some(to));
+                m.from = Some(from.clone());
+                m.payloads.push(
+                    crate::xmpp::xml::element("displayed", "urn:xmpp:chat-markers:0")
+                        .attr(
+                            xmpp_parsers::minidom::rxml::NcName::try_from("id").expect("valid"),
+                            to_id.clone(),
+                        )
+                        .build(),
+                );
+                m
+            });
+        }
+        RemoteEvent::Presence(p) => user.on_remote_presence(p),
+        RemoteEvent::Join {
+            room,
+            occupant,
+            is_self,
+            nick_changed,
+        } => user.on_join(&room, occupant, is_self, nick_changed),
+        RemoteEvent::Part {
+            room,
+            nick,
+            reason,
+            is_self,
+        } => user.on_gone(&room, &nick, is_self, &[], reason.as_deref(), None),
+        RemoteEvent::Kick {
+            room,
+            nick,
+            by,
+            reason,
+            is_self,
+        } => user.on_gone(
+            &room,
+            &nick,
+            is_self,
+            &[muc::KICKED],
+            reason.as_deref(),
+            by.as_deref(),
+        ),
+        RemoteEvent::NickChange {
+            room,
+            old,
+            new,
+            is_self,
+        } => user.on_nick_change(&room, &old, &new, is_self),
+        RemoteEvent::Topic { room, topic, by } => user.on_topic(&room, topic, by),
+        RemoteEvent::RoleChange {
+            room,
+            nick,
+            affiliation,
+            role,
+        } => {
+            let Some(state) = user.rooms.get_mut(&room) else {
+                return;
+            };
+            let Some(occupant) = state.occupants.get_mut(&nick) else {
+                return;
+            };
+            occupant.affiliation = affiliation;
+            occupant.role = role;
+            let occupant = occupant.clone();
+            let is_self = nick == state.nick && state.joined;
+            user.on_join(&room, occupant, is_self, false);
+        }
+        RemoteEvent::RoomInfo { room, name } => {
+            debug!(%room, ?name, "room info");
+        }
+        RemoteEvent::Disconnected { reason } => {
+            warn!(%reason, "network connection lost");
+            let status = format!("Disconnected from the network: {reason}");
+            user.rooms.disconnect_all(&user.gw, &status);
+        }
+        RemoteEvent::Reconnected => {
+            info!("network connection back; rejoining rooms");
+            user.rejoin().await;
+            user.flush_outbox().await;
+        }
+    }
+}
+
+impl UserSession {
+    /// Send one stanza per recipient: every resource in the room, or the
+    /// user's bare JID for a direct chat (so that the server delivers it to
+    /// every client, or keeps it offline).
+    fn deliver(&self, room: Option<&RemoteAddress>, build: impl Fn(Jid) -> Message) {
+        match room {
+            Some(room) => {
+                if let Some(state) = self.rooms.get(room) {
+                    for resource in &state.resources {
+                        self.gw.send_message(build(Jid::from(resource.clone())));
+                    }
+                }
+            }
+            None => self.gw.send_message(build(Jid::from(self.jid.clone()))),
+        }
+    }
+
+    /// The JID a remote sender appears as, and the message type to use.
+    fn sender_jid(
+        &self,
+        room: &Option<RemoteAddress>,
+        sender: &RemoteAddress,
+        nick: Option<&str>,
+    ) -> Option<(Jid, MessageType)> {
+        match room {
+            Some(room) => {
+                let nick = nick.unwrap_or(sender.as_str());
+                let jid = occupant_jid(room, &self.gw.domain, &clean_text(nick)).ok()?;
+                Some((Jid::from(jid), MessageType::Groupchat))
+            }
+            None => Some((
+                Jid::from(bare_jid(sender, &self.gw.domain).ok()?),
+                MessageType::Chat,
+            )),
+        }
+    }
+
+    /// The id the user's clients know a remote message by, plus sender JID and type.
+    async fn resolve(
+        &self,
+        room: &Option<RemoteAddress>,
+        sender: &RemoteAddress,
+        nick: Option<&str>,
+        remote_id: &str,
+    ) -> Option<(String, Jid, MessageType)> {
+        let chat = room.as_ref().unwrap_or(sender);
+        let record = self
+            .gw
+            .store
+            .message_by_remote_id(&self.gw.domain, &self.account.jid, chat.as_str(), remote_id)
+            .await
+            .ok()
+            .flatten();
+        let Some(record) = record else {
+            debug!(
+                remote_id,
+                "event about a message the gateway never saw; skipped"
+            );
+            return None;
+        };
+        let (from, type_) = self.sender_jid(room, sender, nick)?;
+        Some((visible_id(&record), from, type_))
+    }
+
+    async fn on_remote_message(&mut self, m: RemoteMessage) {
+        let chat = m.room.clone().unwrap_or_else(|| m.sender.clone());
+        if m.from_self {
+            // The network echoed the user's own message: reflect it under the id the user sent it with.
+            if let Ok(Some(record)) = self
+                .gw
+                .store
+                .message_by_remote_id(&self.gw.domain, &self.account.jid, chat.as_str(), &m.id)
+                .await
+            {
+                if record.sender == Sender::Account {
+                    if let Some(room) = &m.room {
+                        self.reflect_echo(room, &m, &record);
+                    }
+                    return;
+                }
+            }
+            if m.room.is_none() {
+                debug!("own direct message sent from elsewhere; not shown");
+                return;
+            }
+        }
+        let Some((from, type_)) = self.sender_jid(&m.room, &m.sender, m.nick.as_deref()) else {
+            warn!(sender = %m.sender, "cannot make a JID for a remote sender; message skipped");
+            return;
+        };
+        let stanza_id = uuid::Uuid::new_v4().to_string();
+        let record = MessageRecord {
+            gateway: self.gw.domain.clone(),
+            account: self.account.jid.clone(),
+            chat: chat.to_string(),
+            remote_id: m.id.clone(),
+            sender: if m.from_self {
+                Sender::Account
+            } else {
+                Sender::Remote(m.sender.to_string())
+            },
+            xmpp_id: Some(stanza_id.clone()),
+            stanza_id: stanza_id.clone(),
+            origin_id: None,
+        };
+        if let Err(e) = self.gw.store.save_message(&record).await {
+            warn!("cannot record a received message: {e}");
+        }
+        let by = match &m.room {
+            Some(room) => room_jid(&self.gw, room),
+            None => Some(Jid::from(self.jid.clone())),
+        };
+        let Some(by) = by else { return };
+        let reply_to = match &m.reply_to {
+            Some(target) => self
+                .gw
+                .store
+                .message_by_remote_id(&self.gw.domain, &self.account.jid, chat.as_str(), target)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| visible_id(&r)),
+            None => None,
+        };
+        let delayed = m
+            .timestamp_ms
+            .filter(|ts| now_ms() - ts > DELAY_THRESHOLD_MS);
+        let room_ref = m.room.clone();
+        self.deliver(room_ref.as_ref(), |to| {
+            let mut stanza = message::text(
+                type_.clone(),
+                from.clone(),
+                to,
+                &stanza_id,
+                &m.body,
+                m.kind,
+                &by,
+            );
+            if let Some(id) = &reply_to {
+                stanza.payloads.push(message::reply(id));
+            }
+            if let Some(ts) = delayed {
+                stanza.payloads.push(message::delay(&by, ts));
+            }
+            stanza
+        });
+    }
+
+    fn reflect_echo(&self, room: &RemoteAddress, m: &RemoteMessage, record: &MessageRecord) {
+        let Some(state) = self.rooms.get(room) else {
+            return;
+        };
+        let (Some(by), Ok(from)) = (
+            room_jid(&self.gw, room),
+            occupant_jid(room, &self.gw.domain, &state.nick),
+        ) else {
+            return;
+        };
+        let id = record
+            .xmpp_id
+            .clone()
+            .unwrap_or_else(|| record.stanza_id.clone());
+        for resource in &state.resources {
+            let mut stanza = message::text(
+                MessageType::Groupchat,
+                Jid::from(from.clone()),
+                Jid::from(resource.clone()),
+                &id,
+                &m.body,
+                m.kind,
+                &by,
+            );
+            if let Some(origin) = &record.origin_id {
+                stanza.payloads.push(message::origin_id(origin));
+            }
+            self.gw.send_message(stanza);
+        }
+    }
+
+    fn on_remote_presence(&self, p: RemotePresence) {
+        let Ok(from) = bare_jid(&p.user, &self.gw.domain) else {
+            return;
+        };
+        let mut presence = if p.show == estuary_bridge::PresenceShow::Offline {
+            Presence::new(PresenceType::Unavailable)
+        } else {
+            let mut presence = Presence::new(PresenceType::None);
+            presence.show = muc::show(p.show);
+            presence
+        };
+        if let Some(status) = &p.status {
+            presence.set_status(String::new(), clean_text(status).into_owned());
+        }
+        presence.from = Some(Jid::from(from));
+        presence.to = Some(Jid::from(self.jid.clone()));
+        self.gw.send_presence(presence);
+    }
+
+    fn on_join(
+        &mut self,
+        room: &RemoteAddress,
+        occupant: Occupant,
+        is_self: bool,
+        nick_changed: bool,
+    ) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            debug!(%room, "occupant of a room the user is not in; skipped");
+            return;
+        };
+        if is_self {
+            state.nick = occupant.nick.clone();
+        }
+        state
+            .occupants
+            .insert(occupant.nick.clone(), occupant.clone());
+        let first_self = is_self && !state.joined;
+        if is_self {
+            state.joined = true;
+        }
+        let mut statuses = Vec::new();
+        if is_self {
+            statuses.extend([muc::SELF_PRESENCE, muc::NON_ANONYMOUS]);
+            if nick_changed {
+                statuses.push(muc::NICK_ASSIGNED);
+            }
+        }
+        let Ok(from) = occupant_jid(room, &self.gw.domain, &occupant.nick) else {
+            return;
+        };
+        for resource in &state.resources {
+            self.gw.send_presence(muc::occupant(
+                Jid::from(from.clone()),
+                Jid::from(resource.clone()),
+                &occupant,
+                &statuses,
+            ));
+        }
+        if first_self {
+            // The subject comes last: clients take it as the end of the join.
+            let subject = state.subject.clone().unwrap_or_default();
+            if let Some(room_bare) = room_jid(&self.gw, room) {
+                for resource in &state.resources {
+                    self.gw.send_message(muc::subject(
+                        room_bare.clone(),
+                        Jid::from(resource.clone()),
+                        &subject,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Show a newly joined resource everything the others already saw.
+    pub(super) fn replay_room(&self, room: &RemoteAddress, resource: &FullJid) {
+        let Some(state) = self.rooms.get(room) else {
+            return;
+        };
+        let to = Jid::from(resource.clone());
+        let mut own = None;
+        for occupant in state.occupants.values() {
+            if occupant.nick == state.nick {
+                own = Some(occupant.clone());
+                continue;
+            }
+            if let Ok(from) = occupant_jid(room, &self.gw.domain, &occupant.nick) {
+                self.gw
+                    .send_presence(muc::occupant(Jid::from(from), to.clone(), occupant, &[]));
+            }
+        }
+        let own = own.unwrap_or(Occupant {
+            user: None,
+            nick: state.nick.clone(),
+            affiliation: estuary_bridge::Affiliation::None,
+            role: estuary_bridge::Role::Participant,
+            show: estuary_bridge::PresenceShow::Online,
+            status: None,
+        });
+        if let Ok(from) = occupant_jid(room, &self.gw.domain, &state.nick) {
+            self.gw.send_presence(muc::occupant(
+                Jid::from(from),
+                to.clone(),
+                &own,
+                &[muc::SELF_PRESENCE, muc::NON_ANONYMOUS],
+            ));
+        }
+        if let Some(room_bare) = room_jid(&self.gw, room) {
+            self.gw.send_message(muc::subject(
+                room_bare,
+                to,
+                state.subject.as_deref().unwrap_or(""),
+            ));
+        }
+    }
+
+    fn on_gone(
+        &mut self,
+        room: &RemoteAddress,
+        nick: &str,
+        is_self: bool,
+        codes: &[u16],
+        reason: Option<&str>,
+        actor: Option<&str>,
+    ) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let occupant = state.occupants.remove(nick);
+        let mut statuses = codes.to_vec();
+        if is_self {
+            statuses.insert(0, muc::SELF_PRESENCE);
+        }
+        let item = OccupantItem {
+            affiliation: occupant.as_ref().map(|o| o.affiliation).unwrap_or_default(),
+            role: estuary_bridge::Role::None,
+            nick: None,
+            reason,
+            actor,
+        };
+        if let Ok(from) = occupant_jid(room, &self.gw.domain, nick) {
+            for resource in &state.resources {
+                self.gw.send_presence(muc::gone(
+                    Jid::from(from.clone()),
+                    Jid::from(resource.clone()),
+                    &item,
+                    &statuses,
+                    reason,
+                ));
+            }
+        }
+        if is_self {
+            self.rooms.remove(room);
+        }
+    }
+
+    fn on_nick_change(&mut self, room: &RemoteAddress, old: &str, new: &str, is_self: bool) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let mut occupant = state.occupants.remove(old).unwrap_or(Occupant {
+            user: None,
+            nick: old.to_owned(),
+            affiliation: estuary_bridge::Affiliation::None,
+            role: estuary_bridge::Role::Participant,
+            show: estuary_bridge::PresenceShow::Online,
+            status: None,
+        });
+        occupant.nick = new.to_owned();
+        let mut gone_codes = vec![muc::NICK_CHANGED];
+        let mut back_codes = vec![];
+        if is_self {
+            gone_codes.insert(0, muc::SELF_PRESENCE);
+            back_codes.push(muc::SELF_PRESENCE);
+            state.nick = new.to_owned();
+        }
+        let item = OccupantItem {
+            affiliation: occupant.affiliation,
+            role: occupant.role,
+            nick: Some(new),
+            reason: None,
+            actor: None,
+        };
+        if let (Ok(old_jid), Ok(new_jid)) = (
+            occupant_jid(room, &self.gw.domain, old),
+            occupant_jid(room, &self.gw.domain, new),
+        ) {
+            for resource in &state.resources {
+                let to = Jid::from(resource.clone());
+                self.gw.send_presence(muc::gone(
+                    Jid::from(old_jid.clone()),
+                    to.clone(),
+                    &item,
+                    &gone_codes,
+                    None,
+                ));
+                self.gw.send_presence(muc::occupant(
+                    Jid::from(new_jid.clone()),
+                    to,
+                    &occupant,
+                    &back_codes,
+                ));
+            }
+        }
+        state.occupants.insert(new.to_owned(), occupant);
+    }
+
+    fn on_topic(&mut self, room: &RemoteAddress, topic: String, by: Option<String>) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        state.subject = Some(topic.clone());
+        if !state.joined {
+            return; // Sent with the self-presence when the join completes.
+        }
+        let from = match by
+            .as_deref()
+            .map(|nick| occupant_jid(room, &self.gw.domain, nick))
+        {
+            Some(Ok(full)) => Some(Jid::from(full)),
+            _ => room_jid(&self.gw, room),
+        };
+        let Some(from) = from else { return };
+        for resource in &state.resources {
+            self.gw.send_message(muc::subject(
+                from.clone(),
+                Jid::from(resource.clone()),
+                &topic,
+            ));
+        }
+    }
+
+    /// Join again every room the user was in, after the network came back.
+    pub(super) async fn rejoin(&mut self) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        for room in self.rooms.addresses() {
+            let Some(nick) = self.rooms.get(&room).map(|r| r.nick.clone()) else {
+                continue;
+            };
+            if let Err(e) = session.join_room(&room, &nick).await {
+                warn!(%room, error = %e, "rejoining failed");
+            }
+        }
+    }
+}
+
+/// The id under which the user's clients know a message.
+fn visible_id(record: &MessageRecord) -> String {
+    match record.sender {
+        Sender::Account => record
+            .xmpp_id
+            .clone()
+            .or_else(|| record.origin_id.clone())
+            .unwrap_or_else(|| record.stanza_id.clone()),
+        Sender::Remote(_) => record.stanza_id.clone(),
+    }
+}

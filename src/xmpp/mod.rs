@@ -1,0 +1,13 @@
+//! Stanza-level XMPP: addressing, errors, and one module per extension handled.
+//! Nothing here talks to a network or a database.
+
+pub mod address;
+pub mod adhoc;
+pub mod errors;
+pub mod escape;
+pub mod forms;
+pub mod message;
+pub mod muc;
+pub mod register;
+pub mod service;
+pub mod xml;

@@ -1,0 +1,122 @@
+//! MUC (XEP-0045) presences and subjects for remote rooms.
+
+use estuary_bridge::{Affiliation, Occupant, PresenceShow, Role};
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::message::{Lang, Message, MessageType};
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
+
+use super::xml::{clean_text, element, Attrs, NS_MUC_USER};
+
+pub const SELF_PRESENCE: u16 = 110;
+pub const NON_ANONYMOUS: u16 = 100;
+pub const NICK_ASSIGNED: u16 = 210;
+pub const NICK_CHANGED: u16 = 303;
+pub const KICKED: u16 = 307;
+pub const SHUTDOWN: u16 = 332;
+
+fn affiliation(a: Affiliation) -> &'static str {
+    match a {
+        Affiliation::Owner => "owner",
+        Affiliation::Admin => "admin",
+        Affiliation::Member => "member",
+        Affiliation::None => "none",
+        Affiliation::Outcast => "outcast",
+    }
+}
+
+fn role(r: Role) -> &'static str {
+    match r {
+        Role::Moderator => "moderator",
+        Role::Participant => "participant",
+        Role::Visitor => "visitor",
+        Role::None => "none",
+    }
+}
+
+pub fn show(show: PresenceShow) -> Option<Show> {
+    match show {
+        PresenceShow::Away => Some(Show::Away),
+        PresenceShow::ExtendedAway => Some(Show::Xa),
+        PresenceShow::DoNotDisturb => Some(Show::Dnd),
+        PresenceShow::Chat => Some(Show::Chat),
+        PresenceShow::Online | PresenceShow::Offline => None,
+    }
+}
+
+/// The `<x xmlns=muc#user>` of an occupant presence.
+pub struct OccupantItem<'a> {
+    pub affiliation: Affiliation,
+    pub role: Role,
+    pub nick: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub actor: Option<&'a str>,
+}
+
+fn muc_user(item: &OccupantItem, statuses: &[u16]) -> Element {
+    let mut it = element("item", NS_MUC_USER)
+        .with("affiliation", affiliation(item.affiliation))
+        .with("role", role(item.role))
+        .with_opt("nick", item.nick.map(|n| clean_text(n).into_owned()));
+    if let Some(actor) = item.actor {
+        it = it.append(element("actor", NS_MUC_USER).with("nick", clean_text(actor).into_owned()));
+    }
+    if let Some(reason) = item.reason {
+        it = it.append(element("reason", NS_MUC_USER).append(clean_text(reason).into_owned()));
+    }
+    let mut x = element("x", NS_MUC_USER).append(it);
+    for code in statuses {
+        x = x.append(element("status", NS_MUC_USER).with("code", code.to_string()));
+    }
+    x.build()
+}
+
+/// An occupant's available presence.
+pub fn occupant(from: Jid, to: Jid, o: &Occupant, statuses: &[u16]) -> Presence {
+    let mut p = Presence::new(PresenceType::None);
+    p.from = Some(from);
+    p.to = Some(to);
+    p.show = show(o.show);
+    if let Some(status) = &o.status {
+        p.set_status(String::new(), clean_text(status).into_owned());
+    }
+    p.payloads.push(muc_user(
+        &OccupantItem {
+            affiliation: o.affiliation,
+            role: o.role,
+            nick: None,
+            reason: None,
+            actor: None,
+        },
+        statuses,
+    ));
+    p
+}
+
+/// An occupant leaving (part, kick, nick change, shutdown).
+pub fn gone(
+    from: Jid,
+    to: Jid,
+    item: &OccupantItem,
+    statuses: &[u16],
+    status: Option<&str>,
+) -> Presence {
+    let mut p = Presence::new(PresenceType::Unavailable);
+    p.from = Some(from);
+    p.to = Some(to);
+    if let Some(status) = status {
+        p.set_status(String::new(), clean_text(status).into_owned());
+    }
+    p.payloads.push(muc_user(item, statuses));
+    p
+}
+
+/// The room subject; an empty one means there is none, which MUC clients
+/// wait for to know the join is complete.
+pub fn subject(from: Jid, to: Jid, subject: &str) -> Message {
+    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
+    m.from = Some(from);
+    m.subjects
+        .insert(Lang::default(), clean_text(subject).into_owned());
+    m
+}

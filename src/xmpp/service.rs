@@ -1,0 +1,89 @@
+//! What every gateway domain answers by itself: disco, version, ping.
+
+use estuary_bridge::{AddressKind, NetworkInfo};
+use xmpp_parsers::minidom::Element;
+
+use super::xml::{
+    element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_GATEWAY, NS_MUC, NS_PING,
+    NS_REGISTER, NS_VERSION,
+};
+
+/// disco#info of the gateway domain.
+pub fn gateway_info(info: &NetworkInfo) -> Element {
+    let mut features = vec![
+        NS_DISCO_INFO,
+        NS_DISCO_ITEMS,
+        NS_REGISTER,
+        NS_COMMANDS,
+        NS_GATEWAY,
+        NS_VERSION,
+        NS_PING,
+    ];
+    if info.capabilities.rooms {
+        features.push(NS_MUC);
+    }
+    let query = element("query", NS_DISCO_INFO).append(
+        element("identity", NS_DISCO_INFO)
+            .with("category", "gateway")
+            .with("type", info.kind)
+            .with("name", info.name.clone()),
+    );
+    with_features(query, &features)
+}
+
+/// disco#info of a remote entity, from its kind alone.
+pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
+    let (category, type_, features): (&str, &str, &[&str]) = match kind {
+        AddressKind::Room => ("conference", "text", &[NS_DISCO_INFO, NS_MUC]),
+        AddressKind::User => ("client", "pc", &[NS_DISCO_INFO]),
+        AddressKind::Server => ("gateway", info.kind, &[NS_DISCO_INFO, NS_DISCO_ITEMS]),
+    };
+    let query = element("query", NS_DISCO_INFO).append(
+        element("identity", NS_DISCO_INFO)
+            .with("category", category)
+            .with("type", type_)
+            .with("name", name.to_owned()),
+    );
+    with_features(query, features)
+}
+
+/// disco#info for the ad-hoc commands node.
+pub fn commands_node_info() -> Element {
+    element("query", NS_DISCO_INFO)
+        .with("node", NS_COMMANDS)
+        .append(
+            element("identity", NS_DISCO_INFO)
+                .with("category", "automation")
+                .with("type", "command-list"),
+        )
+        .build()
+}
+
+fn with_features(mut query: xmpp_parsers::minidom::ElementBuilder, features: &[&str]) -> Element {
+    for f in features {
+        query = query.append(element("feature", NS_DISCO_INFO).with("var", *f));
+    }
+    query.build()
+}
+
+/// disco#items: `(jid, node, name)` triples.
+pub fn items(node: Option<&str>, items: &[(String, Option<String>, String)]) -> Element {
+    let mut query = element("query", NS_DISCO_ITEMS).with_opt("node", node);
+    for (jid, node, name) in items {
+        query = query.append(
+            element("item", NS_DISCO_ITEMS)
+                .with("jid", jid.clone())
+                .with_opt("node", node.clone())
+                .with("name", name.clone()),
+        );
+    }
+    query.build()
+}
+
+/// XEP-0092 software version.
+pub fn version() -> Element {
+    element("query", NS_VERSION)
+        .append(element("name", NS_VERSION).append("Estuary".to_owned()))
+        .append(element("version", NS_VERSION).append(env!("CARGO_PKG_VERSION").to_owned()))
+        .build()
+}
