@@ -163,6 +163,22 @@ impl Router {
     }
 
     async fn on_remote_stanza(&mut self, stanza: Stanza, from: Jid, target: Target) {
+        if let (
+            Stanza::Iq(iq @ Iq::Get { payload, .. }),
+            Target::Remote {
+                address,
+                kind,
+                resource: None,
+            },
+        ) = (&stanza, &target)
+        {
+            // What a remote address is follows from the address alone; no login needed.
+            if payload.is("query", NS_DISCO_INFO) && payload.attr("node").is_none() {
+                let info = service::remote_info(*kind, &self.gw.info, address.as_str());
+                self.gw.reply_result(iq, Some(info));
+                return;
+            }
+        }
         let bare = from.to_bare();
         if !self.users.contains_key(&bare) {
             if let Stanza::Presence(p) = &stanza {

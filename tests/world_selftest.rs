@@ -186,3 +186,37 @@ async fn postgres_serves_a_fresh_database() {
     std::mem::forget(any);
     pool.close().await;
 }
+
+/// The configured secret lets tokio-xmpp's own component (what Estuary
+/// uses) log in, and Prosody routes its stanzas to clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_xmpp_component_logs_in_and_reaches_clients() {
+    use tokio_xmpp::connect::DnsConfig;
+    use tokio_xmpp::parsers::message::Message;
+    use tokio_xmpp::xmlstream::Timeouts;
+    use tokio_xmpp::{jid::Jid, Component, Stanza};
+
+    let prosody = Prosody::start(&[COMPONENT]);
+    prosody.add_user("bob", "pw");
+    let mut bob = login(&prosody, "bob", "b").await;
+    let addr = DnsConfig::addr(&prosody.component_addr());
+    let mut component = Component::new_plaintext(COMPONENT.0, COMPONENT.1, addr, Timeouts::tight())
+        .await
+        .expect("component login with the configured secret");
+
+    let to: Jid = bob.jid().parse().unwrap();
+    let mut message = Message::chat(to).with_body(Default::default(), "from the bridge".into());
+    message.from = Some(format!("room@{}", COMPONENT.0).parse().unwrap());
+    component
+        .send_stanza(Stanza::Message(message))
+        .await
+        .unwrap();
+
+    let received = bob.expect(WAIT, |s| body(s).is_some()).await;
+    assert_eq!(attr(&received, "from"), format!("room@{}", COMPONENT.0));
+    assert_eq!(body(&received).as_deref(), Some("from the bridge"));
+
+    let wrong = DnsConfig::addr(&prosody.component_addr());
+    let refused = Component::new_plaintext(COMPONENT.0, "wrong", wrong, Timeouts::tight()).await;
+    assert!(refused.is_err(), "a wrong secret must be refused");
+}

@@ -12,8 +12,7 @@ use crate::store::{MessageRecord, Sender};
 use crate::xmpp::address::Target;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::message::{self, Incoming};
-use crate::xmpp::service;
-use crate::xmpp::xml::{NS_DISCO_INFO, NS_PING};
+use crate::xmpp::xml::NS_PING;
 
 use super::outbox::QueuedSend;
 use super::rooms::{room_jid, send_self_gone, RoomState};
@@ -57,11 +56,6 @@ impl UserSession {
             }
             return Ok(());
         };
-        if payload.is("query", NS_DISCO_INFO) && resource.is_none() {
-            let info = service::remote_info(kind, &self.gw.info, address.as_str());
-            self.gw.reply_result(iq, Some(info));
-            return Ok(());
-        }
         if payload.is("ping", NS_PING) {
             // XEP-0410: a client pings its own occupant JID to learn whether it is still in.
             let joined = self.rooms.get(address).is_some_and(|r| {

@@ -23,6 +23,7 @@ pub struct Prosody {
     child: Option<Child>,
     c2s_port: u16,
     component_port: u16,
+    has_components: bool,
     config_path: PathBuf,
     // Last so the directory outlives the process during drop.
     dir: TempDir,
@@ -55,6 +56,7 @@ impl Prosody {
             child: None,
             c2s_port,
             component_port,
+            has_components: !components.is_empty(),
             config_path,
             dir,
         };
@@ -67,7 +69,8 @@ impl Prosody {
         self.c2s_port
     }
 
-    /// Port for XEP-0114 external components.
+    /// Port for XEP-0114 external components (only listened on when at
+    /// least one component was configured).
     pub fn component_port(&self) -> u16 {
         self.component_port
     }
@@ -141,13 +144,17 @@ impl Prosody {
         self.dir.path().join("prosody.console")
     }
 
+    /// Spawns Prosody and waits for its ports. Prosody only listens on
+    /// the component port when a `Component` is configured, so without
+    /// components only c2s is awaited.
     fn spawn_and_wait(&mut self) {
         let child = self.spawn();
         self.child = Some(child);
-        let (c2s, component) = (self.c2s_port, self.component_port);
+        let c2s = self.c2s_port;
+        let component = self.has_components.then_some(self.component_port);
         let child = self.child.as_mut().expect("just spawned");
         let ready = wait_until(START_TIMEOUT, || {
-            has_exited(child) || (port_open(c2s) && port_open(component))
+            has_exited(child) || (port_open(c2s) && component.is_none_or(port_open))
         });
         if !ready || has_exited(child) {
             self.fail("Prosody did not open its ports");
