@@ -25,7 +25,7 @@ use crate::xmpp::address::{self, Target};
 use crate::xmpp::errors::{reply_to_invalid, Failure};
 use crate::xmpp::service;
 use crate::xmpp::xml::{
-    NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_REGISTER, NS_VERSION,
+    NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_GATEWAY, NS_PING, NS_REGISTER, NS_VERSION,
 };
 
 /// What background work (registration) tells the router when it is done.
@@ -284,6 +284,25 @@ impl Router {
                 }
                 Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
             },
+            (true, "query", NS_GATEWAY) => {
+                gw.reply_result(iq, Some(service::gateway_prompt(&gw.info)))
+            }
+            (false, "query", NS_GATEWAY) => {
+                let typed = payload
+                    .get_child("prompt", NS_GATEWAY)
+                    .map(|p| p.text())
+                    .unwrap_or_default();
+                let typed = typed.trim();
+                let result = gw
+                    .network
+                    .classify(typed)
+                    .map_err(|e| Failure::not_acceptable(e.to_string()))
+                    .and_then(|_| address::bare_jid(&typed.into(), &gw.domain));
+                match result {
+                    Ok(jid) => gw.reply_result(iq, Some(service::gateway_jid(jid.as_str()))),
+                    Err(failure) => gw.reply_error(stanza, &failure),
+                }
+            }
             (true, "query", NS_VERSION) => gw.reply_result(iq, Some(service::version())),
             (true, "ping", NS_PING) => gw.reply_result(iq, None),
             (true, "query", NS_REGISTER) => {

@@ -97,6 +97,19 @@ async fn the_gateway_answers_disco_version_and_ping() {
         .await;
     assert_eq!(attr(&pong, "type"), "result");
 
+    // XEP-0100: the gateway turns a typed address into a JID, escaping it.
+    let reply = alice
+        .iq(
+            GW,
+            "set",
+            el("<query xmlns='jabber:iq:gateway'><prompt>d'artagnan</prompt></query>"),
+        )
+        .await;
+    let jid = find_child(&reply, "query", "jabber:iq:gateway")
+        .and_then(|q| q.get_child("jid", "jabber:iq:gateway"))
+        .map(Element::text);
+    assert_eq!(jid, Some(format!("d\\27artagnan@{GW}")));
+
     let room = alice
         .iq(
             &format!("#room@{GW}"),

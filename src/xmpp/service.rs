@@ -87,3 +87,21 @@ pub fn version() -> Element {
         .append(element("version", NS_VERSION).append(env!("CARGO_PKG_VERSION").to_owned()))
         .build()
 }
+
+/// XEP-0100 jabber:iq:gateway: how to type a remote address.
+pub fn gateway_prompt(info: &NetworkInfo) -> Element {
+    element("query", NS_GATEWAY)
+        .append(
+            element("desc", NS_GATEWAY)
+                .append(format!("Enter a {} address to get its JID", info.name)),
+        )
+        .append(element("prompt", NS_GATEWAY).append("Address".to_owned()))
+        .build()
+}
+
+/// XEP-0100 jabber:iq:gateway: the JID of a typed remote address.
+pub fn gateway_jid(jid: &str) -> Element {
+    element("query", NS_GATEWAY)
+        .append(element("jid", NS_GATEWAY).append(jid.to_owned()))
+        .build()
+}

@@ -1,0 +1,61 @@
+-- Attaching Estuary's gateways to Prosody 0.12 (a snippet, not a whole file).
+--
+-- Each [[gateway]] of estuary.toml is one external component (XEP-0114):
+-- declare it here with the same domain and the same secret. Merge the
+-- global part into /etc/prosody/prosody.cfg.lua above the first
+-- VirtualHost, and the Component blocks at the end, then check and reload:
+--
+--   prosodyctl check config
+--   prosodyctl reload        # or: systemctl restart prosody
+--
+-- Nothing needs to be added to modules_enabled: external components are
+-- built into Prosody; the component port opens as soon as one Component
+-- without a module is defined.
+
+---------------------------------------------------------------------------
+-- Global section (must come before any VirtualHost or Component line)
+---------------------------------------------------------------------------
+
+-- The port Estuary connects to ([component] server in estuary.toml).
+component_ports = { 5347 }
+
+-- The component protocol is plaintext: only the handshake is hashed, every
+-- stanza (messages, registration passwords, ...) crosses the link in clear.
+-- Keep it on loopback when Estuary runs on the same machine. If it must
+-- cross a network, use a private link (WireGuard, SSH tunnel) and never a
+-- public interface.
+component_interfaces = { "127.0.0.1" }
+
+---------------------------------------------------------------------------
+-- Your existing virtual host (shown for context)
+---------------------------------------------------------------------------
+
+VirtualHost "example.org"
+    -- Optional: list the gateways in the server's service discovery so that
+    -- clients find them under "Services" / "Gateways".
+    disco_items = {
+        { "irc.example.org", "IRC gateway" };
+        { "matrix.example.org", "Matrix gateway" };
+        { "discord.example.org", "Discord gateway" };
+    }
+
+---------------------------------------------------------------------------
+-- One Component per [[gateway]] (domain and secret must match estuary.toml)
+---------------------------------------------------------------------------
+-- Generate secrets with e.g. `openssl rand -hex 24`. This file holds them
+-- in clear: keep it readable by root and the prosody group only (Debian's
+-- default).
+--
+-- Users of example.org reach the gateways directly. Users of other servers
+-- (if you allow them in estuary.toml) reach them over s2s, which needs DNS
+-- for the gateway domain (an A/AAAA record or an _xmpp-server._tcp SRV
+-- record pointing at this server) and a certificate covering it.
+
+Component "irc.example.org"
+    component_secret = "change-me-irc-secret"
+
+Component "matrix.example.org"
+    component_secret = "change-me-matrix-secret"
+
+Component "discord.example.org"
+    component_secret = "change-me-discord-secret"
