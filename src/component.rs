@@ -137,7 +137,8 @@ pub fn spawn(config: LinkConfig, abort: watch::Receiver<bool>) -> LinkHandle {
         abort,
         next_ping: 0,
     };
-    let task = tokio::spawn(link.run());
+    let span = tracing::info_span!("link", gateway = %link.config.domain);
+    let task = tokio::spawn(tracing::Instrument::instrument(link.run(), span));
     LinkHandle {
         outbound,
         events,
@@ -175,8 +176,6 @@ struct PendingAck {
 
 impl Link {
     async fn run(mut self) -> Result<(), LinkError> {
-        let span = tracing::info_span!("link", gateway = %self.config.domain);
-        let _enter = span.enter();
         let mut attempts: u32 = 0;
         let mut first = true;
         loop {

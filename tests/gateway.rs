@@ -822,3 +822,85 @@ async fn messages_wait_while_the_network_is_down_and_mappings_survive_a_restart(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_resource_shares_the_room() {
+    let fx = Fixture::start().await;
+    let mut laptop = fx.registered("alice").await;
+    let room = format!("#room@{GW}");
+    let has_subject =
+        |s: &Element| s.name() == "message" && s.get_child("subject", "jabber:client").is_some();
+    laptop
+        .send(el(&format!("<presence to='{room}/al'/>")))
+        .await;
+    laptop.expect(WAIT, has_subject).await;
+
+    let mut phone = fx.connect("alice", "phone").await;
+    phone.send(el(&format!("<presence to='{room}/al'/>"))).await;
+    phone
+        .expect(WAIT, |s| {
+            s.name() == "presence" && attr(s, "from") == format!("{room}/bob")
+        })
+        .await;
+    let own = phone
+        .expect(WAIT, |s| {
+            s.name() == "presence" && attr(s, "from") == format!("{room}/al")
+        })
+        .await;
+    assert!(statuses(&own).contains(&"110".to_owned()));
+    let subject = phone.expect(WAIT, has_subject).await;
+    assert_eq!(
+        subject
+            .get_child("subject", "jabber:client")
+            .unwrap()
+            .text(),
+        "Welcome"
+    );
+
+    laptop
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='both'><body>to all</body></message>"
+        )))
+        .await;
+    for client in [&mut laptop, &mut phone] {
+        client.expect(WAIT, |s| attr(s, "id") == "both").await;
+        client
+            .expect(WAIT, is_message_from(&format!("{room}/bob")))
+            .await;
+    }
+    let joins = fx
+        .net
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("join "))
+        .count();
+    assert_eq!(
+        joins,
+        1,
+        "one network join serves both resources: {:?}",
+        fx.net.log()
+    );
+
+    // The laptop leaves; the phone stays, so the network room is kept.
+    laptop
+        .send(el(&format!(
+            "<presence to='{room}/al' type='unavailable'/>"
+        )))
+        .await;
+    laptop
+        .expect(WAIT, |s| {
+            s.name() == "presence" && attr(s, "type") == "unavailable"
+        })
+        .await;
+    laptop
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='gone'><body>x</body></message>"
+        )))
+        .await;
+    phone
+        .expect(WAIT, |s| {
+            attr(s, "type") != "error" && body(s).as_deref() == Some("bob heard: x")
+        })
+        .await;
+    assert!(!fx.net.log().iter().any(|l| l.starts_with("leave ")));
+}

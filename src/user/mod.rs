@@ -155,7 +155,20 @@ impl UserSession {
             UserCommand::Stanza { stanza, target } => self.on_stanza(*stanza, target).await,
             UserCommand::Offline { resource } => {
                 self.resources.remove(&resource);
-                self.rooms.resource_gone(&resource);
+                for room in self.rooms.resource_gone(&resource) {
+                    // No client of the user is left in it.
+                    self.rooms.remove(&room);
+                    if let Some(session) = &self.session {
+                        if let Err(e) = session.leave_room(&room).await {
+                            warn!(%room, error = %e, "leaving the room failed");
+                        }
+                    }
+                    let _ = self
+                        .gw
+                        .store
+                        .delete_room(&self.gw.domain, &self.account.jid, room.as_str())
+                        .await;
+                }
             }
             UserCommand::Probe { from } => self.send_gateway_presence(from),
             UserCommand::Online { .. } | UserCommand::Shutdown => {}
