@@ -31,13 +31,11 @@ component_interfaces = { "127.0.0.1" }
 ---------------------------------------------------------------------------
 
 VirtualHost "example.org"
-    -- Optional: list the gateways in the server's service discovery so that
-    -- clients find them under "Services" / "Gateways".
-    disco_items = {
-        { "irc.example.org", "IRC gateway" };
-        { "matrix.example.org", "Matrix gateway" };
-        { "discord.example.org", "Discord gateway" };
-    }
+    -- Prosody lists every Component that is a subdomain of a VirtualHost
+    -- (irc.example.org here) in the host's service discovery by itself, so
+    -- clients find the gateways under "Services" without anything more. A
+    -- gateway on an unrelated domain would need to be listed by hand:
+    --   disco_items = { { "irc.other-domain.net", "IRC gateway" } }
 
 ---------------------------------------------------------------------------
 -- One Component per [[gateway]] (domain and secret must match estuary.toml)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -252,10 +252,10 @@ impl Config {
                 }
             }
             for (j, entry) in gw.allowed.iter().enumerate() {
-                if entry.parse::<Jid>().is_err() {
+                if entry.parse::<BareJid>().is_err() {
                     problem(
                         format!("gateway[{i}].allowed[{j}]"),
-                        format!("'{entry}' is neither a JID nor a domain"),
+                        format!("'{entry}' is neither a bare JID nor a domain"),
                     );
                 }
             }
@@ -310,6 +310,7 @@ mod tests {
             domain = "user@bad"
             secret = ""
             kind = "telegram"
+            allowed = ["alice@example.org/phone"]
             admins = ["example.org"]
             "#,
         ) else {
@@ -322,6 +323,7 @@ mod tests {
                 "gateway[0].domain",
                 "gateway[0].secret",
                 "gateway[0].kind",
+                "gateway[0].allowed[0]",
                 "gateway[0].admins[0]"
             ]
         );

@@ -152,6 +152,12 @@ impl Router {
                 return;
             }
             let to = to.unwrap_or_else(|| self.gw.jid.clone());
+            if to.domain().as_str() != self.gw.domain {
+                // ejabberd with global routes can hand one component another's
+                // stanzas; answering for a domain that is not ours would lie.
+                warn!(to = %to, "dropping a stanza for another domain");
+                return;
+            }
             match address::target(&to, self.gw.network.as_ref()) {
                 Ok(Target::Gateway) => self.on_gateway_stanza(stanza, from).await,
                 Ok(target) => self.on_remote_stanza(stanza, from, target).await,

@@ -1,7 +1,7 @@
 //! The user's stanzas, turned into calls on their bridge session.
 
 use estuary_bridge::{AddressKind, OutgoingMessage, RemoteAddress};
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
@@ -32,11 +32,16 @@ impl UserSession {
         else {
             return;
         };
-        let result = match &stanza {
-            Stanza::Message(m) => self.on_message(m, &address, kind).await,
-            Stanza::Presence(p) => self.on_room_presence(p, &address, kind, resource).await,
-            Stanza::Iq(iq) => self.on_iq(iq, &address, kind, resource.as_deref()),
-        };
+        let span = tracing::info_span!("remote", room = %address);
+        let result = async {
+            match &stanza {
+                Stanza::Message(m) => self.on_message(m, &address, kind).await,
+                Stanza::Presence(p) => self.on_room_presence(p, &address, kind, resource).await,
+                Stanza::Iq(iq) => self.on_iq(iq, &address, kind, resource.as_deref()),
+            }
+        }
+        .instrument(span)
+        .await;
         if let Err(failure) = result {
             debug!(condition = ?failure.condition, reason = %failure.text, "refused");
             self.gw.reply_error(&stanza, &failure);

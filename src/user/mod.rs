@@ -214,6 +214,30 @@ impl UserSession {
     }
 
     async fn on_event(&mut self, event: RemoteEvent) {
-        outbound::handle(self, event).await;
+        let span = info_span!("event", room = event_room(&event).unwrap_or("-"));
+        outbound::handle(self, event).instrument(span).await;
+    }
+}
+
+/// The room or contact an event is about, for the log.
+fn event_room(event: &RemoteEvent) -> Option<&str> {
+    match event {
+        RemoteEvent::Message(m) => Some(m.room.as_ref().unwrap_or(&m.sender).as_str()),
+        RemoteEvent::Edit { room, sender, .. }
+        | RemoteEvent::Retract { room, sender, .. }
+        | RemoteEvent::Reaction { room, sender, .. }
+        | RemoteEvent::Typing { room, sender, .. }
+        | RemoteEvent::ReadMarker { room, sender, .. } => {
+            Some(room.as_ref().unwrap_or(sender).as_str())
+        }
+        RemoteEvent::Presence(p) => Some(p.user.as_str()),
+        RemoteEvent::Join { room, .. }
+        | RemoteEvent::Part { room, .. }
+        | RemoteEvent::NickChange { room, .. }
+        | RemoteEvent::Topic { room, .. }
+        | RemoteEvent::Kick { room, .. }
+        | RemoteEvent::RoleChange { room, .. }
+        | RemoteEvent::RoomInfo { room, .. } => Some(room.as_str()),
+        RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected => None,
     }
 }
