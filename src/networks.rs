@@ -22,11 +22,9 @@ impl Networks {
     pub fn builtin() -> Networks {
         Networks::empty()
             .with("irc", |options| {
-                let fixed_server = options
-                    .get("fixed_server")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
-                Ok(Arc::new(estuary_irc::IrcNetwork { fixed_server }))
+                let network = estuary_irc::IrcNetwork::from_options(options)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                Ok(Arc::new(network))
             })
             .with("matrix", |_| Ok(Arc::new(estuary_matrix::MatrixNetwork)))
             .with("discord", |_| Ok(Arc::new(estuary_discord::DiscordNetwork)))

@@ -1,5 +1,5 @@
-//! The test world: throw-away Prosody and PostgreSQL servers plus a raw
-//! XMPP client, for integration tests.
+//! The test world: throw-away Prosody, PostgreSQL and InspIRCd servers
+//! plus raw XMPP and IRC clients, for integration tests.
 //!
 //! Every test binary that needs it does `mod world;`. Servers live in
 //! temporary directories, listen on 127.0.0.1 only and are killed when
@@ -8,11 +8,15 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod inspircd;
+pub mod irc_client;
 pub mod ports;
 pub mod postgres;
 pub mod prosody;
 
 pub use client::{attr, body, el, find_child, XmppClient};
+pub use inspircd::Inspircd;
+pub use irc_client::{IrcClient, IrcLine};
 pub use ports::free_port;
 pub use postgres::Postgres;
 pub use prosody::Prosody;

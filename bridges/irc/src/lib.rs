@@ -1,8 +1,27 @@
-//! The IRC bridge. It will speak to IRC servers with the `irc` crate, with
-//! biboumi's addressing (`#chan%server`, `nick%server`, `server`).
+//! The IRC bridge, biboumi-compatible in its addressing: `#chan%server` is a
+//! channel, `nick%server` a user, `server` the server itself; with
+//! `fixed_server` the `%server` part is left out.
 //!
-//! Only the addressing and the registration fields exist so far; logging in
-//! answers `Unsupported` so that users get a clear error instead of a fake.
+//! Each logged-in XMPP user gets one connection per IRC server (see
+//! `server`), opened on the first join or message.
+
+pub mod address;
+pub mod casemap;
+pub mod connection;
+pub mod isupport;
+pub mod line;
+pub mod modes;
+pub mod options;
+pub mod server;
+pub mod server_time;
+pub mod session;
+pub mod text;
+
+pub use casemap::Casemapping;
+pub use isupport::{ChanModes, Isupport, ModeKind, Prefixes};
+pub use modes::{ModeChange, NamesEntry};
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use estuary_bridge::{
@@ -10,13 +29,46 @@ use estuary_bridge::{
     NetworkInfo, RegistrationField, Session,
 };
 
+use crate::connection::Identity;
+use crate::options::IrcOptions;
+use crate::session::IrcSession;
+
 /// Channel prefixes assumed until the server's ISUPPORT CHANTYPES is known.
 const DEFAULT_CHANTYPES: &[char] = &['#', '&'];
 
 #[derive(Debug, Default)]
 pub struct IrcNetwork {
-    /// The one IRC server this gateway is fixed to, if any (biboumi's `fixed_irc_server`).
-    pub fixed_server: Option<String>,
+    options: Arc<IrcOptions>,
+}
+
+impl IrcNetwork {
+    /// From the gateway's `[gateway.options]` table.
+    pub fn from_options(value: &serde_json::Value) -> Result<IrcNetwork, String> {
+        Ok(IrcNetwork {
+            options: Arc::new(IrcOptions::from_value(value)?),
+        })
+    }
+
+    pub fn fixed(server: &str) -> IrcNetwork {
+        IrcNetwork {
+            options: Arc::new(IrcOptions {
+                fixed_server: Some(server.to_owned()),
+                ..IrcOptions::default()
+            }),
+        }
+    }
+}
+
+/// Whether a nick is one IRC servers accept (RFC 2812 plus common practice).
+fn valid_nick(nick: &str) -> bool {
+    let mut chars = nick.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let special = |c: char| "[]\\`_^{|}".contains(c);
+    (first.is_ascii_alphabetic() || special(first))
+        && nick.len() <= 64
+        && chars.all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-')
 }
 
 #[async_trait]
@@ -38,14 +90,14 @@ impl Network for IrcNetwork {
     fn registration_fields(&self) -> Vec<RegistrationField> {
         vec![
             RegistrationField::text("nick", "Nickname", true),
-            RegistrationField::secret("password", "Password (SASL or NickServ)", false),
+            RegistrationField::secret("password", "Password (SASL)", false),
         ]
     }
 
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError> {
         let (name, server) = match local.split_once('%') {
             Some((name, server)) => (name, Some(server)),
-            None => (local, self.fixed_server.as_deref()),
+            None => (local, self.options.fixed_server.as_deref()),
         };
         if name.is_empty() {
             return Err(BridgeError::BadRequest("empty IRC name".to_owned()));
@@ -61,22 +113,36 @@ impl Network for IrcNetwork {
         }
     }
 
-    async fn register(&self, _values: FormValues) -> Result<Credentials, BridgeError> {
-        Err(not_yet())
+    async fn register(&self, values: FormValues) -> Result<Credentials, BridgeError> {
+        let nick = values.get("nick").map(String::as_str).unwrap_or_default();
+        if !valid_nick(nick) {
+            return Err(BridgeError::BadRequest(format!(
+                "'{nick}' is not a valid IRC nick"
+            )));
+        }
+        Ok(Credentials::from(values))
     }
 
     async fn login(
         &self,
         _account: &str,
-        _credentials: Credentials,
-        _events: EventSender,
+        credentials: Credentials,
+        events: EventSender,
     ) -> Result<Box<dyn Session>, BridgeError> {
-        Err(not_yet())
+        let nick = credentials
+            .get("nick")
+            .filter(|n| valid_nick(n))
+            .ok_or_else(|| BridgeError::BadRequest("no valid nick registered".to_owned()))?;
+        let identity = Identity {
+            nick: nick.to_owned(),
+            password: credentials.get("password").map(str::to_owned),
+        };
+        Ok(Box::new(IrcSession::new(
+            self.options.clone(),
+            identity,
+            events,
+        )))
     }
-}
-
-fn not_yet() -> BridgeError {
-    BridgeError::Unsupported("the IRC bridge is not implemented yet".to_owned())
 }
 
 #[cfg(test)]
@@ -89,10 +155,18 @@ mod tests {
         assert_eq!(irc.classify("#chan%irc.libera.chat"), Ok(AddressKind::Room));
         assert_eq!(irc.classify("nick%irc.libera.chat"), Ok(AddressKind::User));
         assert_eq!(irc.classify("irc.libera.chat"), Ok(AddressKind::Server));
-        let fixed = IrcNetwork {
-            fixed_server: Some("irc.libera.chat".to_owned()),
-        };
+        let fixed = IrcNetwork::fixed("irc.libera.chat");
         assert_eq!(fixed.classify("#chan"), Ok(AddressKind::Room));
         assert_eq!(fixed.classify("nick"), Ok(AddressKind::User));
+    }
+
+    #[test]
+    fn nicks() {
+        for good in ["alice", "[bot]", "a-b_c", "x1"] {
+            assert!(valid_nick(good), "{good}");
+        }
+        for bad in ["", "1abc", "has space", "a\r\nQUIT", "-x", "a,b", "#chan"] {
+            assert!(!valid_nick(bad), "{bad}");
+        }
     }
 }

@@ -1,0 +1,347 @@
+//! One IRC connection: the socket, registration (CAP, SASL), keepalive,
+//! flood control, and the lines in and out.
+//!
+//! Written on tokio directly rather than with the `irc` crate's `Client`,
+//! which decodes invalid UTF-8 lossily (the bridge must fall back to a legacy
+//! encoding instead), sends `CAP END` before SASL can run, and neither
+//! reconnects nor exposes its queue to a token bucket of our own.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use encoding_rs::Encoding;
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+use tracing::{debug, info, warn};
+
+use crate::isupport::Isupport;
+use crate::line::{format, IrcLine};
+use crate::options::ServerOptions;
+use crate::text::decode_line;
+
+/// Longest line accepted from a server, tags included (IRCv3 allows 8191
+/// bytes of tags plus 512 for the rest); longer ones are skipped.
+const MAX_LINE: usize = 8191 + 512;
+
+/// Capabilities asked for when the server offers them.
+const WANTED_CAPS: &[&str] = &[
+    "server-time",
+    "message-tags",
+    "away-notify",
+    "multi-prefix",
+    "userhost-in-names",
+];
+
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("the server closed the connection during registration: {0}")]
+    Closed(String),
+    #[error("registration timed out")]
+    Timeout,
+}
+
+/// What a registered connection knows about itself and the server.
+#[derive(Debug)]
+pub struct Registered {
+    pub nick: String,
+    pub isupport: Isupport,
+    pub caps: BTreeSet<String>,
+    /// The server gave another nick than the one asked for.
+    pub nick_changed: bool,
+}
+
+/// Who to be on a server.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub nick: String,
+    pub password: Option<String>,
+}
+
+/// Reads lines, decoding what is not UTF-8 with the configured encoding.
+pub struct LineReader {
+    reader: BufReader<OwnedReadHalf>,
+    buf: Vec<u8>,
+    fallback: &'static Encoding,
+}
+
+impl LineReader {
+    /// The next parsed line; `Ok(None)` when the server closed the connection.
+    pub async fn next(&mut self) -> std::io::Result<Option<IrcLine>> {
+        loop {
+            self.buf.clear();
+            let n = (&mut self.reader)
+                .take(MAX_LINE as u64 + 2)
+                .read_until(b'\n', &mut self.buf)
+                .await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if !self.buf.ends_with(b"\n") && n > MAX_LINE {
+                warn!(bytes = n, "skipping an overlong line");
+                // Drop the rest of it.
+                let mut rest = Vec::new();
+                self.reader.read_until(b'\n', &mut rest).await?;
+                continue;
+            }
+            let text = decode_line(trim_eol(&self.buf), self.fallback);
+            if let Some(line) = IrcLine::parse(&text) {
+                return Ok(Some(line));
+            }
+        }
+    }
+}
+
+fn trim_eol(bytes: &[u8]) -> &[u8] {
+    let mut end = bytes.len();
+    while end > 0 && matches!(bytes[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+/// Sends lines, never faster than the server allows: a token bucket of
+/// `throttle_burst` lines refilled at `throttle_per_sec`. Lines wait in the
+/// queue rather than being dropped.
+#[derive(Clone)]
+pub struct LineWriter {
+    queue: mpsc::UnboundedSender<String>,
+}
+
+impl LineWriter {
+    fn spawn(mut socket: OwnedWriteHalf, options: &ServerOptions) -> LineWriter {
+        let (queue, mut lines) = mpsc::unbounded_channel::<String>();
+        let burst = f64::from(options.throttle_burst.max(1));
+        let rate = options.throttle_per_sec.max(0.1);
+        tokio::spawn(async move {
+            let mut tokens = burst;
+            let mut last = Instant::now();
+            while let Some(line) = lines.recv().await {
+                let now = Instant::now();
+                tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(burst);
+                last = now;
+                if tokens < 1.0 {
+                    let wait = Duration::from_secs_f64((1.0 - tokens) / rate);
+                    tokio::time::sleep(wait).await;
+                    tokens = 1.0;
+                    last = Instant::now();
+                }
+                tokens -= 1.0;
+                if let Err(e) = socket.write_all(line.as_bytes()).await {
+                    debug!(error = %e, "write failed; the reader will notice the disconnect");
+                    return;
+                }
+            }
+            let _ = socket.shutdown().await;
+        });
+        LineWriter { queue }
+    }
+
+    /// Queue a command; refused (false) if a parameter would inject a new line.
+    pub fn send(&self, command: &str, params: &[&str]) -> bool {
+        match format(command, params) {
+            Some(line) => self.queue.send(line).is_ok(),
+            None => {
+                warn!(command, "refusing to send a parameter with CR, LF or NUL");
+                false
+            }
+        }
+    }
+}
+
+/// Connect and register. Returns the reader, the writer and what was learnt.
+pub async fn connect(
+    server: &str,
+    options: &ServerOptions,
+    identity: &Identity,
+) -> Result<(LineReader, LineWriter, Registered), ConnectError> {
+    let host = options.address.clone().unwrap_or_else(|| server.to_owned());
+    let target = format!("{host}:{}", options.port);
+    let stream = timeout(Duration::from_secs(20), TcpStream::connect(&target))
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(|e| ConnectError::Connect(target.clone(), e))?;
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let fallback = options
+        .encoding
+        .as_deref()
+        .and_then(|label| Encoding::for_label(label.as_bytes()))
+        .unwrap_or(encoding_rs::WINDOWS_1252);
+    let mut reader = LineReader {
+        reader: BufReader::new(read),
+        buf: Vec::with_capacity(1024),
+        fallback,
+    };
+    let writer = LineWriter::spawn(write, options);
+    let registered = timeout(
+        Duration::from_secs(30),
+        register(&mut reader, &writer, options, identity),
+    )
+    .await
+    .map_err(|_| ConnectError::Timeout)??;
+    info!(server, nick = %registered.nick, caps = ?registered.caps, "registered on IRC");
+    Ok((reader, writer, registered))
+}
+
+async fn register(
+    reader: &mut LineReader,
+    writer: &LineWriter,
+    options: &ServerOptions,
+    identity: &Identity,
+) -> Result<Registered, ConnectError> {
+    let username = options
+        .username
+        .clone()
+        .unwrap_or_else(|| identity.nick.clone());
+    let realname = options
+        .realname
+        .clone()
+        .unwrap_or_else(|| identity.nick.clone());
+    writer.send("CAP", &["LS", "302"]);
+    writer.send("NICK", &[&identity.nick]);
+    writer.send("USER", &[&username, "0", "*", &realname]);
+    let mut nick = identity.nick.clone();
+    let mut offered: BTreeSet<String> = BTreeSet::new();
+    let mut caps = BTreeSet::new();
+    let mut isupport = Isupport::new();
+    let mut cap_done = false;
+    let mut sasl_running = false;
+    loop {
+        let line = reader
+            .next()
+            .await
+            .map_err(|e| ConnectError::Closed(e.to_string()))?
+            .ok_or_else(|| ConnectError::Closed("end of stream".into()))?;
+        match line.command.as_str() {
+            "PING" => {
+                writer.send("PONG", &[line.param(0)]);
+            }
+            "CAP" => match line.param(1) {
+                "LS" => {
+                    // `CAP * LS * :…` continues on the next line.
+                    let more = line.params.len() > 3 && line.param(2) == "*";
+                    let list = line.params.last().cloned().unwrap_or_default();
+                    for cap in list.split(' ').filter(|c| !c.is_empty()) {
+                        offered.insert(cap.split('=').next().unwrap_or(cap).to_owned());
+                    }
+                    if !more {
+                        let mut wanted: Vec<&str> = WANTED_CAPS
+                            .iter()
+                            .copied()
+                            .filter(|c| offered.contains(*c))
+                            .collect();
+                        if identity.password.is_some() && offered.contains("sasl") {
+                            wanted.push("sasl");
+                        }
+                        if wanted.is_empty() {
+                            writer.send("CAP", &["END"]);
+                            cap_done = true;
+                        } else {
+                            writer.send("CAP", &["REQ", &wanted.join(" ")]);
+                        }
+                    }
+                }
+                "ACK" => {
+                    for cap in line.params.last().into_iter().flat_map(|l| l.split(' ')) {
+                        if !cap.is_empty() {
+                            caps.insert(cap.to_owned());
+                        }
+                    }
+                    if caps.contains("sasl") && identity.password.is_some() && !sasl_running {
+                        sasl_running = true;
+                        writer.send("AUTHENTICATE", &["PLAIN"]);
+                    } else if !cap_done {
+                        writer.send("CAP", &["END"]);
+                        cap_done = true;
+                    }
+                }
+                "NAK" if !cap_done => {
+                    writer.send("CAP", &["END"]);
+                    cap_done = true;
+                }
+                _ => {}
+            },
+            "AUTHENTICATE" if line.param(0) == "+" => {
+                let password = identity.password.as_deref().unwrap_or_default();
+                let payload = format!("{}\0{}\0{}", identity.nick, identity.nick, password);
+                writer.send("AUTHENTICATE", &[&base64(payload.as_bytes())]);
+            }
+            // SASL success (903) or failure (902, 904–907): registration goes on either way.
+            "903" | "902" | "904" | "905" | "906" | "907" => {
+                if line.command != "903" {
+                    warn!(reply = %line.command, "SASL authentication failed");
+                }
+                if !cap_done {
+                    writer.send("CAP", &["END"]);
+                    cap_done = true;
+                }
+            }
+            "001" => {
+                nick = line.param(0).to_owned();
+            }
+            "005" => {
+                let params = &line.params[1..line.params.len().saturating_sub(1)];
+                isupport.apply_reply(params);
+            }
+            "433" | "432" => {
+                // Nick taken or refused while registering: try another.
+                nick.push('_');
+                writer.send("NICK", &[&nick]);
+            }
+            // End of MOTD, or no MOTD: registration is complete.
+            "376" | "422" => {
+                return Ok(Registered {
+                    nick_changed: nick != identity.nick,
+                    nick,
+                    isupport,
+                    caps,
+                });
+            }
+            "ERROR" => return Err(ConnectError::Closed(line.param(0).to_owned())),
+            _ => {}
+        }
+    }
+}
+
+/// Base64 for the one SASL PLAIN payload: a few lines, not worth a dependency.
+fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"nick\0nick\0pw"), "bmljawBuaWNrAHB3");
+    }
+}

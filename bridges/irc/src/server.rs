@@ -1,0 +1,601 @@
+//! One user's presence on one IRC server: a task that owns the connection,
+//! reconnects it with backoff, keeps channel state, and turns IRC lines into
+//! neutral events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use estuary_bridge::{
+    Affiliation, BridgeError, EventSender, MessageKind, Occupant, PresenceShow, RemoteAddress,
+    RemoteEvent, RemoteMessage, Role,
+};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, Instant};
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::address::IrcAddress;
+use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
+use crate::line::IrcLine;
+use crate::options::ServerOptions;
+use crate::{modes, text};
+
+/// What the session asks of a server task.
+pub enum ServerCommand {
+    Join {
+        channel: String,
+        reply: oneshot::Sender<Result<(), BridgeError>>,
+    },
+    Part {
+        channel: String,
+    },
+    Say {
+        target: String,
+        text: String,
+        kind: MessageKind,
+        reply: oneshot::Sender<Result<String, BridgeError>>,
+    },
+    Topic {
+        channel: String,
+        topic: String,
+    },
+    Away {
+        message: Option<String>,
+    },
+    Quit,
+}
+
+/// The session's handle on a server task.
+#[derive(Clone)]
+pub struct ServerHandle {
+    commands: mpsc::UnboundedSender<ServerCommand>,
+}
+
+impl ServerHandle {
+    pub fn send(&self, command: ServerCommand) -> Result<(), BridgeError> {
+        self.commands
+            .send(command)
+            .map_err(|_| BridgeError::Unavailable("the IRC connection task ended".into()))
+    }
+}
+
+/// Start the task for one server; it connects at once.
+pub fn spawn(
+    server: String,
+    options: ServerOptions,
+    identity: Identity,
+    fixed: Option<String>,
+    events: EventSender,
+) -> ServerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let span = info_span!("irc", server = %server);
+    let task = ServerTask {
+        server,
+        options,
+        identity,
+        fixed,
+        events,
+        commands: rx,
+        channels: HashMap::new(),
+        next_id: 0,
+    };
+    tokio::spawn(task.run().instrument(span));
+    ServerHandle { commands: tx }
+}
+
+/// A channel being joined or joined.
+struct Channel {
+    name: String,
+    members: BTreeMap<String, Occupant>,
+    /// NAMES finished and the self-join was reported.
+    joined: bool,
+}
+
+struct ServerTask {
+    server: String,
+    options: ServerOptions,
+    identity: Identity,
+    fixed: Option<String>,
+    events: EventSender,
+    commands: mpsc::UnboundedReceiver<ServerCommand>,
+    /// By case-folded name.
+    channels: HashMap<String, Channel>,
+    next_id: u64,
+}
+
+/// A live connection's state.
+struct Live {
+    reader: LineReader,
+    writer: LineWriter,
+    me: Registered,
+}
+
+enum Ended {
+    Quit,
+    Lost(String),
+}
+
+impl ServerTask {
+    async fn run(mut self) {
+        let mut attempt: u32 = 0;
+        let mut was_connected = false;
+        loop {
+            match connect(&self.server, &self.options, &self.identity).await {
+                Ok((reader, writer, me)) => {
+                    attempt = 0;
+                    if was_connected {
+                        self.emit(RemoteEvent::Reconnected).await;
+                    }
+                    was_connected = true;
+                    let live = Live { reader, writer, me };
+                    match self.serve(live).await {
+                        Ended::Quit => return,
+                        Ended::Lost(reason) => {
+                            warn!(%reason, "IRC connection lost");
+                            self.channels.clear();
+                            self.emit(RemoteEvent::Disconnected { reason }).await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    attempt += 1;
+                    warn!(attempt, error = %e, "cannot connect to the IRC server");
+                    if !was_connected {
+                        // Nobody has been told yet: fail what is waiting.
+                        self.fail_waiting(&e.to_string());
+                    }
+                }
+            }
+            let delay = backoff(attempt.max(1));
+            tokio::select! {
+                _ = sleep(delay) => {}
+                quit = self.wait_while_down() => if quit { return },
+            }
+        }
+    }
+
+    /// While disconnected, answer commands with `Unavailable` so the core
+    /// queues messages; returns true on Quit.
+    async fn wait_while_down(&mut self) -> bool {
+        while let Some(command) = self.commands.recv().await {
+            match command {
+                ServerCommand::Quit => return true,
+                ServerCommand::Join { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                ServerCommand::Say { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    fn fail_waiting(&mut self, reason: &str) {
+        while let Ok(command) = self.commands.try_recv() {
+            let err = BridgeError::Unavailable(reason.to_owned());
+            match command {
+                ServerCommand::Join { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+                ServerCommand::Say { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn serve(&mut self, mut live: Live) -> Ended {
+        let ping_interval = self.options.ping_interval();
+        let mut last_read = Instant::now();
+        let mut pinged = false;
+        loop {
+            let deadline = last_read
+                + if pinged {
+                    ping_interval * 2
+                } else {
+                    ping_interval
+                };
+            tokio::select! {
+                line = live.reader.next() => match line {
+                    Ok(Some(line)) => {
+                        last_read = Instant::now();
+                        pinged = false;
+                        if let Some(ended) = self.on_line(&mut live, line).await {
+                            return ended;
+                        }
+                    }
+                    Ok(None) => return Ended::Lost("the server closed the connection".into()),
+                    Err(e) => return Ended::Lost(e.to_string()),
+                },
+                command = self.commands.recv() => match command {
+                    Some(ServerCommand::Quit) | None => {
+                        live.writer.send("QUIT", &["Gateway shutdown"]);
+                        // Give the writer a moment to flush the QUIT.
+                        sleep(Duration::from_millis(100)).await;
+                        return Ended::Quit;
+                    }
+                    Some(command) => self.on_command(&mut live, command),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if pinged {
+                        return Ended::Lost("no answer to PING".into());
+                    }
+                    live.writer.send("PING", &["estuary"]);
+                    pinged = true;
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, live: &mut Live, command: ServerCommand) {
+        match command {
+            ServerCommand::Join { channel, reply } => {
+                let folded = live.me.isupport.fold(&channel);
+                if let Some(existing) = self.channels.get(&folded) {
+                    if existing.joined {
+                        // Already in: report the room again for the new joiner.
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                }
+                self.channels.insert(
+                    folded,
+                    Channel {
+                        name: channel.clone(),
+                        members: BTreeMap::new(),
+                        joined: false,
+                    },
+                );
+                live.writer.send("JOIN", &[&channel]);
+                let _ = reply.send(Ok(()));
+            }
+            ServerCommand::Part { channel } => {
+                self.channels.remove(&live.me.isupport.fold(&channel));
+                live.writer.send("PART", &[&channel]);
+            }
+            ServerCommand::Say {
+                target,
+                text: body,
+                kind,
+                reply,
+            } => {
+                let verb = if kind == MessageKind::Notice {
+                    "NOTICE"
+                } else {
+                    "PRIVMSG"
+                };
+                let mut overhead =
+                    text::privmsg_overhead(verb, &target, text::assumed_prefix_len(&live.me.nick));
+                if kind == MessageKind::Action {
+                    overhead += text::ACTION_OVERHEAD;
+                }
+                let max_line = live.me.isupport.linelen.unwrap_or(text::MAX_LINE);
+                let mut sent = 0;
+                for line in text::sanitize_outgoing(&body) {
+                    for chunk in text::split_line(overhead, &line, max_line) {
+                        let chunk = if kind == MessageKind::Action {
+                            text::make_action(&chunk)
+                        } else {
+                            chunk
+                        };
+                        if live.writer.send(verb, &[&target, &chunk]) {
+                            sent += 1;
+                        }
+                    }
+                }
+                let result = if sent == 0 {
+                    Err(BridgeError::BadRequest("nothing to send".into()))
+                } else {
+                    self.next_id += 1;
+                    Ok(format!("out-{}", self.next_id))
+                };
+                let _ = reply.send(result);
+            }
+            ServerCommand::Topic { channel, topic } => {
+                for line in text::sanitize_outgoing(&topic).into_iter().take(1) {
+                    live.writer.send("TOPIC", &[&channel, &line]);
+                }
+            }
+            ServerCommand::Away { message } => match message {
+                Some(m) => {
+                    let m = text::sanitize_outgoing(&m)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "Away".into());
+                    live.writer.send("AWAY", &[&m]);
+                }
+                None => {
+                    live.writer.send("AWAY", &[]);
+                }
+            },
+            ServerCommand::Quit => {}
+        }
+    }
+
+    fn room(&self, channel: &str) -> RemoteAddress {
+        IrcAddress::remote(channel, &self.server, self.fixed.as_deref())
+    }
+
+    fn user(&self, nick: &str) -> RemoteAddress {
+        IrcAddress::remote(nick, &self.server, self.fixed.as_deref())
+    }
+
+    async fn emit(&self, event: RemoteEvent) {
+        if !self.events.send(event).await {
+            debug!("the session is gone; event dropped");
+        }
+    }
+
+    /// Handle one line; `Some` ends the connection.
+    async fn on_line(&mut self, live: &mut Live, line: IrcLine) -> Option<Ended> {
+        let isupport = &live.me.isupport;
+        match line.command.as_str() {
+            "PING" => {
+                live.writer.send("PONG", &[line.param(0)]);
+            }
+            "ERROR" => return Some(Ended::Lost(line.param(0).to_owned())),
+            "PRIVMSG" | "NOTICE" => self.on_message(live, &line).await,
+            "JOIN" => {
+                let nick = line.nick().unwrap_or_default().to_owned();
+                let channel = line.param(0).to_owned();
+                if isupport.fold(&nick) != isupport.fold(&live.me.nick) {
+                    let folded = isupport.fold(&channel);
+                    let occupant = occupant(&nick, Affiliation::None, Role::Participant);
+                    let joined_room = match self.channels.get_mut(&folded) {
+                        Some(ch) => {
+                            ch.members.insert(nick.clone(), occupant.clone());
+                            ch.joined.then(|| ch.name.clone())
+                        }
+                        None => None,
+                    };
+                    if let Some(name) = joined_room {
+                        let room = self.room(&name);
+                        self.emit(RemoteEvent::Join {
+                            room,
+                            occupant,
+                            is_self: false,
+                            nick_changed: false,
+                        })
+                        .await;
+                    }
+                }
+            }
+            "353" => {
+                // `353 me = #chan :@op +voice nick`
+                let folded = isupport.fold(line.param(2));
+                if let Some(ch) = self.channels.get_mut(&folded) {
+                    for entry in modes::parse_names(line.param(3), &isupport.prefix) {
+                        let (affiliation, role) = entry.standing(&isupport.prefix);
+                        ch.members
+                            .insert(entry.nick.clone(), occupant(&entry.nick, affiliation, role));
+                    }
+                }
+            }
+            "366" => {
+                let folded = isupport.fold(line.param(1));
+                let my_folded = isupport.fold(&live.me.nick);
+                let ch = self.channels.get_mut(&folded)?;
+                if ch.joined {
+                    return None;
+                }
+                ch.joined = true;
+                let room = IrcAddress::remote(&ch.name, &self.server, self.fixed.as_deref());
+                let mut own = None;
+                let mut others = Vec::new();
+                for (nick, o) in &ch.members {
+                    if isupport.fold(nick) == my_folded {
+                        own = Some(o.clone());
+                    } else {
+                        others.push(o.clone());
+                    }
+                }
+                let own = own.unwrap_or_else(|| {
+                    occupant(&live.me.nick, Affiliation::None, Role::Participant)
+                });
+                for occupant in others {
+                    self.emit(RemoteEvent::Join {
+                        room: room.clone(),
+                        occupant,
+                        is_self: false,
+                        nick_changed: false,
+                    })
+                    .await;
+                }
+                self.emit(RemoteEvent::Join {
+                    room,
+                    occupant: own,
+                    is_self: true,
+                    nick_changed: live.me.nick_changed,
+                })
+                .await;
+            }
+            "332" => {
+                let room = self.room(line.param(1));
+                self.emit(RemoteEvent::Topic {
+                    room,
+                    topic: text::irc_to_styling(line.param(2)),
+                    by: None,
+                })
+                .await;
+            }
+            "TOPIC" => {
+                let room = self.room(line.param(0));
+                self.emit(RemoteEvent::Topic {
+                    room,
+                    topic: text::irc_to_styling(line.param(1)),
+                    by: line.nick().map(str::to_owned),
+                })
+                .await;
+            }
+            "PART" => {
+                let nick = line.nick().unwrap_or_default().to_owned();
+                let folded = isupport.fold(line.param(0));
+                let is_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
+                if let Some(ch) = self.channels.get_mut(&folded) {
+                    ch.members.remove(&nick);
+                    let room = self.room(&self.channels[&folded].name);
+                    if is_self {
+                        self.channels.remove(&folded);
+                    }
+                    self.emit(RemoteEvent::Part {
+                        room,
+                        nick,
+                        reason: line.params.get(1).map(|r| text::strip_formatting(r)),
+                        is_self,
+                    })
+                    .await;
+                }
+            }
+            "QUIT" => {
+                let nick = line.nick().unwrap_or_default().to_owned();
+                let mut rooms = Vec::new();
+                for ch in self.channels.values_mut() {
+                    if ch.members.remove(&nick).is_some() {
+                        rooms.push(ch.name.clone());
+                    }
+                }
+                for channel in rooms {
+                    self.emit(RemoteEvent::Part {
+                        room: self.room(&channel),
+                        nick: nick.clone(),
+                        reason: line.params.first().map(|r| text::strip_formatting(r)),
+                        is_self: false,
+                    })
+                    .await;
+                }
+            }
+            "KICK" => {
+                let folded = isupport.fold(line.param(0));
+                let target = line.param(1).to_owned();
+                let is_self = isupport.fold(&target) == isupport.fold(&live.me.nick);
+                if let Some(ch) = self.channels.get_mut(&folded) {
+                    ch.members.remove(&target);
+                    let room = self.room(&self.channels[&folded].name);
+                    if is_self {
+                        self.channels.remove(&folded);
+                    }
+                    self.emit(RemoteEvent::Kick {
+                        room,
+                        nick: target,
+                        by: line.nick().map(str::to_owned),
+                        reason: line.params.get(2).map(|r| text::strip_formatting(r)),
+                        is_self,
+                    })
+                    .await;
+                }
+            }
+            "NICK" => {
+                let old = line.nick().unwrap_or_default().to_owned();
+                let new = line.param(0).to_owned();
+                let is_self = isupport.fold(&old) == isupport.fold(&live.me.nick);
+                if is_self {
+                    live.me.nick = new.clone();
+                }
+                let mut rooms = Vec::new();
+                for ch in self.channels.values_mut() {
+                    if let Some(mut o) = ch.members.remove(&old) {
+                        o.nick = new.clone();
+                        o.user = Some(IrcAddress::remote(
+                            &new,
+                            &self.server,
+                            self.fixed.as_deref(),
+                        ));
+                        ch.members.insert(new.clone(), o);
+                        rooms.push(ch.name.clone());
+                    }
+                }
+                for channel in rooms {
+                    self.emit(RemoteEvent::NickChange {
+                        room: self.room(&channel),
+                        old: old.clone(),
+                        new: new.clone(),
+                        is_self,
+                    })
+                    .await;
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    async fn on_message(&mut self, live: &Live, line: &IrcLine) {
+        let Some(nick) = line.nick().map(str::to_owned) else {
+            return;
+        };
+        let isupport = &live.me.isupport;
+        let target = line.param(0);
+        let raw = line.param(1);
+        let from_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
+        if from_self {
+            // echo-message is not requested yet: the core reflects the user's own messages.
+            return;
+        }
+        let (body, kind) = match text::ctcp_action(raw) {
+            Some(action) => (action.to_owned(), MessageKind::Action),
+            None if text::ctcp_query(raw).is_some() => {
+                debug!(%nick, "ignoring a CTCP query");
+                return;
+            }
+            None if line.command == "NOTICE" => (raw.to_owned(), MessageKind::Notice),
+            None => (raw.to_owned(), MessageKind::Normal),
+        };
+        self.next_id += 1;
+        let id = line
+            .tags
+            .get("msgid")
+            .cloned()
+            .unwrap_or_else(|| format!("in-{}-{}", rand::rng().random::<u32>(), self.next_id));
+        let room = if isupport.is_channel(target) {
+            Some(self.room(target))
+        } else {
+            None
+        };
+        let message = RemoteMessage {
+            id,
+            nick: room.as_ref().map(|_| nick.clone()),
+            room,
+            sender: self.user(&nick),
+            body: text::irc_to_styling(&body),
+            kind,
+            reply_to: None,
+            timestamp_ms: line
+                .tags
+                .get("time")
+                .and_then(|t| crate::server_time::parse(t)),
+            from_self,
+        };
+        self.emit(RemoteEvent::Message(message)).await;
+    }
+}
+
+fn unavailable() -> BridgeError {
+    BridgeError::Unavailable("not connected to the IRC server".into())
+}
+
+fn occupant(nick: &str, affiliation: Affiliation, role: Role) -> Occupant {
+    Occupant {
+        user: None,
+        nick: nick.to_owned(),
+        affiliation,
+        role,
+        show: PresenceShow::Online,
+        status: None,
+    }
+}
+
+/// Reconnection delay: exponential, capped at five minutes, with jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1) * 2u32.pow(attempt.saturating_sub(1).min(8));
+    let capped = base.min(Duration::from_secs(300));
+    capped.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerHandle")
+    }
+}

@@ -1,0 +1,161 @@
+//! An XMPP user logged in to the IRC gateway: one connection per IRC server,
+//! opened on the first join or message and closed when the user logs out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use estuary_bridge::{
+    BridgeError, EventSender, OutgoingMessage, PresenceShow, RemoteAddress, Session,
+};
+use tokio::sync::oneshot;
+
+use crate::address::IrcAddress;
+use crate::connection::Identity;
+use crate::options::IrcOptions;
+use crate::server::{self, ServerCommand, ServerHandle};
+
+pub struct IrcSession {
+    options: Arc<IrcOptions>,
+    identity: Identity,
+    events: EventSender,
+    servers: Mutex<HashMap<String, ServerHandle>>,
+}
+
+impl IrcSession {
+    pub fn new(options: Arc<IrcOptions>, identity: Identity, events: EventSender) -> IrcSession {
+        IrcSession {
+            options,
+            identity,
+            events,
+            servers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn parse(&self, address: &RemoteAddress) -> Result<IrcAddress, BridgeError> {
+        IrcAddress::parse(address, self.options.fixed_server.as_deref())
+    }
+
+    /// The connection to a server, started if there is none yet.
+    fn server(&self, name: &str) -> ServerHandle {
+        let mut servers = self.servers.lock().expect("not poisoned");
+        servers
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                server::spawn(
+                    name.to_owned(),
+                    self.options.server(name),
+                    self.identity.clone(),
+                    self.options.fixed_server.clone(),
+                    self.events.clone(),
+                )
+            })
+            .clone()
+    }
+}
+
+async fn answer<T>(rx: oneshot::Receiver<Result<T, BridgeError>>) -> Result<T, BridgeError> {
+    rx.await.unwrap_or_else(|_| {
+        Err(BridgeError::Unavailable(
+            "the IRC connection task ended".into(),
+        ))
+    })
+}
+
+#[async_trait]
+impl Session for IrcSession {
+    async fn send_message(
+        &self,
+        to: &RemoteAddress,
+        message: OutgoingMessage,
+    ) -> Result<String, BridgeError> {
+        let address = self.parse(to)?;
+        if address.name.is_empty() {
+            return Err(BridgeError::Unsupported(
+                "raw commands to the server are not supported yet".into(),
+            ));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.server(&address.server).send(ServerCommand::Say {
+            target: address.name,
+            text: message.body,
+            kind: message.kind,
+            reply,
+        })?;
+        answer(rx).await
+    }
+
+    async fn join_room(&self, room: &RemoteAddress, _nick: &str) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        let (reply, rx) = oneshot::channel();
+        self.server(&address.server).send(ServerCommand::Join {
+            channel: address.name,
+            reply,
+        })?;
+        answer(rx).await
+    }
+
+    async fn leave_room(&self, room: &RemoteAddress) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        let handle = self
+            .servers
+            .lock()
+            .expect("not poisoned")
+            .get(&address.server)
+            .cloned();
+        if let Some(handle) = handle {
+            handle.send(ServerCommand::Part {
+                channel: address.name,
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn set_topic(&self, room: &RemoteAddress, topic: &str) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Topic {
+            channel: address.name,
+            topic: topic.to_owned(),
+        })
+    }
+
+    async fn set_presence(
+        &self,
+        show: PresenceShow,
+        status: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let message = match show {
+            PresenceShow::Away | PresenceShow::ExtendedAway | PresenceShow::DoNotDisturb => {
+                Some(status.unwrap_or("Away").to_owned())
+            }
+            _ => None,
+        };
+        let handles: Vec<_> = self
+            .servers
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for handle in handles {
+            handle.send(ServerCommand::Away {
+                message: message.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn logout(&self) -> Result<(), BridgeError> {
+        let handles: Vec<_> = self
+            .servers
+            .lock()
+            .expect("not poisoned")
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for handle in handles {
+            let _ = handle.send(ServerCommand::Quit);
+        }
+        Ok(())
+    }
+}

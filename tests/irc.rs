@@ -1,0 +1,247 @@
+//! The IRC bridge against a real InspIRCd and a real Prosody: the first
+//! slice of the IRC issue (connections, channels, messages both ways).
+
+mod world;
+
+use std::time::Duration;
+
+use estuary::app::{self, Running};
+use estuary::config::{ComponentConfig, Config, GatewayConfig, StoreConfig};
+use estuary::networks::Networks;
+use world::inspircd::Inspircd;
+use world::irc_client::IrcClient;
+use world::{attr, body, el, find_child, Element, Prosody, XmppClient};
+
+const GW: &str = "irc.localhost";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Setup {
+    _prosody: Prosody,
+    ircd: Inspircd,
+    estuary: Option<Running>,
+    _dir: tempfile::TempDir,
+    alice: XmppClient,
+}
+
+/// Prosody, InspIRCd, Estuary with the IRC bridge, and `alice` registered with nick `alice`.
+async fn setup() -> Setup {
+    let prosody = Prosody::start(&[(GW, "secret")]);
+    let ircd = Inspircd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        component: ComponentConfig {
+            server: prosody.component_addr(),
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1000,
+            ..ComponentConfig::default()
+        },
+        store: StoreConfig {
+            url: String::new(),
+            data_dir: dir.path().to_owned(),
+        },
+        gateways: vec![GatewayConfig {
+            domain: GW.to_owned(),
+            secret: "secret".to_owned(),
+            kind: "irc".to_owned(),
+            server: None,
+            host_domain: None,
+            allowed: vec![],
+            admins: vec![],
+            options: serde_json::json!({
+                "servers": { "localhost": { "address": "127.0.0.1", "port": ircd.port() } }
+            }),
+        }],
+    };
+    let estuary = app::start(config, &Networks::builtin()).await.unwrap();
+    let stats = estuary.link(GW).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "link never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    prosody.add_user("alice", "pw");
+    let mut alice =
+        XmppClient::connect(prosody.c2s_port(), "alice", "localhost", "pw", "res").await;
+    alice.send(el("<presence/>")).await;
+    let reply = alice
+        .iq(
+            GW,
+            "set",
+            el(
+                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+                <field var='nick'><value>alice</value></field></x></query>",
+            ),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    Setup {
+        _prosody: prosody,
+        ircd,
+        estuary: Some(estuary),
+        _dir: dir,
+        alice,
+    }
+}
+
+fn from(s: &Element, jid: &str) -> bool {
+    attr(s, "from") == jid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_round_trip_between_xmpp_and_irc() {
+    let mut s = setup().await;
+    let room = format!("#test%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#test").await;
+
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/bob"))
+        })
+        .await;
+    let own = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    assert!(
+        String::from(&own).contains("code='110'"),
+        "{}",
+        String::from(&own)
+    );
+    s.alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && m.get_child("subject", "jabber:client").is_some()
+        })
+        .await;
+    bob.expect(WAIT, |l| l.contains("JOIN") && l.contains("alice"))
+        .await;
+
+    // XMPP → IRC, with the reflection keeping the id.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='x1'><body>hello irc</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG #test :hello irc"))
+        .await;
+    s.alice.expect(WAIT, |m| attr(m, "id") == "x1").await;
+
+    // IRC → XMPP, formatting turned into styling.
+    bob.privmsg("#test", "\u{2}bold\u{2} and \u{3}04red").await;
+    let m = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &format!("{room}/bob"))
+        })
+        .await;
+    assert_eq!(body(&m).as_deref(), Some("*bold* and red"));
+
+    // Private messages both ways.
+    bob.privmsg("alice", "psst").await;
+    let private = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &format!("bob%localhost@{GW}"))
+        })
+        .await;
+    assert_eq!(body(&private).as_deref(), Some("psst"));
+    s.alice
+        .send(el(&format!(
+            "<message to='bob%localhost@{GW}' type='chat'><body>back</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG bob :back")).await;
+
+    // No injection: a line break makes two messages, never a command.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>one\nQUIT :pwned</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG #test :one")).await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG #test :QUIT :pwned"))
+        .await;
+
+    // /me is a CTCP ACTION, both ways.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>/me waves</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.contains("PRIVMSG #test :\u{1}ACTION waves\u{1}")
+    })
+    .await;
+    bob.privmsg("#test", "\u{1}ACTION nods\u{1}").await;
+    let action = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("/me nods"))
+        .await;
+    assert!(from(&action, &format!("{room}/bob")));
+
+    // Invalid UTF-8 from IRC arrives as Latin-1 text.
+    bob.send_bytes(b"PRIVMSG #test :caf\xe9").await;
+    s.alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("café"))
+        .await;
+
+    // Leaving parts the channel.
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.contains("PART") && l.contains("#test")
+    })
+    .await;
+    if let Some(e) = s.estuary.take() {
+        e.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_prefixes_become_affiliations_and_roles() {
+    let mut s = setup().await;
+    let room = format!("#modes%localhost@{GW}");
+    let mut op = IrcClient::connect(s.ircd.port(), "chanop").await;
+    op.join("#modes").await; // the first to join gets @
+    let mut voiced = IrcClient::connect(s.ircd.port(), "voiced").await;
+    voiced.join("#modes").await;
+    op.send("MODE #modes +v voiced").await;
+    op.expect(WAIT, |l| {
+        l.contains("MODE #modes +v") && l.contains("voiced")
+    })
+    .await;
+
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let item = |p: &Element| {
+        let x = find_child(p, "x", "http://jabber.org/protocol/muc#user").unwrap();
+        let item = x.children().find(|c| c.name() == "item").unwrap();
+        (
+            attr(item, "affiliation").to_owned(),
+            attr(item, "role").to_owned(),
+        )
+    };
+    let p = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/chanop"))
+        })
+        .await;
+    assert_eq!(item(&p), ("admin".to_owned(), "moderator".to_owned()));
+    let p = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/voiced"))
+        })
+        .await;
+    assert_eq!(item(&p), ("member".to_owned(), "participant".to_owned()));
+}
