@@ -245,3 +245,181 @@ async fn names_prefixes_become_affiliations_and_roles() {
         .await;
     assert_eq!(item(&p), ("member".to_owned(), "participant".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_irc_server_is_reported_and_rejoined() {
+    let mut s = setup().await;
+    let room = format!("#back%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+
+    s.ircd.kill();
+    let gone = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence"
+                && from(p, &format!("{room}/alice"))
+                && attr(p, "type") == "unavailable"
+        })
+        .await;
+    assert!(
+        String::from(&gone).contains("code='332'"),
+        "{}",
+        String::from(&gone)
+    );
+
+    s.ircd.restart();
+    // A fresh join once the server is back.
+    let back = s
+        .alice
+        .expect(Duration::from_secs(30), |p| {
+            p.name() == "presence"
+                && from(p, &format!("{room}/alice"))
+                && attr(p, "type").is_empty()
+        })
+        .await;
+    assert!(String::from(&back).contains("code='110'"));
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#back").await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>still here</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG #back :still here"))
+        .await;
+}
+
+fn muc_item(p: &Element) -> (String, String) {
+    let x = find_child(p, "x", "http://jabber.org/protocol/muc#user").expect("muc#user");
+    let item = x.children().find(|c| c.name() == "item").expect("item");
+    (
+        attr(item, "affiliation").to_owned(),
+        attr(item, "role").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_modes_kicks_and_away_both_ways() {
+    let mut s = setup().await;
+    let room = format!("#mod%localhost@{GW}");
+    let occupant = |nick: &str| format!("{room}/{nick}");
+    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
+    chanop.join("#mod").await;
+
+    s.alice
+        .send(el(&format!("<presence to='{}'/>", occupant("alice"))))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("alice"))
+        })
+        .await;
+
+    // Topic from IRC.
+    chanop.send("TOPIC #mod :from irc").await;
+    let subject = s
+        .alice
+        .expect(WAIT, |m| {
+            m.get_child("subject", "jabber:client")
+                .map(Element::text)
+                .as_deref()
+                == Some("from irc")
+        })
+        .await;
+    assert!(from(&subject, &occupant("chanop")));
+
+    // +o from IRC makes alice a moderator on the XMPP side.
+    chanop.send("MODE #mod +o alice").await;
+    let promoted = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("alice")) && muc_item(p).1 == "moderator"
+        })
+        .await;
+    assert_eq!(
+        muc_item(&promoted),
+        ("admin".to_owned(), "moderator".to_owned())
+    );
+
+    // Topic from XMPP.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><subject>from xmpp</subject></message>"
+        )))
+        .await;
+    chanop
+        .expect(WAIT, |l| l.contains("TOPIC #mod :from xmpp"))
+        .await;
+
+    // A role change from XMPP becomes MODE.
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#mod").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("bob"))
+        })
+        .await;
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            el("<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='moderator'/></query>"),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    chanop
+        .expect(WAIT, |l| l.contains("MODE #mod +o") && l.contains("bob"))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("bob")) && muc_item(p).1 == "moderator"
+        })
+        .await;
+
+    // away-notify: bob goes away.
+    bob.send("AWAY :lunch").await;
+    let away = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence"
+                && from(p, &occupant("bob"))
+                && p.get_child("show", "jabber:client").is_some()
+        })
+        .await;
+    assert_eq!(
+        away.get_child("show", "jabber:client").unwrap().text(),
+        "away"
+    );
+
+    // A kick from XMPP.
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            el("<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='none'><reason>bye</reason></item></query>"),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result");
+    bob.expect(WAIT, |l| l.contains("KICK #mod bob") && l.contains("bye"))
+        .await;
+    let kicked = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("bob")) && attr(p, "type") == "unavailable"
+        })
+        .await;
+    assert!(
+        String::from(&kicked).contains("code='307'"),
+        "{}",
+        String::from(&kicked)
+    );
+}

@@ -12,6 +12,7 @@ use crate::store::{MessageRecord, Sender};
 use crate::xmpp::address::Target;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::message::{self, Incoming};
+use crate::xmpp::muc_admin;
 use crate::xmpp::xml::NS_PING;
 
 use super::outbox::QueuedSend;
@@ -37,7 +38,7 @@ impl UserSession {
             match &stanza {
                 Stanza::Message(m) => self.on_message(m, &address, kind).await,
                 Stanza::Presence(p) => self.on_room_presence(p, &address, kind, resource).await,
-                Stanza::Iq(iq) => self.on_iq(iq, &address, kind, resource.as_deref()),
+                Stanza::Iq(iq) => self.on_iq(iq, &address, kind, resource.as_deref()).await,
             }
         }
         .instrument(span)
@@ -48,17 +49,20 @@ impl UserSession {
         }
     }
 
-    fn on_iq(
+    async fn on_iq(
         &self,
         iq: &Iq,
         address: &RemoteAddress,
         kind: AddressKind,
         resource: Option<&str>,
     ) -> Result<(), Failure> {
-        let Iq::Get { payload, from, .. } = iq else {
-            if let Iq::Set { .. } = iq {
-                return Err(Failure::service_unavailable("not supported here"));
+        if let Iq::Set { payload, .. } = iq {
+            if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
+                return self.on_muc_admin(iq, address, payload).await;
             }
+            return Err(Failure::service_unavailable("not supported here"));
+        }
+        let Iq::Get { payload, from, .. } = iq else {
             return Ok(());
         };
         if payload.is("ping", NS_PING) {
@@ -81,6 +85,43 @@ impl UserSession {
         Err(Failure::service_unavailable("not supported here"))
     }
 
+    /// Kicks, role and affiliation changes asked by a moderator.
+    async fn on_muc_admin(
+        &self,
+        iq: &Iq,
+        address: &RemoteAddress,
+        query: &xmpp_parsers::minidom::Element,
+    ) -> Result<(), Failure> {
+        if !self.rooms.get(address).is_some_and(|r| r.joined) {
+            return Err(Failure::not_acceptable("you are not in this room"));
+        }
+        let session = self.session()?;
+        for item in muc_admin::parse(query)? {
+            let reason = item.reason.as_deref();
+            if item.role == Some(estuary_bridge::Role::None) {
+                session
+                    .kick(address, &item.nick, reason)
+                    .await
+                    .map_err(Failure::from)?;
+                continue;
+            }
+            if let Some(affiliation) = item.affiliation {
+                session
+                    .set_affiliation(address, &item.nick, affiliation, reason)
+                    .await
+                    .map_err(Failure::from)?;
+            }
+            if let Some(role) = item.role {
+                session
+                    .set_role(address, &item.nick, role, reason)
+                    .await
+                    .map_err(Failure::from)?;
+            }
+        }
+        self.gw.reply_result(iq, None);
+        Ok(())
+    }
+
     async fn on_message(
         &mut self,
         m: &Message,
@@ -99,6 +140,14 @@ impl UserSession {
         }
         let incoming = Incoming::parse(m);
         let session = self.session()?;
+        if in_room && m.type_ == MessageType::Groupchat && incoming.body.is_none() {
+            if let Some(subject) = m.subjects.values().next() {
+                return session
+                    .set_topic(address, subject)
+                    .await
+                    .map_err(Failure::from);
+            }
+        }
         if let Some(target) = &incoming.retract {
             let record = self.own_message(address, target).await?;
             session

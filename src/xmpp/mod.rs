@@ -8,6 +8,7 @@ pub mod escape;
 pub mod forms;
 pub mod message;
 pub mod muc;
+pub mod muc_admin;
 pub mod register;
 pub mod service;
 pub mod xml;

@@ -106,6 +106,29 @@ pub trait Session: Send + Sync {
         unsupported("kicks")
     }
 
+    /// Change an occupant's role (MUC moderator/participant/visitor); role
+    /// `None` is a kick and goes through [`Session::kick`].
+    async fn set_role(
+        &self,
+        _room: &RemoteAddress,
+        _nick: &str,
+        _role: crate::Role,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        unsupported("role changes")
+    }
+
+    /// Change an occupant's affiliation (owner/admin/member/none/outcast).
+    async fn set_affiliation(
+        &self,
+        _room: &RemoteAddress,
+        _nick: &str,
+        _affiliation: crate::Affiliation,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        unsupported("affiliation changes")
+    }
+
     async fn list_rooms(&self) -> Result<Vec<RoomInfo>, BridgeError> {
         unsupported("room listing")
     }

@@ -42,6 +42,18 @@ pub enum ServerCommand {
     Away {
         message: Option<String>,
     },
+    Kick {
+        channel: String,
+        nick: String,
+        reason: Option<String>,
+    },
+    /// Change a member's role and/or affiliation through MODE.
+    Standing {
+        channel: String,
+        nick: String,
+        affiliation: Option<Affiliation>,
+        role: Option<Role>,
+    },
     Quit,
 }
 
@@ -83,10 +95,17 @@ pub fn spawn(
     ServerHandle { commands: tx }
 }
 
+/// Someone in a channel: what the XMPP side sees, plus the prefix modes held,
+/// which role and affiliation changes are computed from.
+struct Member {
+    occupant: Occupant,
+    modes: Vec<char>,
+}
+
 /// A channel being joined or joined.
 struct Channel {
     name: String,
-    members: BTreeMap<String, Occupant>,
+    members: BTreeMap<String, Member>,
     /// NAMES finished and the self-join was reported.
     joined: bool,
 }
@@ -311,6 +330,55 @@ impl ServerTask {
                     live.writer.send("AWAY", &[]);
                 }
             },
+            ServerCommand::Kick {
+                channel,
+                nick,
+                reason,
+            } => {
+                let reason = reason
+                    .as_deref()
+                    .and_then(|r| text::sanitize_outgoing(r).into_iter().next());
+                match reason {
+                    Some(r) => live.writer.send("KICK", &[&channel, &nick, &r]),
+                    None => live.writer.send("KICK", &[&channel, &nick]),
+                };
+            }
+            ServerCommand::Standing {
+                channel,
+                nick,
+                affiliation,
+                role,
+            } => {
+                let isupport = &live.me.isupport;
+                let held = self
+                    .channels
+                    .get(&isupport.fold(&channel))
+                    .and_then(|ch| ch.members.get(&nick))
+                    .map(|m| m.modes.clone())
+                    .unwrap_or_default();
+                let mut changes = Vec::new();
+                if let Some(affiliation) = affiliation {
+                    changes.extend(modes::affiliation_mode_changes(
+                        &nick,
+                        &held,
+                        affiliation,
+                        &isupport.prefix,
+                    ));
+                }
+                if let Some(role) = role {
+                    changes.extend(modes::role_mode_changes(
+                        &nick,
+                        &held,
+                        role,
+                        &isupport.prefix,
+                    ));
+                }
+                for params in modes::mode_lines(&changes, isupport.modes_per_line()) {
+                    let mut all: Vec<&str> = vec![&channel];
+                    all.extend(params.iter().map(String::as_str));
+                    live.writer.send("MODE", &all);
+                }
+            }
             ServerCommand::Quit => {}
         }
     }
@@ -346,7 +414,13 @@ impl ServerTask {
                     let occupant = occupant(&nick, Affiliation::None, Role::Participant);
                     let joined_room = match self.channels.get_mut(&folded) {
                         Some(ch) => {
-                            ch.members.insert(nick.clone(), occupant.clone());
+                            ch.members.insert(
+                                nick.clone(),
+                                Member {
+                                    occupant: occupant.clone(),
+                                    modes: Vec::new(),
+                                },
+                            );
                             ch.joined.then(|| ch.name.clone())
                         }
                         None => None,
@@ -369,8 +443,11 @@ impl ServerTask {
                 if let Some(ch) = self.channels.get_mut(&folded) {
                     for entry in modes::parse_names(line.param(3), &isupport.prefix) {
                         let (affiliation, role) = entry.standing(&isupport.prefix);
-                        ch.members
-                            .insert(entry.nick.clone(), occupant(&entry.nick, affiliation, role));
+                        let member = Member {
+                            occupant: occupant(&entry.nick, affiliation, role),
+                            modes: entry.modes(&isupport.prefix),
+                        };
+                        ch.members.insert(entry.nick.clone(), member);
                     }
                 }
             }
@@ -385,11 +462,11 @@ impl ServerTask {
                 let room = IrcAddress::remote(&ch.name, &self.server, self.fixed.as_deref());
                 let mut own = None;
                 let mut others = Vec::new();
-                for (nick, o) in &ch.members {
+                for (nick, m) in &ch.members {
                     if isupport.fold(nick) == my_folded {
-                        own = Some(o.clone());
+                        own = Some(m.occupant.clone());
                     } else {
-                        others.push(o.clone());
+                        others.push(m.occupant.clone());
                     }
                 }
                 let own = own.unwrap_or_else(|| {
@@ -496,14 +573,9 @@ impl ServerTask {
                 }
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if let Some(mut o) = ch.members.remove(&old) {
-                        o.nick = new.clone();
-                        o.user = Some(IrcAddress::remote(
-                            &new,
-                            &self.server,
-                            self.fixed.as_deref(),
-                        ));
-                        ch.members.insert(new.clone(), o);
+                    if let Some(mut m) = ch.members.remove(&old) {
+                        m.occupant.nick = new.clone();
+                        ch.members.insert(new.clone(), m);
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -517,15 +589,143 @@ impl ServerTask {
                     .await;
                 }
             }
+            "MODE" => self.on_mode(live, &line).await,
+            "AWAY" => self.on_away(live, &line).await,
+            // Join refused: full, invite-only, banned, wrong key, too many channels.
+            "471" | "473" | "474" | "475" | "405" => {
+                let folded = isupport.fold(line.param(1));
+                if let Some(ch) = self.channels.remove(&folded) {
+                    let room = self.room(&ch.name);
+                    self.emit(RemoteEvent::Part {
+                        room,
+                        nick: live.me.nick.clone(),
+                        reason: Some(line.params.last().cloned().unwrap_or_default()),
+                        is_self: true,
+                    })
+                    .await;
+                }
+            }
+            // Other refusals the user should read: not an operator, no such
+            // nick or channel, cannot send.
+            "482" | "401" | "403" | "404" | "441" | "442" | "477" => {
+                let text = format!(
+                    "{}: {}",
+                    line.param(1),
+                    line.params.last().cloned().unwrap_or_default()
+                );
+                self.server_notice(text).await;
+            }
             _ => {}
         }
         None
+    }
+
+    /// A message from the server itself, shown as coming from its JID.
+    async fn server_notice(&mut self, body: String) {
+        self.next_id += 1;
+        let message = RemoteMessage {
+            kind: MessageKind::Notice,
+            ..RemoteMessage::text(
+                format!("srv-{}", self.next_id),
+                RemoteAddress::new(self.server.clone()),
+                text::irc_to_styling(&body),
+            )
+        };
+        self.emit(RemoteEvent::Message(message)).await;
+    }
+
+    /// Status mode changes (`+o nick`) become role and affiliation changes.
+    async fn on_mode(&mut self, live: &Live, line: &IrcLine) {
+        let isupport = &live.me.isupport;
+        let channel = line.param(0);
+        if !isupport.is_channel(channel) {
+            return;
+        }
+        let folded = isupport.fold(channel);
+        let mut changed = Vec::new();
+        if let Some(ch) = self.channels.get_mut(&folded) {
+            for change in modes::parse_mode_changes(&line.params[1..], isupport) {
+                if !isupport.prefix.has_mode(change.mode) {
+                    continue;
+                }
+                let Some(nick) = change.arg.as_deref() else {
+                    continue;
+                };
+                let Some(member) = ch.members.get_mut(nick) else {
+                    continue;
+                };
+                if change.adding {
+                    if !member.modes.contains(&change.mode) {
+                        member.modes.push(change.mode);
+                    }
+                } else {
+                    member.modes.retain(|m| *m != change.mode);
+                }
+                let (affiliation, role) = modes::standing_for_modes(member.modes.iter().copied());
+                member.occupant.affiliation = affiliation;
+                member.occupant.role = role;
+                changed.push((nick.to_owned(), affiliation, role));
+            }
+            if !ch.joined {
+                return;
+            }
+        }
+        let room = self.room(channel);
+        for (nick, affiliation, role) in changed {
+            self.emit(RemoteEvent::RoleChange {
+                room: room.clone(),
+                nick,
+                affiliation,
+                role,
+            })
+            .await;
+        }
+    }
+
+    /// away-notify: someone went away or came back; their occupants change show.
+    async fn on_away(&mut self, live: &Live, line: &IrcLine) {
+        let Some(nick) = line.nick().map(str::to_owned) else {
+            return;
+        };
+        if live.me.isupport.fold(&nick) == live.me.isupport.fold(&live.me.nick) {
+            return;
+        }
+        let status = line.params.first().map(|m| text::strip_formatting(m));
+        let show = if status.is_some() {
+            PresenceShow::Away
+        } else {
+            PresenceShow::Online
+        };
+        let mut updates = Vec::new();
+        for ch in self.channels.values_mut() {
+            if let Some(member) = ch.members.get_mut(&nick) {
+                member.occupant.show = show;
+                member.occupant.status = status.clone();
+                if ch.joined {
+                    updates.push((ch.name.clone(), member.occupant.clone()));
+                }
+            }
+        }
+        for (channel, occupant) in updates {
+            self.emit(RemoteEvent::Join {
+                room: self.room(&channel),
+                occupant,
+                is_self: false,
+                nick_changed: false,
+            })
+            .await;
+        }
     }
 
     async fn on_message(&mut self, live: &Live, line: &IrcLine) {
         let Some(nick) = line.nick().map(str::to_owned) else {
             return;
         };
+        if !line.source.as_deref().unwrap_or_default().contains('!') {
+            // No `nick!user@host`: the server itself is talking.
+            self.server_notice(line.param(1).to_owned()).await;
+            return;
+        }
         let isupport = &live.me.isupport;
         let target = line.param(0);
         let raw = line.param(1);

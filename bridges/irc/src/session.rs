@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    BridgeError, EventSender, OutgoingMessage, PresenceShow, RemoteAddress, Session,
+    Affiliation, BridgeError, EventSender, OutgoingMessage, PresenceShow, RemoteAddress, Role,
+    Session,
 };
 use tokio::sync::oneshot;
 
@@ -143,6 +144,52 @@ impl Session for IrcSession {
             })?;
         }
         Ok(())
+    }
+
+    async fn kick(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Kick {
+            channel: address.name,
+            nick: nick.to_owned(),
+            reason: reason.map(str::to_owned),
+        })
+    }
+
+    async fn set_role(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        role: Role,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Standing {
+            channel: address.name,
+            nick: nick.to_owned(),
+            affiliation: None,
+            role: Some(role),
+        })
+    }
+
+    async fn set_affiliation(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        affiliation: Affiliation,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Standing {
+            channel: address.name,
+            nick: nick.to_owned(),
+            affiliation: Some(affiliation),
+            role: None,
+        })
     }
 
     async fn logout(&self) -> Result<(), BridgeError> {
