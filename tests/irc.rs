@@ -121,15 +121,45 @@ async fn a_channel_round_trip_between_xmpp_and_irc() {
     bob.expect(WAIT, |l| l.contains("JOIN") && l.contains("alice"))
         .await;
 
-    // XMPP → IRC, with the reflection keeping the id.
+    // XMPP → IRC; the reflection comes once, after the server's echo, with
+    // the client's id and origin-id kept.
     s.alice
         .send(el(&format!(
-            "<message to='{room}' type='groupchat' id='x1'><body>hello irc</body></message>"
+            "<message to='{room}' type='groupchat' id='x1'><body>hello irc</body>\
+             <origin-id xmlns='urn:xmpp:sid:0' id='o1'/></message>"
         )))
         .await;
     bob.expect(WAIT, |l| l.contains("PRIVMSG #test :hello irc"))
         .await;
-    s.alice.expect(WAIT, |m| attr(m, "id") == "x1").await;
+    let reflected = s.alice.expect(WAIT, |m| attr(m, "id") == "x1").await;
+    let origin = find_child(&reflected, "origin-id", "urn:xmpp:sid:0").expect("origin-id");
+    assert_eq!(attr(origin, "id"), "o1");
+    assert!(find_child(&reflected, "stanza-id", "urn:xmpp:sid:0").is_some());
+    let twice = tokio::time::timeout(
+        Duration::from_millis(300),
+        s.alice.expect(WAIT, |m| attr(m, "id") == "x1"),
+    )
+    .await;
+    assert!(twice.is_err(), "reflected twice");
+
+    // A long line is split under 512 bytes, on word boundaries, losing nothing.
+    let words: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
+    let long = words.join(" ");
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>{long}</body></message>"
+        )))
+        .await;
+    let mut got = Vec::new();
+    while got.len() < words.len() {
+        let line = bob
+            .expect(WAIT, |l| l.contains("PRIVMSG #test :word"))
+            .await;
+        assert!(line.len() + 2 <= 512, "line too long: {}", line.len());
+        let text = line.split_once(" :").unwrap().1.to_owned();
+        got.extend(text.split(' ').map(str::to_owned));
+    }
+    assert_eq!(got, words);
 
     // IRC → XMPP, formatting turned into styling.
     bob.privmsg("#test", "\u{2}bold\u{2} and \u{3}04red").await;

@@ -225,7 +225,9 @@ impl UserSession {
                 };
                 if self.queue_send(&queued).await {
                     debug!(error = %e, "network unavailable; message queued");
-                    self.reflect(m, address);
+                    if !self.gw.info.capabilities.echoes_own_messages {
+                        self.reflect(m, address);
+                    }
                     Ok(())
                 } else {
                     Err(Failure::from(e))

@@ -31,6 +31,7 @@ const MAX_LINE: usize = 8191 + 512;
 const WANTED_CAPS: &[&str] = &[
     "server-time",
     "message-tags",
+    "echo-message",
     "away-notify",
     "multi-prefix",
     "userhost-in-names",

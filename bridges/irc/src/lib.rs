@@ -82,6 +82,7 @@ impl Network for IrcNetwork {
             capabilities: Capabilities {
                 rooms: true,
                 direct_messages: true,
+                echoes_own_messages: true,
                 ..Capabilities::default()
             },
         }

@@ -12,7 +12,7 @@ use estuary_bridge::{
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, Instant};
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::address::IrcAddress;
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
@@ -89,6 +89,8 @@ pub fn spawn(
         events,
         commands: rx,
         channels: HashMap::new(),
+        echoes: std::collections::VecDeque::new(),
+        unconfirmed: Vec::new(),
         next_id: 0,
     };
     tokio::spawn(task.run().instrument(span));
@@ -119,6 +121,11 @@ struct ServerTask {
     commands: mpsc::UnboundedReceiver<ServerCommand>,
     /// By case-folded name.
     channels: HashMap<String, Channel>,
+    /// Own messages sent, oldest first, until the server echoes them.
+    echoes: std::collections::VecDeque<PendingEcho>,
+    /// Messages never echoed by a connection that was lost, to send again
+    /// once the new connection is back in their channel.
+    unconfirmed: Vec<PendingEcho>,
     next_id: u64,
 }
 
@@ -152,6 +159,8 @@ impl ServerTask {
                         Ended::Lost(reason) => {
                             warn!(%reason, "IRC connection lost");
                             self.channels.clear();
+                            // Lines the server never echoed may be lost: send them again.
+                            self.unconfirmed.extend(self.echoes.drain(..));
                             self.emit(RemoteEvent::Disconnected { reason }).await;
                         }
                     }
@@ -206,7 +215,36 @@ impl ServerTask {
         }
     }
 
+    /// Send again the unconfirmed messages `which` selects.
+    async fn resend_unconfirmed(&mut self, live: &mut Live, which: impl Fn(&PendingEcho) -> bool) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unconfirmed)
+            .into_iter()
+            .partition(|e| which(e));
+        self.unconfirmed = later;
+        for echo in now {
+            info!(target = %echo.target_name, "sending again a message the lost connection never confirmed");
+            let (reply, _) = oneshot::channel();
+            self.on_command(
+                live,
+                ServerCommand::Say {
+                    target: echo.target_name.clone(),
+                    text: echo.body.clone(),
+                    kind: echo.kind,
+                    reply,
+                },
+            )
+            .await;
+            // Keep the original ID so the echo reflects the user's message.
+            if let Some(last) = self.echoes.back_mut() {
+                last.id = echo.id.clone();
+            }
+        }
+    }
+
     async fn serve(&mut self, mut live: Live) -> Ended {
+        let chantypes = live.me.isupport.clone();
+        self.resend_unconfirmed(&mut live, |e| !chantypes.is_channel(&e.target_name))
+            .await;
         let ping_interval = self.options.ping_interval();
         let mut last_read = Instant::now();
         let mut pinged = false;
@@ -236,7 +274,7 @@ impl ServerTask {
                         sleep(Duration::from_millis(100)).await;
                         return Ended::Quit;
                     }
-                    Some(command) => self.on_command(&mut live, command),
+                    Some(command) => self.on_command(&mut live, command).await,
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     if pinged {
@@ -249,7 +287,7 @@ impl ServerTask {
         }
     }
 
-    fn on_command(&mut self, live: &mut Live, command: ServerCommand) {
+    async fn on_command(&mut self, live: &mut Live, command: ServerCommand) {
         match command {
             ServerCommand::Join { channel, reply } => {
                 let folded = live.me.isupport.fold(&channel);
@@ -305,13 +343,28 @@ impl ServerTask {
                         }
                     }
                 }
-                let result = if sent == 0 {
-                    Err(BridgeError::BadRequest("nothing to send".into()))
-                } else {
-                    self.next_id += 1;
-                    Ok(format!("out-{}", self.next_id))
+                if sent == 0 {
+                    let _ = reply.send(Err(BridgeError::BadRequest("nothing to send".into())));
+                    return;
+                }
+                self.next_id += 1;
+                let id = format!("out-{}", self.next_id);
+                let _ = reply.send(Ok(id.clone()));
+                let echo = PendingEcho {
+                    target: live.me.isupport.fold(&target),
+                    target_name: target.clone(),
+                    id,
+                    body: text::sanitize_outgoing(&body).join("\n"),
+                    kind,
+                    remaining: sent,
                 };
-                let _ = reply.send(result);
+                if live.me.caps.contains("echo-message") {
+                    self.echoes.push_back(echo);
+                } else {
+                    // Without echo-message the server says nothing back: echo
+                    // here so the user's clients see the message the same way.
+                    self.emit_echo(echo).await;
+                }
             }
             ServerCommand::Topic { channel, topic } => {
                 for line in text::sanitize_outgoing(&topic).into_iter().take(1) {
@@ -488,6 +541,7 @@ impl ServerTask {
                     nick_changed: live.me.nick_changed,
                 })
                 .await;
+                self.resend_unconfirmed(live, |e| e.target == folded).await;
             }
             "332" => {
                 let room = self.room(line.param(1));
@@ -731,7 +785,18 @@ impl ServerTask {
         let raw = line.param(1);
         let from_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
         if from_self {
-            // echo-message is not requested yet: the core reflects the user's own messages.
+            // echo-message: the server confirms our own line. Report the
+            // message once its last line is confirmed, under the ID the
+            // session returned for it, so the core reflects it with the
+            // user's own id.
+            let folded = isupport.fold(target);
+            if let Some(pos) = self.echoes.iter().position(|e| e.target == folded) {
+                self.echoes[pos].remaining -= 1;
+                if self.echoes[pos].remaining == 0 {
+                    let echo = self.echoes.remove(pos).expect("position is valid");
+                    self.emit_echo(echo).await;
+                }
+            }
             return;
         }
         let (body, kind) = match text::ctcp_action(raw) {
@@ -767,6 +832,45 @@ impl ServerTask {
                 .get("time")
                 .and_then(|t| crate::server_time::parse(t)),
             from_self,
+        };
+        self.emit(RemoteEvent::Message(message)).await;
+    }
+}
+
+/// One of the user's messages whose echo is awaited.
+#[derive(Clone)]
+struct PendingEcho {
+    /// Case-folded target.
+    target: String,
+    /// The target as written, to send again.
+    target_name: String,
+    id: String,
+    body: String,
+    kind: MessageKind,
+    /// Lines not yet echoed.
+    remaining: usize,
+}
+
+impl ServerTask {
+    async fn emit_echo(&mut self, echo: PendingEcho) {
+        let room = self
+            .channels
+            .get(&echo.target)
+            .map(|ch| self.room(&ch.name));
+        let sender = match &room {
+            Some(_) => RemoteAddress::new(String::new()),
+            None => self.user(&echo.target),
+        };
+        let message = RemoteMessage {
+            id: echo.id,
+            room,
+            sender,
+            nick: None,
+            body: echo.body,
+            kind: echo.kind,
+            reply_to: None,
+            timestamp_ms: None,
+            from_self: true,
         };
         self.emit(RemoteEvent::Message(message)).await;
     }
