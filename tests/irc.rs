@@ -453,3 +453,102 @@ async fn topics_modes_kicks_and_away_both_ways() {
         String::from(&kicked)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_list_nick_change_and_closing_after_the_last_part() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    for chan in ["#alpha", "#beta", "#gamma"] {
+        bob.join(chan).await;
+    }
+    let server = format!("localhost@{GW}");
+    let list = s
+        .alice
+        .iq(
+            &server,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+        )
+        .await;
+    let xml = String::from(&list);
+    for chan in ["#alpha", "#beta", "#gamma"] {
+        assert!(
+            xml.contains(&format!("jid='{chan}%localhost@{GW}'")),
+            "{xml}"
+        );
+    }
+    let page = s
+        .alice
+        .iq(
+            &server,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'>\
+                <set xmlns='http://jabber.org/protocol/rsm'><max>2</max></set></query>"),
+        )
+        .await;
+    let query = find_child(&page, "query", "http://jabber.org/protocol/disco#items").unwrap();
+    assert_eq!(query.children().filter(|c| c.name() == "item").count(), 2);
+    let set = query
+        .get_child("set", "http://jabber.org/protocol/rsm")
+        .expect("rsm set");
+    assert_eq!(
+        set.get_child("count", "http://jabber.org/protocol/rsm")
+            .unwrap()
+            .text(),
+        "3"
+    );
+
+    // A nick change from XMPP.
+    let room = format!("#alpha%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    s.alice
+        .send(el(&format!("<presence to='{room}/alicia'/>")))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.contains("NICK") && l.contains("alicia")
+    })
+    .await;
+    let changed = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence"
+                && from(p, &format!("{room}/alice"))
+                && attr(p, "type") == "unavailable"
+        })
+        .await;
+    assert!(String::from(&changed).contains("code='303'"));
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alicia"))
+        })
+        .await;
+
+    // Leaving the last channel closes the IRC connection.
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alicia' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.starts_with(":alicia!") && l.contains("PART"))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        bob.send("ISON alicia").await;
+        let reply = bob.expect(WAIT, |l| l.contains(" 303 ")).await;
+        if !reply.contains("alicia") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alicia is still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

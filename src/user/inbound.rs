@@ -13,7 +13,8 @@ use crate::xmpp::address::Target;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::muc_admin;
-use crate::xmpp::xml::NS_PING;
+use crate::xmpp::xml::{NS_DISCO_ITEMS, NS_PING};
+use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
 use super::rooms::{room_jid, send_self_gone, RoomState};
@@ -65,6 +66,9 @@ impl UserSession {
         let Iq::Get { payload, from, .. } = iq else {
             return Ok(());
         };
+        if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
+            return self.list_rooms(iq, address, payload).await;
+        }
         if payload.is("ping", NS_PING) {
             // XEP-0410: a client pings its own occupant JID to learn whether it is still in.
             let joined = self.rooms.get(address).is_some_and(|r| {
@@ -83,6 +87,40 @@ impl UserSession {
             };
         }
         Err(Failure::service_unavailable("not supported here"))
+    }
+
+    /// disco#items on a server: the rooms it lists, paged with RSM.
+    async fn list_rooms(
+        &self,
+        iq: &Iq,
+        address: &RemoteAddress,
+        query: &xmpp_parsers::minidom::Element,
+    ) -> Result<(), Failure> {
+        let session = self.session()?;
+        let rooms = session
+            .list_rooms(Some(address))
+            .await
+            .map_err(Failure::from)?;
+        let mut items = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            let Ok(jid) = crate::xmpp::address::bare_jid(&room.address, &self.gw.domain) else {
+                continue;
+            };
+            let name = match (room.name, room.members) {
+                (Some(name), Some(n)) => format!("{name} ({n})"),
+                (Some(name), None) => name,
+                (None, Some(n)) => format!("{} ({n})", room.address),
+                (None, None) => room.address.to_string(),
+            };
+            items.push((jid.to_string(), None, name));
+        }
+        let keys: Vec<String> = items.iter().map(|(jid, _, _)| jid.clone()).collect();
+        let request = rsm::Request::parse(query);
+        let range = request.page(&keys);
+        let mut reply = service::items(None, &items[range.clone()]);
+        reply.append_child(rsm::answer(&keys, range));
+        self.gw.reply_result(iq, Some(reply));
+        Ok(())
     }
 
     /// Kicks, role and affiliation changes asked by a moderator.

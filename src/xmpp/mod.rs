@@ -10,5 +10,6 @@ pub mod message;
 pub mod muc;
 pub mod muc_admin;
 pub mod register;
+pub mod rsm;
 pub mod service;
 pub mod xml;

@@ -129,7 +129,12 @@ pub trait Session: Send + Sync {
         unsupported("affiliation changes")
     }
 
-    async fn list_rooms(&self) -> Result<Vec<RoomInfo>, BridgeError> {
+    /// The rooms the network lists, all of them or those under `under` (an
+    /// IRC server, a Discord guild).
+    async fn list_rooms(
+        &self,
+        _under: Option<&RemoteAddress>,
+    ) -> Result<Vec<RoomInfo>, BridgeError> {
         unsupported("room listing")
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use estuary_bridge::{
     Affiliation, BridgeError, EventSender, MessageKind, Occupant, PresenceShow, RemoteAddress,
-    RemoteEvent, RemoteMessage, Role,
+    RemoteEvent, RemoteMessage, Role, RoomInfo,
 };
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
@@ -42,6 +42,13 @@ pub enum ServerCommand {
     Away {
         message: Option<String>,
     },
+    /// LIST: every channel the server shows.
+    List {
+        reply: ListReply,
+    },
+    Nick {
+        nick: String,
+    },
     Kick {
         channel: String,
         nick: String,
@@ -64,6 +71,11 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
+    /// The task has ended (the connection was closed for good).
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
     pub fn send(&self, command: ServerCommand) -> Result<(), BridgeError> {
         self.commands
             .send(command)
@@ -89,6 +101,7 @@ pub fn spawn(
         events,
         commands: rx,
         channels: HashMap::new(),
+        listing: None,
         echoes: std::collections::VecDeque::new(),
         unconfirmed: Vec::new(),
         next_id: 0,
@@ -121,6 +134,8 @@ struct ServerTask {
     commands: mpsc::UnboundedReceiver<ServerCommand>,
     /// By case-folded name.
     channels: HashMap<String, Channel>,
+    /// A LIST in progress: the channels so far, and who waits for them.
+    listing: Option<(Vec<RoomInfo>, ListReply)>,
     /// Own messages sent, oldest first, until the server echoes them.
     echoes: std::collections::VecDeque<PendingEcho>,
     /// Messages never echoed by a connection that was lost, to send again
@@ -274,7 +289,17 @@ impl ServerTask {
                         sleep(Duration::from_millis(100)).await;
                         return Ended::Quit;
                     }
-                    Some(command) => self.on_command(&mut live, command).await,
+                    Some(command) => {
+                        let parting = matches!(command, ServerCommand::Part { .. });
+                        self.on_command(&mut live, command).await;
+                        if parting && self.channels.is_empty() && self.echoes.is_empty() {
+                            // The last channel is left: the connection has no more use.
+                            info!("last channel left; closing the connection");
+                            live.writer.send("QUIT", &["Leaving"]);
+                            sleep(Duration::from_millis(100)).await;
+                            return Ended::Quit;
+                        }
+                    }
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     if pinged {
@@ -383,6 +408,17 @@ impl ServerTask {
                     live.writer.send("AWAY", &[]);
                 }
             },
+            ServerCommand::List { reply } => {
+                if let Some((_, previous)) = self.listing.take() {
+                    let _ =
+                        previous.send(Err(BridgeError::Other("replaced by a newer LIST".into())));
+                }
+                self.listing = Some((Vec::new(), reply));
+                live.writer.send("LIST", &[]);
+            }
+            ServerCommand::Nick { nick } => {
+                live.writer.send("NICK", &[&nick]);
+            }
             ServerCommand::Kick {
                 channel,
                 nick,
@@ -644,6 +680,22 @@ impl ServerTask {
                 }
             }
             "MODE" => self.on_mode(live, &line).await,
+            // RPL_LIST: `322 me #chan users :topic`.
+            "322" => {
+                let address = self.room(line.param(1));
+                if let Some((rooms, _)) = &mut self.listing {
+                    rooms.push(RoomInfo {
+                        address,
+                        name: Some(line.param(1).to_owned()),
+                        members: line.param(2).parse().ok(),
+                    });
+                }
+            }
+            "323" => {
+                if let Some((rooms, reply)) = self.listing.take() {
+                    let _ = reply.send(Ok(rooms));
+                }
+            }
             "AWAY" => self.on_away(live, &line).await,
             // Join refused: full, invite-only, banned, wrong key, too many channels.
             "471" | "473" | "474" | "475" | "405" => {
@@ -836,6 +888,9 @@ impl ServerTask {
         self.emit(RemoteEvent::Message(message)).await;
     }
 }
+
+/// Where the result of a LIST goes.
+type ListReply = oneshot::Sender<Result<Vec<RoomInfo>, BridgeError>>;
 
 /// One of the user's messages whose echo is awaited.
 #[derive(Clone)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use estuary_bridge::{
     Affiliation, BridgeError, EventSender, OutgoingMessage, PresenceShow, RemoteAddress, Role,
-    Session,
+    RoomInfo, Session,
 };
 use tokio::sync::oneshot;
 
@@ -40,6 +40,7 @@ impl IrcSession {
     /// The connection to a server, started if there is none yet.
     fn server(&self, name: &str) -> ServerHandle {
         let mut servers = self.servers.lock().expect("not poisoned");
+        servers.retain(|_, handle| !handle.is_closed());
         servers
             .entry(name.to_owned())
             .or_insert_with(|| {
@@ -189,6 +190,34 @@ impl Session for IrcSession {
             nick: nick.to_owned(),
             affiliation: Some(affiliation),
             role: None,
+        })
+    }
+
+    async fn list_rooms(
+        &self,
+        under: Option<&RemoteAddress>,
+    ) -> Result<Vec<RoomInfo>, BridgeError> {
+        let server = match under {
+            Some(address) => self.parse(address)?.server,
+            None => self.options.fixed_server.clone().ok_or_else(|| {
+                BridgeError::BadRequest("list the channels of a server JID".into())
+            })?,
+        };
+        let (reply, rx) = oneshot::channel();
+        self.server(&server).send(ServerCommand::List { reply })?;
+        tokio::time::timeout(std::time::Duration::from_secs(60), answer(rx))
+            .await
+            .unwrap_or_else(|_| {
+                Err(BridgeError::Unavailable(
+                    "the channel list timed out".into(),
+                ))
+            })
+    }
+
+    async fn set_nick(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Nick {
+            nick: nick.to_owned(),
         })
     }
 
