@@ -167,6 +167,7 @@ async fn serve_gateway(
     let outbound = std::mem::replace(&mut link.outbound, mpsc::unbounded_channel().0);
     drop(outbound);
     let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let archiver = gateway.archiver.clone();
     let mut router = Router::new(gateway, notes_tx);
     let mut link_task = link.task;
     let mut link_result = None;
@@ -187,6 +188,10 @@ async fn serve_gateway(
     router.shutdown().await;
     drop(router);
     drop(notes);
+    // The sessions are gone: write the archive's last batch before the store closes.
+    if let Err(e) = archiver.close().await {
+        warn!("the room archive's last messages were not written: {e}");
+    }
     let result = match link_result {
         Some(result) => result,
         None => match tokio::time::timeout(Duration::from_secs(10), &mut link_task).await {

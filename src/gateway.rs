@@ -14,6 +14,7 @@ use xmpp_parsers::presence::Presence;
 use xmpp_parsers::stanza::Stanza;
 
 use crate::access::AccessList;
+use crate::archive::Archiver;
 use crate::store::Store;
 use crate::xmpp::errors::{self, Failure};
 
@@ -25,6 +26,8 @@ pub struct Gateway {
     pub fields: Vec<RegistrationField>,
     pub store: Store,
     pub access: AccessList,
+    /// The room archive's writer, shared by every user of the gateway.
+    pub archiver: Archiver,
     out: mpsc::UnboundedSender<Stanza>,
 }
 
@@ -42,6 +45,7 @@ impl Gateway {
             info: network.info(),
             fields: network.registration_fields(),
             network,
+            archiver: Archiver::spawn(store.clone()),
             store,
             access,
             out,

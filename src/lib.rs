@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod app;
+pub mod archive;
 pub mod component;
 pub mod config;
 pub mod gateway;

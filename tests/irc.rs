@@ -25,6 +25,13 @@ struct Setup {
 
 /// Prosody, InspIRCd, Estuary with the IRC bridge, and `alice` registered with nick `alice`.
 async fn setup() -> Setup {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ESTUARY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let prosody = Prosody::start(&[(GW, "secret")]);
     let ircd = Inspircd::start();
     let dir = tempfile::tempdir().unwrap();
@@ -551,4 +558,99 @@ async fn channel_list_nick_change_and_closing_after_the_last_part() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_jid_takes_raw_commands_and_away_follows_presence() {
+    let mut s = setup().await;
+    let server = format!("localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#lobby").await;
+    let room = format!("#lobby%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+
+    // A message to the server JID is a raw command; replies come from there.
+    s.alice
+        .send(el(&format!(
+            "<message to='{server}' type='chat'><body>WHOIS bob</body></message>"
+        )))
+        .await;
+    let reply = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &server) && body(m).is_some_and(|b| b.contains("bob"))
+        })
+        .await;
+    assert!(body(&reply).is_some());
+
+    // XMPP away becomes IRC AWAY, with the status as the message. Clients
+    // repeat their presence to each room they are in (XEP-0045 §7.7).
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice'><show>away</show><status>brb</status></presence>"
+        )))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        bob.send("WHOIS alice").await;
+        let end = bob.expect(WAIT, |l| l.contains(" 318 ")).await;
+        let away = bob
+            .take_backlog()
+            .into_iter()
+            .any(|l| l.contains(" 301 ") && l.contains("brb"));
+        if away {
+            break;
+        }
+        let _ = end;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice never went away on IRC"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A presence change is never a nick change.
+    bob.expect_none(Duration::from_millis(300), |l| l.contains(" NICK "))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_control_queues_rather_than_drops() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#flood").await;
+    let room = format!("#flood%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    // Defaults: a burst of 10 lines, then 2 lines a second.
+    let started = tokio::time::Instant::now();
+    for i in 0..16 {
+        s.alice
+            .send(el(&format!(
+                "<message to='{room}' type='groupchat'><body>flood {i}</body></message>"
+            )))
+            .await;
+    }
+    for i in 0..16 {
+        bob.expect(WAIT, |l| l.ends_with(&format!(":flood {i}")))
+            .await;
+    }
+    // Six lines past the burst at two a second take at least about 2.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2400),
+        "{:?}",
+        started.elapsed()
+    );
 }

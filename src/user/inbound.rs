@@ -57,6 +57,9 @@ impl UserSession {
         kind: AddressKind,
         resource: Option<&str>,
     ) -> Result<(), Failure> {
+        if kind == AddressKind::Room && crate::xmpp::mam::is_query(iq) {
+            return self.on_mam(iq, address).await;
+        }
         if let Iq::Set { payload, .. } = iq {
             if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
                 return self.on_muc_admin(iq, address, payload).await;
@@ -353,6 +356,7 @@ impl UserSession {
             m.id.as_ref()
                 .map(|i| i.0.clone())
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.archive_own(m, address, &id);
         for resource in &room.resources {
             let mut echo = m.clone();
             echo.from = Some(Jid::from(from.clone()));
@@ -382,6 +386,17 @@ impl UserSession {
                 }
                 let nick =
                     nick.ok_or_else(|| Failure::jid_malformed("a nick is needed to join a room"))?;
+                if self.is_present_in(address, &from) {
+                    // Clients repeat their presence to every room they are in;
+                    // that is how a show or status change reaches a room-only
+                    // user, so it goes to the network, never as a nick change
+                    // unless the nick itself changed.
+                    self.presence_update(p).await;
+                    if self.rooms.get(address).is_some_and(|r| r.nick == nick) {
+                        return Ok(());
+                    }
+                }
+                self.note_history_request(address, &from, p);
                 self.join(address, nick, from).await
             }
             PresenceType::Unavailable => {
@@ -389,6 +404,23 @@ impl UserSession {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    fn is_present_in(&self, address: &RemoteAddress, from: &FullJid) -> bool {
+        self.rooms
+            .get(address)
+            .is_some_and(|r| r.joined && r.resources.contains(from))
+    }
+
+    async fn presence_update(&self, p: &Presence) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        let status = p.statuses.values().next().map(String::as_str);
+        let show = crate::router::show_of(p.show.as_ref());
+        if let Err(e) = session.set_presence(show, status).await {
+            tracing::debug!(error = %e, "presence not passed on");
         }
     }
 
@@ -409,7 +441,7 @@ impl UserSession {
             }
             if room.resources.insert(from.clone()) && room.joined {
                 // Another resource of the same user: show it the room as it is.
-                self.replay_room(address, &from);
+                self.replay_room(address, &from).await;
             }
             return Ok(());
         }

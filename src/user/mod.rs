@@ -2,6 +2,7 @@
 //! user's stanzas into session calls (`inbound`) and the session's events into
 //! stanzas (`outbound`), in order, so one slow user never holds up another.
 
+mod archive;
 mod inbound;
 mod outbound;
 mod outbox;

@@ -113,7 +113,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             occupant,
             is_self,
             nick_changed,
-        } => user.on_join(&room, occupant, is_self, nick_changed),
+        } => user.on_join(&room, occupant, is_self, nick_changed).await,
         RemoteEvent::Part {
             room,
             nick,
@@ -157,7 +157,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             occupant.role = role;
             let occupant = occupant.clone();
             let is_self = nick == state.nick && state.joined;
-            user.on_join(&room, occupant, is_self, false);
+            user.on_join(&room, occupant, is_self, false).await;
         }
         RemoteEvent::RoomInfo { room, name } => {
             debug!(%room, ?name, "room info");
@@ -265,7 +265,14 @@ impl UserSession {
             warn!(sender = %m.sender, "cannot make a JID for a remote sender; message skipped");
             return;
         };
-        let stanza_id = uuid::Uuid::new_v4().to_string();
+        let mut stanza_id = uuid::Uuid::new_v4().to_string();
+        if let Some(room) = &m.room {
+            // Other users of the gateway in the room may see it too: one stanza-id for all.
+            stanza_id = self
+                .gw
+                .archiver
+                .stanza_id_for(room.as_str(), &m.id, &stanza_id);
+        }
         let record = MessageRecord {
             gateway: self.gw.domain.clone(),
             account: self.account.jid.clone(),
@@ -303,6 +310,10 @@ impl UserSession {
             .timestamp_ms
             .filter(|ts| now_ms() - ts > DELAY_THRESHOLD_MS);
         let room_ref = m.room.clone();
+        // Archived before it is shown: a client that saw it finds it in MAM.
+        if let Some(room) = &m.room {
+            self.archive_remote(room, &m, &stanza_id);
+        }
         self.deliver(room_ref.as_ref(), |to| {
             let mut stanza = message::text(
                 type_.clone(),
@@ -337,6 +348,7 @@ impl UserSession {
             .xmpp_id
             .clone()
             .unwrap_or_else(|| record.stanza_id.clone());
+        self.archive_echo(room, m, &id);
         for resource in &state.resources {
             let mut stanza = message::text(
                 MessageType::Groupchat,
@@ -373,7 +385,7 @@ impl UserSession {
         self.gw.send_presence(presence);
     }
 
-    fn on_join(
+    async fn on_join(
         &mut self,
         room: &RemoteAddress,
         occupant: Occupant,
@@ -413,13 +425,17 @@ impl UserSession {
             ));
         }
         if first_self {
-            // The subject comes last: clients take it as the end of the join.
             let subject = state.subject.clone().unwrap_or_default();
+            let resources: Vec<FullJid> = state.resources.iter().cloned().collect();
+            for resource in &resources {
+                self.send_history(room, resource).await;
+            }
+            // The subject comes last: clients take it as the end of the join.
             if let Some(room_bare) = room_jid(&self.gw, room) {
-                for resource in &state.resources {
+                for resource in resources {
                     self.gw.send_message(muc::subject(
                         room_bare.clone(),
-                        Jid::from(resource.clone()),
+                        Jid::from(resource),
                         &subject,
                     ));
                 }
@@ -427,8 +443,9 @@ impl UserSession {
         }
     }
 
-    /// Show a newly joined resource everything the others already saw.
-    pub(super) fn replay_room(&self, room: &RemoteAddress, resource: &FullJid) {
+    /// Show a newly joined resource everything the others already saw, and
+    /// the history its join presence asked for.
+    pub(super) async fn replay_room(&mut self, room: &RemoteAddress, resource: &FullJid) {
         let Some(state) = self.rooms.get(room) else {
             return;
         };
@@ -460,12 +477,10 @@ impl UserSession {
                 &[muc::SELF_PRESENCE, muc::NON_ANONYMOUS],
             ));
         }
+        let subject = state.subject.clone().unwrap_or_default();
+        self.send_history(room, resource).await;
         if let Some(room_bare) = room_jid(&self.gw, room) {
-            self.gw.send_message(muc::subject(
-                room_bare,
-                to,
-                state.subject.as_deref().unwrap_or(""),
-            ));
+            self.gw.send_message(muc::subject(room_bare, to, &subject));
         }
     }
 

@@ -7,6 +7,7 @@ use xmpp_parsers::jid::{FullJid, Jid};
 
 use crate::gateway::Gateway;
 use crate::xmpp::address::{bare_jid, occupant_jid};
+use crate::xmpp::history::HistoryRequest;
 use crate::xmpp::muc::{self, OccupantItem};
 
 /// One room: the user's nick, which of the user's resources are in it, and
@@ -23,33 +24,70 @@ pub struct RoomState {
 }
 
 #[derive(Debug, Default)]
-pub struct Rooms(HashMap<RemoteAddress, RoomState>);
+pub struct Rooms {
+    rooms: HashMap<RemoteAddress, RoomState>,
+    /// The history each joining resource asked for, until its join completes
+    /// and the history is sent. Kept apart from `RoomState` because the
+    /// request comes with the join presence, before the room exists.
+    history: HashMap<(RemoteAddress, FullJid), HistoryRequest>,
+}
 
 impl Rooms {
     pub fn get(&self, room: &RemoteAddress) -> Option<&RoomState> {
-        self.0.get(room)
+        self.rooms.get(room)
     }
 
     pub fn get_mut(&mut self, room: &RemoteAddress) -> Option<&mut RoomState> {
-        self.0.get_mut(room)
+        self.rooms.get_mut(room)
     }
 
     pub fn insert(&mut self, room: RemoteAddress, state: RoomState) {
-        self.0.insert(room, state);
+        self.rooms.insert(room, state);
     }
 
     pub fn remove(&mut self, room: &RemoteAddress) -> Option<RoomState> {
-        self.0.remove(room)
+        self.history.retain(|(r, _), _| r != room);
+        self.rooms.remove(room)
     }
 
     pub fn addresses(&self) -> Vec<RemoteAddress> {
-        self.0.keys().cloned().collect()
+        self.rooms.keys().cloned().collect()
+    }
+
+    /// Remember the history a join presence asks for. Presences of a resource
+    /// already in the room only update its status: they get no history.
+    pub fn want_history(
+        &mut self,
+        room: &RemoteAddress,
+        resource: &FullJid,
+        request: HistoryRequest,
+    ) {
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.resources.contains(resource))
+        {
+            return;
+        }
+        self.history
+            .insert((room.clone(), resource.clone()), request);
+    }
+
+    /// The history a resource asked for, once: a rejoin after a network
+    /// outage must not replay it again.
+    pub fn take_history(
+        &mut self,
+        room: &RemoteAddress,
+        resource: &FullJid,
+    ) -> Option<HistoryRequest> {
+        self.history.remove(&(room.clone(), resource.clone()))
     }
 
     /// Forget a resource that went offline; returns the rooms it left empty.
     pub fn resource_gone(&mut self, resource: &FullJid) -> Vec<RemoteAddress> {
+        self.history.retain(|(_, r), _| r != resource);
         let mut emptied = Vec::new();
-        for (room, state) in &mut self.0 {
+        for (room, state) in &mut self.rooms {
             if state.resources.remove(resource) && state.resources.is_empty() {
                 emptied.push(room.clone());
             }
@@ -59,7 +97,8 @@ impl Rooms {
 
     /// Tell every resource in every room that it is out, and forget them all.
     pub fn leave_all(&mut self, gw: &Gateway, statuses: &[u16], status: Option<&str>) {
-        for (room, state) in self.0.drain() {
+        self.history.clear();
+        for (room, state) in self.rooms.drain() {
             send_self_gone(gw, &room, &state, statuses, status);
         }
     }
@@ -67,7 +106,7 @@ impl Rooms {
     /// Mark every room as not joined (the network connection is lost), telling
     /// the user's clients; the rooms are kept so they can be joined again.
     pub fn disconnect_all(&mut self, gw: &Gateway, status: &str) {
-        for (room, state) in &mut self.0 {
+        for (room, state) in &mut self.rooms {
             if state.joined {
                 send_self_gone(gw, room, state, &[muc::SHUTDOWN], Some(status));
             }

@@ -6,6 +6,8 @@ pub mod adhoc;
 pub mod errors;
 pub mod escape;
 pub mod forms;
+pub mod history;
+pub mod mam;
 pub mod message;
 pub mod muc;
 pub mod muc_admin;

@@ -3,6 +3,7 @@
 use estuary_bridge::{AddressKind, NetworkInfo};
 use xmpp_parsers::minidom::Element;
 
+use super::mam::NS_MAM;
 use super::xml::{
     element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_GATEWAY, NS_MUC, NS_PING,
     NS_REGISTER, NS_VERSION,
@@ -34,7 +35,7 @@ pub fn gateway_info(info: &NetworkInfo) -> Element {
 /// disco#info of a remote entity, from its kind alone.
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
     let (category, type_, features): (&str, &str, &[&str]) = match kind {
-        AddressKind::Room => ("conference", "text", &[NS_DISCO_INFO, NS_MUC]),
+        AddressKind::Room => ("conference", "text", &[NS_DISCO_INFO, NS_MUC, NS_MAM]),
         AddressKind::User => ("client", "pc", &[NS_DISCO_INFO]),
         AddressKind::Server => ("gateway", info.kind, &[NS_DISCO_INFO, NS_DISCO_ITEMS]),
     };

@@ -143,6 +143,17 @@ impl LineWriter {
         LineWriter { queue }
     }
 
+    /// Queue a raw line the user typed (`WHOIS bob`); one line only.
+    pub fn send_raw(&self, text: &str) -> bool {
+        match IrcLine::parse(text) {
+            Some(line) if !text.contains(['\r', '\n', '\0']) => {
+                let params: Vec<&str> = line.params.iter().map(String::as_str).collect();
+                self.send(&line.command, &params)
+            }
+            _ => false,
+        }
+    }
+
     /// Queue a command; refused (false) if a parameter would inject a new line.
     pub fn send(&self, command: &str, params: &[&str]) -> bool {
         match format(command, params) {
@@ -205,6 +216,9 @@ async fn register(
         .clone()
         .unwrap_or_else(|| identity.nick.clone());
     writer.send("CAP", &["LS", "302"]);
+    if let Some(password) = &options.server_password {
+        writer.send("PASS", &[password]);
+    }
     writer.send("NICK", &[&identity.nick]);
     writer.send("USER", &[&username, "0", "*", &realname]);
     let mut nick = identity.nick.clone();
@@ -335,6 +349,58 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncBufReadExt;
+    use tokio::net::TcpListener;
+
+    /// A scripted server: SASL must run before `CAP END`, in this order.
+    #[tokio::test]
+    async fn sasl_plain_runs_before_cap_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            let mut seen = Vec::new();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                seen.push(line.clone());
+                let reply: &[&str] = match line.as_str() {
+                    "CAP LS 302" => &["CAP * LS :sasl server-time"],
+                    l if l.starts_with("CAP REQ") => &["CAP * ACK :server-time sasl"],
+                    "AUTHENTICATE PLAIN" => &["AUTHENTICATE +"],
+                    l if l.starts_with("AUTHENTICATE ") => &[":srv 903 alice :SASL ok"],
+                    "CAP END" => &[":srv 001 alice :hi", ":srv 376 alice :end"],
+                    _ => &[],
+                };
+                for r in reply {
+                    write
+                        .write_all(format!("{r}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                }
+                if line == "CAP END" {
+                    break;
+                }
+            }
+            seen
+        });
+        let options = ServerOptions {
+            address: Some("127.0.0.1".into()),
+            port,
+            ..ServerOptions::default()
+        };
+        let identity = Identity {
+            nick: "alice".into(),
+            password: Some("pw".into()),
+        };
+        let (_, _, registered) = connect("fake", &options, &identity).await.unwrap();
+        assert!(registered.caps.contains("sasl"));
+        let seen = server.await.unwrap();
+        let expected = format!("AUTHENTICATE {}", base64(b"alice\0alice\0pw"));
+        let auth = seen.iter().position(|l| *l == expected);
+        let end = seen.iter().position(|l| l == "CAP END");
+        assert!(auth.is_some() && end.is_some() && auth < end, "{seen:?}");
+    }
 
     #[test]
     fn base64_matches_rfc4648() {

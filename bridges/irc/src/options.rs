@@ -33,6 +33,10 @@ pub struct ServerOptions {
     pub encoding: Option<String>,
     /// Seconds of silence before the connection is checked with a PING.
     pub ping_interval_secs: u64,
+    /// The server password (PASS), for servers that require one. Never logged.
+    pub server_password: Option<String>,
+    /// Raw commands sent once registered, e.g. `MODE {nick} +x`.
+    pub after_connect: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -46,6 +50,8 @@ impl Default for ServerOptions {
             realname: None,
             encoding: None,
             ping_interval_secs: 60,
+            server_password: None,
+            after_connect: Vec::new(),
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn spawn(
         echoes: std::collections::VecDeque::new(),
         unconfirmed: Vec::new(),
         next_id: 0,
+        away: None,
     };
     tokio::spawn(task.run().instrument(span));
     ServerHandle { commands: tx }
@@ -142,6 +143,9 @@ struct ServerTask {
     /// once the new connection is back in their channel.
     unconfirmed: Vec<PendingEcho>,
     next_id: u64,
+    /// The away message in force, so that repeats (a client sends its
+    /// presence to every room) cost nothing and a reconnect restores it.
+    away: Option<String>,
 }
 
 /// A live connection's state.
@@ -257,6 +261,15 @@ impl ServerTask {
     }
 
     async fn serve(&mut self, mut live: Live) -> Ended {
+        for command in &self.options.after_connect {
+            let command = command.replace("{nick}", &live.me.nick);
+            if !live.writer.send_raw(&command) {
+                warn!(%command, "skipping an after-connect command that is not one IRC line");
+            }
+        }
+        if self.away.is_some() {
+            send_away(&live.writer, self.away.as_deref());
+        }
         let chantypes = live.me.isupport.clone();
         self.resend_unconfirmed(&mut live, |e| !chantypes.is_channel(&e.target_name))
             .await;
@@ -341,6 +354,22 @@ impl ServerTask {
             ServerCommand::Say {
                 target,
                 text: body,
+                reply,
+                ..
+            } if target.is_empty() => {
+                // To the server itself: each line is a raw command.
+                let lines = text::sanitize_outgoing(&body);
+                let sent = lines.iter().filter(|l| live.writer.send_raw(l)).count();
+                self.next_id += 1;
+                let _ = reply.send(if sent == lines.len() && sent > 0 {
+                    Ok(format!("raw-{}", self.next_id))
+                } else {
+                    Err(BridgeError::BadRequest("not an IRC command".into()))
+                });
+            }
+            ServerCommand::Say {
+                target,
+                text: body,
                 kind,
                 reply,
             } => {
@@ -396,18 +425,18 @@ impl ServerTask {
                     live.writer.send("TOPIC", &[&channel, &line]);
                 }
             }
-            ServerCommand::Away { message } => match message {
-                Some(m) => {
-                    let m = text::sanitize_outgoing(&m)
+            ServerCommand::Away { message } => {
+                let message = message.map(|m| {
+                    text::sanitize_outgoing(&m)
                         .into_iter()
                         .next()
-                        .unwrap_or_else(|| "Away".into());
-                    live.writer.send("AWAY", &[&m]);
+                        .unwrap_or_else(|| "Away".into())
+                });
+                if message != self.away {
+                    self.away = message;
+                    send_away(&live.writer, self.away.as_deref());
                 }
-                None => {
-                    live.writer.send("AWAY", &[]);
-                }
-            },
+            }
             ServerCommand::List { reply } => {
                 if let Some((_, previous)) = self.listing.take() {
                     let _ =
@@ -711,14 +740,13 @@ impl ServerTask {
                     .await;
                 }
             }
-            // Other refusals the user should read: not an operator, no such
-            // nick or channel, cannot send.
-            "482" | "401" | "403" | "404" | "441" | "442" | "477" => {
-                let text = format!(
-                    "{}: {}",
-                    line.param(1),
-                    line.params.last().cloned().unwrap_or_default()
-                );
+            // Replies that only fill the screen of a plain IRC client.
+            "331" | "333" | "329" | "324" | "265" | "266" | "250" | "251" | "252" | "253"
+            | "254" | "255" | "042" => {}
+            // Every other numeric (refusals such as 482 or 404, WHOIS replies,
+            // MOTD) is for the user to read, from the server's JID.
+            numeric if numeric.len() == 3 && numeric.bytes().all(|b| b.is_ascii_digit()) => {
+                let text = line.params[1.min(line.params.len())..].join(" ");
                 self.server_notice(text).await;
             }
             _ => {}
@@ -893,6 +921,13 @@ impl ServerTask {
 type ListReply = oneshot::Sender<Result<Vec<RoomInfo>, BridgeError>>;
 
 /// One of the user's messages whose echo is awaited.
+fn send_away(writer: &LineWriter, message: Option<&str>) {
+    match message {
+        Some(m) => writer.send("AWAY", &[m]),
+        None => writer.send("AWAY", &[]),
+    };
+}
+
 #[derive(Clone)]
 struct PendingEcho {
     /// Case-folded target.

@@ -72,11 +72,6 @@ impl Session for IrcSession {
         message: OutgoingMessage,
     ) -> Result<String, BridgeError> {
         let address = self.parse(to)?;
-        if address.name.is_empty() {
-            return Err(BridgeError::Unsupported(
-                "raw commands to the server are not supported yet".into(),
-            ));
-        }
         let (reply, rx) = oneshot::channel();
         self.server(&address.server).send(ServerCommand::Say {
             target: address.name,
