@@ -91,7 +91,6 @@ impl UserSession {
         self.login(events_tx.clone()).await;
         loop {
             tokio::select! {
-                biased;
                 command = commands.recv() => match command {
                     Some(UserCommand::Shutdown) | None => break,
                     Some(UserCommand::Online { resource, show, status }) => {

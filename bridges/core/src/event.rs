@@ -222,4 +222,15 @@ impl EventSender {
     pub async fn send(&self, event: RemoteEvent) -> bool {
         self.0.send(event).await.is_ok()
     }
+
+    /// Hand an event over only if the queue has room: for bridge tasks that
+    /// must keep serving the core's commands while the core catches up.
+    pub fn try_send(&self, event: RemoteEvent) -> Result<(), mpsc::error::TrySendError<RemoteEvent>> {
+        self.0.try_send(event)
+    }
+
+    /// Waits for room in the queue; `None` once the core has dropped the session.
+    pub async fn reserve(&self) -> Option<mpsc::Permit<'_, RemoteEvent>> {
+        self.0.reserve().await.ok()
+    }
 }

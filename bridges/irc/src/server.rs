@@ -10,6 +10,7 @@ use estuary_bridge::{
     RemoteEvent, RemoteMessage, Role, RoomInfo,
 };
 use rand::Rng;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -106,6 +107,7 @@ pub fn spawn(
         unconfirmed: Vec::new(),
         next_id: 0,
         away: None,
+        backlog: Default::default(),
     };
     tokio::spawn(task.run().instrument(span));
     ServerHandle { commands: tx }
@@ -143,6 +145,8 @@ struct ServerTask {
     /// once the new connection is back in their channel.
     unconfirmed: Vec<PendingEcho>,
     next_id: u64,
+    /// Events the core's full queue could not take yet, oldest first.
+    backlog: std::collections::VecDeque<RemoteEvent>,
     /// The away message in force, so that repeats (a client sends its
     /// presence to every room) cost nothing and a reconnect restores it.
     away: Option<String>,
@@ -169,7 +173,7 @@ impl ServerTask {
                 Ok((reader, writer, me)) => {
                     attempt = 0;
                     if was_connected {
-                        self.emit(RemoteEvent::Reconnected).await;
+                        self.emit(RemoteEvent::Reconnected);
                     }
                     was_connected = true;
                     let live = Live { reader, writer, me };
@@ -180,7 +184,7 @@ impl ServerTask {
                             self.channels.clear();
                             // Lines the server never echoed may be lost: send them again.
                             self.unconfirmed.extend(self.echoes.drain(..));
-                            self.emit(RemoteEvent::Disconnected { reason }).await;
+                            self.emit(RemoteEvent::Disconnected { reason });
                         }
                     }
                 }
@@ -204,7 +208,19 @@ impl ServerTask {
     /// While disconnected, answer commands with `Unavailable` so the core
     /// queues messages; returns true on Quit.
     async fn wait_while_down(&mut self) -> bool {
-        while let Some(command) = self.commands.recv().await {
+        loop {
+            let events = self.events.clone();
+            let command = tokio::select! {
+                permit = events.reserve(), if !self.backlog.is_empty() => {
+                    match permit {
+                        Some(permit) => permit.send(self.backlog.pop_front().expect("not empty")),
+                        None => self.backlog.clear(),
+                    }
+                    continue;
+                }
+                command = self.commands.recv() => command,
+            };
+            let Some(command) = command else { break };
             match command {
                 ServerCommand::Quit => return true,
                 ServerCommand::Join { reply, .. } => {
@@ -283,8 +299,14 @@ impl ServerTask {
                 } else {
                     ping_interval
                 };
+            // A clone, so that waiting for room does not borrow `self`.
+            let events = self.events.clone();
             tokio::select! {
-                line = live.reader.next() => match line {
+                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
+                    Some(permit) => permit.send(self.backlog.pop_front().expect("not empty")),
+                    None => self.backlog.clear(),
+                },
+                line = live.reader.next(), if self.backlog.is_empty() => match line {
                     Ok(Some(line)) => {
                         last_read = Instant::now();
                         pinged = false;
@@ -417,7 +439,7 @@ impl ServerTask {
                 } else {
                     // Without echo-message the server says nothing back: echo
                     // here so the user's clients see the message the same way.
-                    self.emit_echo(echo).await;
+                    self.emit_echo(echo);
                 }
             }
             ServerCommand::Topic { channel, topic } => {
@@ -509,9 +531,19 @@ impl ServerTask {
         IrcAddress::remote(nick, &self.server, self.fixed.as_deref())
     }
 
-    async fn emit(&self, event: RemoteEvent) {
-        if !self.events.send(event).await {
-            debug!("the session is gone; event dropped");
+    /// Hand an event to the core without ever waiting: the core may itself
+    /// be waiting on this task (a `Say` reply), so a blocking send here could
+    /// deadlock the two. When the core's queue is full, events wait in
+    /// `backlog` and the reader pauses, which keeps the backpressure.
+    fn emit(&mut self, event: RemoteEvent) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(event);
+            return;
+        }
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) => self.backlog.push_back(event),
+            Err(TrySendError::Closed(_)) => debug!("the session is gone; event dropped"),
         }
     }
 
@@ -550,8 +582,7 @@ impl ServerTask {
                             occupant,
                             is_self: false,
                             nick_changed: false,
-                        })
-                        .await;
+                        });
                     }
                 }
             }
@@ -596,16 +627,14 @@ impl ServerTask {
                         occupant,
                         is_self: false,
                         nick_changed: false,
-                    })
-                    .await;
+                    });
                 }
                 self.emit(RemoteEvent::Join {
                     room,
                     occupant: own,
                     is_self: true,
                     nick_changed: live.me.nick_changed,
-                })
-                .await;
+                });
                 self.resend_unconfirmed(live, |e| e.target == folded).await;
             }
             "332" => {
@@ -614,8 +643,7 @@ impl ServerTask {
                     room,
                     topic: text::irc_to_styling(line.param(2)),
                     by: None,
-                })
-                .await;
+                });
             }
             "TOPIC" => {
                 let room = self.room(line.param(0));
@@ -623,8 +651,7 @@ impl ServerTask {
                     room,
                     topic: text::irc_to_styling(line.param(1)),
                     by: line.nick().map(str::to_owned),
-                })
-                .await;
+                });
             }
             "PART" => {
                 let nick = line.nick().unwrap_or_default().to_owned();
@@ -641,8 +668,7 @@ impl ServerTask {
                         nick,
                         reason: line.params.get(1).map(|r| text::strip_formatting(r)),
                         is_self,
-                    })
-                    .await;
+                    });
                 }
             }
             "QUIT" => {
@@ -659,8 +685,7 @@ impl ServerTask {
                         nick: nick.clone(),
                         reason: line.params.first().map(|r| text::strip_formatting(r)),
                         is_self: false,
-                    })
-                    .await;
+                    });
                 }
             }
             "KICK" => {
@@ -679,8 +704,7 @@ impl ServerTask {
                         by: line.nick().map(str::to_owned),
                         reason: line.params.get(2).map(|r| text::strip_formatting(r)),
                         is_self,
-                    })
-                    .await;
+                    });
                 }
             }
             "NICK" => {
@@ -704,8 +728,7 @@ impl ServerTask {
                         old: old.clone(),
                         new: new.clone(),
                         is_self,
-                    })
-                    .await;
+                    });
                 }
             }
             "MODE" => self.on_mode(live, &line).await,
@@ -736,8 +759,7 @@ impl ServerTask {
                         nick: live.me.nick.clone(),
                         reason: Some(line.params.last().cloned().unwrap_or_default()),
                         is_self: true,
-                    })
-                    .await;
+                    });
                 }
             }
             // Replies that only fill the screen of a plain IRC client.
@@ -765,7 +787,7 @@ impl ServerTask {
                 text::irc_to_styling(&body),
             )
         };
-        self.emit(RemoteEvent::Message(message)).await;
+        self.emit(RemoteEvent::Message(message));
     }
 
     /// Status mode changes (`+o nick`) become role and affiliation changes.
@@ -811,8 +833,7 @@ impl ServerTask {
                 nick,
                 affiliation,
                 role,
-            })
-            .await;
+            });
         }
     }
 
@@ -846,8 +867,7 @@ impl ServerTask {
                 occupant,
                 is_self: false,
                 nick_changed: false,
-            })
-            .await;
+            });
         }
     }
 
@@ -874,7 +894,7 @@ impl ServerTask {
                 self.echoes[pos].remaining -= 1;
                 if self.echoes[pos].remaining == 0 {
                     let echo = self.echoes.remove(pos).expect("position is valid");
-                    self.emit_echo(echo).await;
+                    self.emit_echo(echo);
                 }
             }
             return;
@@ -913,7 +933,7 @@ impl ServerTask {
                 .and_then(|t| crate::server_time::parse(t)),
             from_self,
         };
-        self.emit(RemoteEvent::Message(message)).await;
+        self.emit(RemoteEvent::Message(message));
     }
 }
 
@@ -942,7 +962,7 @@ struct PendingEcho {
 }
 
 impl ServerTask {
-    async fn emit_echo(&mut self, echo: PendingEcho) {
+    fn emit_echo(&mut self, echo: PendingEcho) {
         let room = self
             .channels
             .get(&echo.target)
@@ -962,7 +982,7 @@ impl ServerTask {
             timestamp_ms: None,
             from_self: true,
         };
-        self.emit(RemoteEvent::Message(message)).await;
+        self.emit(RemoteEvent::Message(message));
     }
 }
 
