@@ -26,8 +26,16 @@ impl Networks {
                     .map_err(|e| anyhow::anyhow!(e))?;
                 Ok(Arc::new(network))
             })
-            .with("matrix", |_| Ok(Arc::new(estuary_matrix::MatrixNetwork)))
-            .with("discord", |_| Ok(Arc::new(estuary_discord::DiscordNetwork)))
+            .with("matrix", |options| {
+                let network = estuary_matrix::MatrixNetwork::from_options(options)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                Ok(Arc::new(network))
+            })
+            .with("discord", |options| {
+                let network = estuary_discord::DiscordNetwork::from_options(options)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                Ok(Arc::new(network))
+            })
     }
 
     pub fn with(

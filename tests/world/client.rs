@@ -136,10 +136,10 @@ impl XmppClient {
     pub async fn presence(&mut self, to: Option<&str>, type_: Option<&str>) {
         let mut attrs = String::new();
         if let Some(to) = to {
-            attrs += &format!(" to='{}'", escape(to));
+            attrs.push_str(&format!(" to='{}'", escape(to)));
         }
         if let Some(type_) = type_ {
-            attrs += &format!(" type='{}'", escape(type_));
+            attrs.push_str(&format!(" type='{}'", escape(type_)));
         }
         self.send(el(&format!("<presence{attrs}/>"))).await;
     }

@@ -8,11 +8,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod discord;
 pub mod inspircd;
 pub mod irc_client;
 pub mod ports;
 pub mod postgres;
 pub mod prosody;
+pub mod synapse;
 
 pub use client::{attr, body, el, find_child, XmppClient};
 pub use inspircd::Inspircd;

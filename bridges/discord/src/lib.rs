@@ -1,17 +1,84 @@
-//! The Discord bridge. It will run a bot per gateway with `serenity`, show
-//! guild channels as rooms and post XMPP users' messages through webhooks.
+//! The Discord bridge: one bot per gateway, run with serenity. The guilds
+//! the bot is in are listed as rooms' parents, their text channels are
+//! MUCs at `<channel id>@gateway`, members are occupants, and Discord users
+//! are contacts at `<user id>@gateway`. What XMPP users write is posted
+//! through a channel webhook under their nick (see `post`).
 //!
-//! Only the addressing and the registration fields exist so far; logging in
-//! answers `Unsupported` so that users get a clear error instead of a fake.
+//! The bot connects when the gateway starts, so that a refused token shows
+//! at once in the log; the other gateways of the process are not affected,
+//! and users of this one are told why they cannot log in.
+
+pub mod bot;
+pub mod error;
+pub mod options;
+pub mod post;
+pub mod session;
+pub mod text;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use estuary_bridge::{
     AddressKind, BridgeError, Capabilities, Credentials, EventSender, FormValues, Network,
     NetworkInfo, RegistrationField, Session,
 };
+use serenity::all::{GuildId, UserId};
 
-#[derive(Debug, Default)]
-pub struct DiscordNetwork;
+/// The serenity this bridge is built with, for tests that drive a bot of their own.
+pub use serenity;
+
+pub use crate::bot::{Bot, BotStatus};
+pub use crate::error::DiscordError;
+pub use crate::options::DiscordOptions;
+
+use crate::session::DiscordSession;
+
+/// How long a login waits for the bot to be connected.
+const LOGIN_WAIT: Duration = Duration::from_secs(30);
+
+/// Install rustls' ring provider as the process default, unless one is
+/// installed already. serenity's HTTP client builds a rustls 0.23 config,
+/// which panics without a default provider when more than one is compiled
+/// in, as it is in Estuary.
+pub fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+pub struct DiscordNetwork {
+    bot: Arc<Bot>,
+}
+
+impl DiscordNetwork {
+    /// From the gateway's `[gateway.options]`. Starts connecting the bot at
+    /// once when called inside a tokio runtime (as the gateway does).
+    pub fn from_options(value: &serde_json::Value) -> Result<DiscordNetwork, DiscordError> {
+        let options = DiscordOptions::from_value(value)?;
+        ensure_crypto_provider();
+        let bot = Bot::new(options);
+        // Outside a runtime (a configuration check) it starts at the first login.
+        bot.start();
+        Ok(DiscordNetwork { bot })
+    }
+
+    pub fn bot(&self) -> &Arc<Bot> {
+        &self.bot
+    }
+}
+
+impl Drop for DiscordNetwork {
+    /// The bot's task holds the bot too: tell it to disconnect, or a gateway
+    /// restarted in the same process would leave its old bot connected.
+    fn drop(&mut self) {
+        self.bot.stop();
+    }
+}
+
+fn is_snowflake(local: &str) -> bool {
+    !local.is_empty() && local.len() <= 20 && local.bytes().all(|b| b.is_ascii_digit())
+}
 
 #[async_trait]
 impl Network for DiscordNetwork {
@@ -19,47 +86,105 @@ impl Network for DiscordNetwork {
         NetworkInfo {
             kind: "discord",
             name: "Discord gateway".to_owned(),
-            instructions: "Optionally enter your own bot token, used for your direct messages."
-                .to_owned(),
-            capabilities: Capabilities::default(),
+            instructions: "Register to use the Discord rooms this gateway's bot is in.".to_owned(),
+            capabilities: Capabilities {
+                rooms: true,
+                direct_messages: true,
+                edits: true,
+                retractions: true,
+                reactions: true,
+                replies: true,
+                typing: true,
+                read_markers: false,
+                // The gateway never shows its own posts back: the core reflects them.
+                echoes_own_messages: false,
+            },
         }
     }
 
     fn registration_fields(&self) -> Vec<RegistrationField> {
         vec![RegistrationField::secret(
             "token",
-            "Bot token (optional)",
+            "Your own bot token, for your direct messages (not supported yet: leave empty)",
             false,
         )]
     }
 
-    /// Channels and users are both snowflakes; which one it is is only known
-    /// from the guild data, so every well-formed ID is treated as a room until
-    /// the bridge can look it up.
+    /// Guilds, channels and users are all snowflakes; the bot's cache says
+    /// which is which. An unknown one is taken for a room, so that joining
+    /// it gives a precise error from Discord.
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError> {
-        if !local.is_empty() && local.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(AddressKind::Room)
-        } else {
-            Err(BridgeError::BadRequest(format!(
+        if !is_snowflake(local) {
+            return Err(BridgeError::BadRequest(format!(
                 "'{local}' is not a Discord ID"
-            )))
+            )));
+        }
+        let id: u64 = local
+            .parse()
+            .map_err(|_| BridgeError::BadRequest(format!("'{local}' is not a Discord ID")))?;
+        if id == 0 {
+            return Err(BridgeError::BadRequest("0 is not a Discord ID".to_owned()));
+        }
+        let Some(cache) = self.bot.cache() else {
+            return Ok(AddressKind::Room);
+        };
+        if cache.guild(GuildId::new(id)).is_some() {
+            Ok(AddressKind::Server)
+        } else if self.bot.guild_channel(id).is_some() {
+            Ok(AddressKind::Room)
+        } else if cache.user(UserId::new(id)).is_some() {
+            Ok(AddressKind::User)
+        } else {
+            Ok(AddressKind::Room)
         }
     }
 
-    async fn register(&self, _values: FormValues) -> Result<Credentials, BridgeError> {
-        Err(not_yet())
+    async fn register(&self, values: FormValues) -> Result<Credentials, BridgeError> {
+        if values.get("token").is_some_and(|t| !t.trim().is_empty()) {
+            return Err(BridgeError::Unsupported(
+                "personal bot tokens are not supported yet; register without one".to_owned(),
+            ));
+        }
+        if let BotStatus::Failed(reason) = self.bot.status() {
+            return Err(BridgeError::Unavailable(reason));
+        }
+        Ok(Credentials::from(values))
     }
 
     async fn login(
         &self,
-        _account: &str,
+        account: &str,
         _credentials: Credentials,
-        _events: EventSender,
+        events: EventSender,
     ) -> Result<Box<dyn Session>, BridgeError> {
-        Err(not_yet())
+        self.bot.start();
+        if let Err(e) = self.bot.wait_ready(LOGIN_WAIT).await {
+            return Err(match self.bot.status() {
+                BotStatus::Failed(_) => BridgeError::Auth(e.to_string()),
+                _ => BridgeError::Unavailable(e.to_string()),
+            });
+        }
+        Ok(Box::new(DiscordSession::new(
+            self.bot.clone(),
+            account,
+            events,
+        )))
     }
 }
 
-fn not_yet() -> BridgeError {
-    BridgeError::Unsupported("the Discord bridge is not implemented yet".to_owned())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_are_snowflakes() {
+        let network = DiscordNetwork::from_options(
+            &serde_json::json!({ "bot_token": "t", "api_base": "http://127.0.0.1:9" }),
+        )
+        .expect("valid options");
+        assert_eq!(network.classify("81384788765712384"), Ok(AddressKind::Room));
+        for bad in ["", "abc", "#general", "12a", "0", "123456789012345678901"] {
+            assert!(network.classify(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,85 @@
+//! The Discord gateway's `[gateway.options]`.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::error::DiscordError;
+
+/// The webhook name the gateway creates in each channel, and recognises as its own.
+const DEFAULT_WEBHOOK_NAME: &str = "Estuary";
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordOptions {
+    /// The gateway bot's token, from the Discord developer portal. Never logged.
+    pub bot_token: String,
+    /// Send REST and gateway traffic to this base URL instead of
+    /// `https://discord.com`, e.g. `http://127.0.0.1:PORT` for the test
+    /// double. serenity's rate limiter ignores such a base, so it is turned
+    /// off and the bridge's own retry on 429 is what remains: for tests only.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    #[serde(default = "default_webhook_name")]
+    pub webhook_name: String,
+}
+
+fn default_webhook_name() -> String {
+    DEFAULT_WEBHOOK_NAME.to_owned()
+}
+
+impl fmt::Debug for DiscordOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscordOptions")
+            .field("bot_token", &"***")
+            .field("api_base", &self.api_base)
+            .field("webhook_name", &self.webhook_name)
+            .finish()
+    }
+}
+
+impl DiscordOptions {
+    pub fn from_value(value: &serde_json::Value) -> Result<DiscordOptions, DiscordError> {
+        if value.is_null() {
+            return Err(DiscordError::Options(
+                "the Discord gateway needs `bot_token` in [gateway.options]".to_owned(),
+            ));
+        }
+        let options: DiscordOptions = serde_json::from_value(value.clone())
+            .map_err(|e| DiscordError::Options(e.to_string()))?;
+        if options.bot_token.trim().is_empty() {
+            return Err(DiscordError::Options("`bot_token` is empty".to_owned()));
+        }
+        if let Some(base) = &options.api_base {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(DiscordError::Options(format!(
+                    "`api_base` must be an http(s) URL, not '{base}'"
+                )));
+            }
+        }
+        Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_required_and_never_shown() {
+        assert!(DiscordOptions::from_value(&serde_json::Value::Null).is_err());
+        assert!(DiscordOptions::from_value(&serde_json::json!({ "bot_token": " " })).is_err());
+        let options = DiscordOptions::from_value(&serde_json::json!({ "bot_token": "s3cret" }))
+            .expect("valid");
+        assert_eq!(options.webhook_name, "Estuary");
+        assert!(!format!("{options:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn unknown_options_and_bad_bases_are_refused() {
+        let typo = serde_json::json!({ "bot_token": "t", "api_bse": "http://x" });
+        assert!(DiscordOptions::from_value(&typo).is_err());
+        let bad = serde_json::json!({ "bot_token": "t", "api_base": "ftp://x" });
+        assert!(DiscordOptions::from_value(&bad).is_err());
+    }
+}

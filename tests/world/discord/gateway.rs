@@ -1,0 +1,214 @@
+//! The double's gateway websocket: HELLO, IDENTIFY → READY and GUILD_CREATE,
+//! heartbeats and their ACKs, RESUME with replay of what was missed, and
+//! the faults a test asks for through [`super::state::WsCommand`].
+//!
+//! Frames are plain JSON text: serenity asks for compression in IDENTIFY
+//! but reads text frames as they are, and Discord only compresses when the
+//! connection URL asks for `compress=zlib-stream`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State as AxumState;
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::json as shapes;
+use super::state::{GatewaySession, WsCommand, PRIVILEGED_INTENTS};
+use super::Shared;
+
+/// Short, so a test sees heartbeats and ACKs within its run.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+pub async fn upgrade(ws: WebSocketUpgrade, AxumState(shared): AxumState<Shared>) -> Response {
+    ws.on_upgrade(move |socket| connection(socket, shared))
+}
+
+fn op(op: u8, d: Value) -> String {
+    json!({ "op": op, "d": d }).to_string()
+}
+
+async fn connection(mut socket: WebSocket, shared: Shared) {
+    let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let (commands_tx, mut commands) = mpsc::unbounded_channel();
+    let mut shutdown = shared.shutdown.clone();
+    let hello = op(10, json!({ "heartbeat_interval": HEARTBEAT_INTERVAL_MS }));
+    if socket.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
+    let mut session_id: Option<String> = None;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let Ok(payload) = serde_json::from_str::<Value>(text.as_str()) else {
+                        let _ = close(&mut socket, 4002, "Decode error").await;
+                        break;
+                    };
+                    match on_payload(&shared, &payload, connection, &commands_tx, &mut session_id) {
+                        Reply::Nothing => {}
+                        Reply::Frames(frames) => {
+                            for frame in frames {
+                                if socket.send(Message::Text(frame.into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Reply::Close(code, reason) => {
+                            let _ = close(&mut socket, code, reason).await;
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            command = commands.recv() => match command {
+                Some(WsCommand::Send(frame)) => {
+                    if socket.send(Message::Text(frame.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(WsCommand::Close(code, reason)) => {
+                    let _ = close(&mut socket, code, &reason).await;
+                    break;
+                }
+                // Dropping the socket ends the TCP connection without a close frame.
+                Some(WsCommand::Drop) | None => break,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    if let Some(id) = session_id {
+        let mut state = shared.lock();
+        if let Some(session) = state.sessions.get_mut(&id) {
+            if session.live.as_ref().is_some_and(|(c, _)| *c == connection) {
+                session.live = None;
+            }
+        }
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })))
+        .await
+}
+
+enum Reply {
+    Nothing,
+    /// Sent at once, before anything queued for the session.
+    Frames(Vec<String>),
+    Close(u16, &'static str),
+}
+
+fn token_matches(expected: &str, given: &str) -> bool {
+    given.strip_prefix("Bot ").unwrap_or(given) == expected
+}
+
+fn on_payload(
+    shared: &Shared,
+    payload: &Value,
+    connection: u64,
+    commands: &mpsc::UnboundedSender<WsCommand>,
+    session_id: &mut Option<String>,
+) -> Reply {
+    let d = &payload["d"];
+    match payload["op"].as_u64() {
+        // Heartbeat.
+        Some(1) => {
+            shared.lock().heartbeats += 1;
+            Reply::Frames(vec![json!({ "op": 11 }).to_string()])
+        }
+        // Identify.
+        Some(2) => {
+            let mut state = shared.lock();
+            if !token_matches(&state.bot_token, d["token"].as_str().unwrap_or_default()) {
+                return Reply::Close(4004, "Authentication failed.");
+            }
+            let intents = d["intents"].as_u64().unwrap_or(0);
+            if intents & PRIVILEGED_INTENTS & !state.granted_intents != 0 {
+                return Reply::Close(4014, "Disallowed intent(s).");
+            }
+            state.identifies += 1;
+            let id = format!("session-{}", state.snowflake());
+            state.sessions.insert(
+                id.clone(),
+                GatewaySession {
+                    intents,
+                    seq: 0,
+                    sent: Vec::new(),
+                    live: Some((connection, commands.clone())),
+                },
+            );
+            *session_id = Some(id.clone());
+            let bot = shapes::user(state.user(state.bot_id));
+            let guilds: Vec<Value> = state
+                .guilds
+                .iter()
+                .map(|g| json!({ "id": g.id.to_string(), "unavailable": true }))
+                .collect();
+            let ready = json!({
+                "v": 10,
+                "user": bot,
+                "guilds": guilds,
+                "session_id": id,
+                "resume_gateway_url": format!("ws://127.0.0.1:{}/gateway-ws", state.gateway_port),
+                "shard": [0, 1],
+                "application": { "id": state.application_id.to_string(), "flags": 0 },
+            });
+            let creates: Vec<Value> = state
+                .guilds
+                .iter()
+                .map(|g| shapes::guild_create(&state, g))
+                .collect();
+            // Only this session gets its READY and GUILD_CREATEs.
+            let session = state.sessions.get_mut(&id).expect("just inserted");
+            for (event, data) in std::iter::once(("READY", ready))
+                .chain(creates.into_iter().map(|g| ("GUILD_CREATE", g)))
+            {
+                session.seq += 1;
+                let frame = json!({ "op": 0, "s": session.seq, "t": event, "d": data }).to_string();
+                session.sent.push((session.seq, frame.clone()));
+                let _ = commands.send(WsCommand::Send(frame));
+            }
+            Reply::Nothing
+        }
+        // Resume.
+        Some(6) => {
+            let mut state = shared.lock();
+            if !token_matches(&state.bot_token, d["token"].as_str().unwrap_or_default()) {
+                return Reply::Close(4004, "Authentication failed.");
+            }
+            let wanted = d["session_id"].as_str().unwrap_or_default().to_owned();
+            let after = d["seq"].as_u64().unwrap_or(0);
+            let Some(session) = state.sessions.get_mut(&wanted) else {
+                // Not resumable: the client must identify again.
+                return Reply::Frames(vec![op(9, json!(false))]);
+            };
+            session.live = Some((connection, commands.clone()));
+            let mut frames: Vec<String> = session
+                .sent
+                .iter()
+                .filter(|(seq, _)| *seq > after)
+                .map(|(_, frame)| frame.clone())
+                .collect();
+            session.seq += 1;
+            let resumed = json!({ "op": 0, "s": session.seq, "t": "RESUMED", "d": {} }).to_string();
+            session.sent.push((session.seq, resumed.clone()));
+            frames.push(resumed);
+            *session_id = Some(wanted);
+            state.resumes += 1;
+            Reply::Frames(frames)
+        }
+        // Presence update, voice state, request guild members: accepted, not acted on.
+        Some(3 | 4 | 8) => Reply::Nothing,
+        _ => Reply::Close(4001, "Unknown opcode."),
+    }
+}
