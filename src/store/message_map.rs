@@ -10,7 +10,7 @@ pub enum Sender {
 }
 
 impl Sender {
-    fn column(&self) -> &str {
+    pub(crate) fn column(&self) -> &str {
         match self {
             Sender::Account => "",
             Sender::Remote(who) => who,
@@ -70,6 +70,33 @@ impl Store {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Record several mappings in one transaction; for the batched writer.
+    pub async fn save_messages(&self, records: &[MessageRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for record in records {
+            sqlx::query(concat!(
+                "INSERT INTO message_map (",
+                columns!(),
+                ", created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (gateway, account, chat, remote_id) DO NOTHING"
+            ))
+            .bind(&record.gateway)
+            .bind(&record.account)
+            .bind(&record.chat)
+            .bind(&record.remote_id)
+            .bind(record.sender.column())
+            .bind(record.xmpp_id.as_deref())
+            .bind(&record.stanza_id)
+            .bind(record.origin_id.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

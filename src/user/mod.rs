@@ -237,7 +237,8 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::Topic { room, .. }
         | RemoteEvent::Kick { room, .. }
         | RemoteEvent::RoleChange { room, .. }
-        | RemoteEvent::RoomInfo { room, .. } => Some(room.as_str()),
+        | RemoteEvent::RoomInfo { room, .. }
+        | RemoteEvent::Invited { room, .. } => Some(room.as_str()),
         RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected => None,
     }
 }

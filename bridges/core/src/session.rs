@@ -118,6 +118,16 @@ pub trait Session: Send + Sync {
         unsupported("role changes")
     }
 
+    /// Invite `user` into `room`.
+    async fn invite(
+        &self,
+        _room: &RemoteAddress,
+        _user: &RemoteAddress,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        unsupported("invitations")
+    }
+
     /// Change an occupant's affiliation (owner/admin/member/none/outcast).
     async fn set_affiliation(
         &self,

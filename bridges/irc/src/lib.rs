@@ -16,6 +16,7 @@ pub mod server;
 pub mod server_time;
 pub mod session;
 pub mod text;
+pub mod tls;
 
 pub use casemap::Casemapping;
 pub use isupport::{ChanModes, Isupport, ModeKind, Prefixes};

@@ -1,6 +1,7 @@
 //! The IRC gateway's `[gateway.options]`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,7 +23,19 @@ pub struct IrcOptions {
 pub struct ServerOptions {
     /// Host to connect to; defaults to the server name itself.
     pub address: Option<String>,
+    /// The plaintext port, tried after every TLS port; 0 for none, so that
+    /// unreachable TLS ports never lead to plaintext.
     pub port: u16,
+    /// TLS ports, tried first and in order. One that refuses the connection
+    /// or does not answer passes to the next, then to `port`; a TLS failure
+    /// (a refused certificate) never falls back to plaintext.
+    pub tls_ports: Vec<u16>,
+    /// Check the server's certificate against the trusted roots and its name.
+    /// Off, any certificate is taken (the handshake signatures are still checked).
+    pub verify_certificates: bool,
+    /// Extra trusted roots (PEM), besides the system's: a private CA, or a
+    /// self-signed server certificate.
+    pub ca_file: Option<PathBuf>,
     /// Lines a client may send at once before the rate applies.
     pub throttle_burst: u32,
     /// Lines per second after the burst.
@@ -44,6 +57,9 @@ impl Default for ServerOptions {
         ServerOptions {
             address: None,
             port: 6667,
+            tls_ports: Vec::new(),
+            verify_certificates: true,
+            ca_file: None,
             throttle_burst: 10,
             throttle_per_sec: 2.0,
             username: None,
@@ -73,5 +89,56 @@ impl IrcOptions {
     /// Settings for a server, defaults when it is not configured.
     pub fn server(&self, name: &str) -> ServerOptions {
         self.servers.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_parse_with_safe_defaults() {
+        let options = IrcOptions::from_value(&serde_json::json!({
+            "servers": {
+                "plain": { "port": 6668 },
+                "tls": {
+                    "tls_ports": [6697, 7000],
+                    "verify_certificates": false,
+                    "ca_file": "/etc/estuary/irc-ca.pem"
+                }
+            }
+        }))
+        .unwrap();
+        let plain = options.server("plain");
+        assert_eq!(plain.port, 6668);
+        assert!(plain.tls_ports.is_empty());
+        assert!(
+            plain.verify_certificates,
+            "verification is on unless turned off"
+        );
+        assert_eq!(plain.ca_file, None);
+        let tls = options.server("tls");
+        assert_eq!(tls.tls_ports, [6697, 7000]);
+        assert_eq!(tls.port, 6667);
+        assert!(!tls.verify_certificates);
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/estuary/irc-ca.pem"))
+        );
+        assert!(options.server("unlisted").verify_certificates);
+    }
+
+    #[test]
+    fn a_misspelt_tls_key_is_refused() {
+        let err = IrcOptions::from_value(&serde_json::json!({
+            "servers": { "s": { "tls_port": [6697] } }
+        }))
+        .unwrap_err();
+        assert!(err.contains("tls_port"), "{err}");
+        let err = IrcOptions::from_value(&serde_json::json!({
+            "servers": { "s": { "tls_ports": 6697 } }
+        }))
+        .unwrap_err();
+        assert!(err.contains("invalid IRC options"), "{err}");
     }
 }

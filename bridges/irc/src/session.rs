@@ -156,6 +156,27 @@ impl Session for IrcSession {
         })
     }
 
+    async fn invite(
+        &self,
+        room: &RemoteAddress,
+        user: &RemoteAddress,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let room = self.parse(room)?;
+        let user = self.parse(user)?;
+        if user.server != room.server {
+            return Err(BridgeError::BadRequest(format!(
+                "{} is on {}, not on {}",
+                user.name, user.server, room.server
+            )));
+        }
+        // IRC's INVITE carries no reason.
+        self.server(&room.server).send(ServerCommand::Invite {
+            channel: room.name,
+            nick: user.name,
+        })
+    }
+
     async fn set_role(
         &self,
         room: &RemoteAddress,
