@@ -995,3 +995,124 @@ async fn several_resources_share_one_connection_and_see_everything() {
     })
     .await;
 }
+
+/// Runs the `configure` command on `room` and submits `fields`.
+async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let form = client
+        .iq(
+            room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&form, "type"), "result", "{}", String::from(&form));
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    assert_eq!(attr(command, "status"), "executing");
+    let session = attr(command, "sessionid").to_owned();
+    assert!(String::from(command).contains("var='persistent'"));
+    let done = client
+        .iq(
+            room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
+                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
+    let mut s = setup().await;
+    let room = format!("#keep%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#keep").await;
+    // Accept the gateway's subscription, as a client does, so that the
+    // gateway learns when alice goes offline.
+    s.alice
+        .send(el(&format!("<presence to='{GW}' type='subscribed'/>")))
+        .await;
+    s.alice.send(el("<presence/>")).await;
+    s.alice.send(el(&format!("<presence to='{me}'/>"))).await;
+    s.alice
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+
+    // A bad value is refused with an error, and nothing changes.
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let refused = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='persistent'><value>perhaps</value></field></x></command>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("bad-request"));
+
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>1</value></field>",
+    )
+    .await;
+
+    // alice's only client goes away: the gateway stays in the channel.
+    let alice = std::mem::replace(
+        &mut s.alice,
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "later").await,
+    );
+    alice.close().await;
+    bob.expect_none(Duration::from_millis(1500), |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+    bob.send("PRIVMSG #keep :said while you were away").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Back online and in the room: the history has what was said meanwhile.
+    s.alice.send(el("<presence/>")).await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='5'/></x></presence>"
+        )))
+        .await;
+    s.alice
+        .expect(WAIT, |m| {
+            body(m).as_deref() == Some("said while you were away")
+                && from(m, &format!("{room}/bob"))
+        })
+        .await;
+
+    // No longer persistent, and the last client leaves: the channel is left.
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>0</value></field>",
+    )
+    .await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+}

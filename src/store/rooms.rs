@@ -64,3 +64,46 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Every room setting of one account: (room, settings JSON).
+    pub async fn room_settings(
+        &self,
+        gateway: &str,
+        account: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT room, settings FROM room_settings WHERE gateway = $1 AND account = $2",
+        )
+        .bind(gateway)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((text(row, "room")?, text(row, "settings")?)))
+            .collect()
+    }
+
+    pub async fn save_room_settings(
+        &self,
+        gateway: &str,
+        account: &str,
+        room: &str,
+        settings: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO room_settings (gateway, account, room, settings, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (gateway, account, room) DO UPDATE \
+             SET settings = excluded.settings, updated_at = excluded.updated_at",
+        )
+        .bind(gateway)
+        .bind(account)
+        .bind(room)
+        .bind(settings)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

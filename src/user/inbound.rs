@@ -14,7 +14,7 @@ use crate::xmpp::errors::Failure;
 use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::muc_admin;
-use crate::xmpp::xml::{NS_DISCO_ITEMS, NS_PING};
+use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_ITEMS, NS_PING};
 use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
@@ -52,7 +52,7 @@ impl UserSession {
     }
 
     async fn on_iq(
-        &self,
+        &mut self,
         iq: &Iq,
         address: &RemoteAddress,
         kind: AddressKind,
@@ -62,6 +62,9 @@ impl UserSession {
             return self.on_mam(iq, address).await;
         }
         if let Iq::Set { payload, .. } = iq {
+            if kind == AddressKind::Room && payload.is("command", NS_COMMANDS) {
+                return self.on_room_command(iq, address, payload).await;
+            }
             if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
                 return self.on_muc_admin(iq, address, payload).await;
             }
@@ -552,18 +555,10 @@ impl UserSession {
         };
         send_self_gone(&self.gw, address, &single, &[], None);
         room.resources.remove(from);
-        if room.resources.is_empty() {
-            self.rooms.remove(address);
-            if let Ok(session) = self.session() {
-                if let Err(e) = session.leave_room(address).await {
-                    warn!(error = %e, "leaving the room failed");
-                }
-            }
-            let _ = self
-                .gw
-                .store
-                .delete_room(&self.gw.domain, &self.account.jid, address.as_str())
-                .await;
+        let emptied = room.resources.is_empty();
+        // A persistent room stays joined on the network with no client in it.
+        if emptied && !self.settings_of(address).persistent {
+            self.forget_room(address).await;
         }
     }
 }
