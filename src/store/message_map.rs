@@ -77,24 +77,27 @@ impl Store {
     pub async fn save_messages(&self, records: &[MessageRecord]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
-        for record in records {
-            sqlx::query(concat!(
-                "INSERT INTO message_map (",
-                columns!(),
-                ", created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (gateway, account, chat, remote_id) DO NOTHING"
-            ))
-            .bind(&record.gateway)
-            .bind(&record.account)
-            .bind(&record.chat)
-            .bind(&record.remote_id)
-            .bind(record.sender.column())
-            .bind(record.xmpp_id.as_deref())
-            .bind(&record.stanza_id)
-            .bind(record.origin_id.as_deref())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in records.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = super::multi_row_insert(
+                concat!("INSERT INTO message_map (", columns!(), ", created_at)"),
+                9,
+                chunk.len(),
+                "ON CONFLICT (gateway, account, chat, remote_id) DO NOTHING",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in chunk {
+                query = query
+                    .bind(&record.gateway)
+                    .bind(&record.account)
+                    .bind(&record.chat)
+                    .bind(&record.remote_id)
+                    .bind(record.sender.column())
+                    .bind(record.xmpp_id.as_deref())
+                    .bind(&record.stanza_id)
+                    .bind(record.origin_id.as_deref())
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
