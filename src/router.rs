@@ -107,10 +107,34 @@ impl Router {
         info!(accounts = accounts.len(), first, "probing registered users");
         for account in accounts {
             if let Ok(jid) = account.jid.parse::<BareJid>() {
+                if first
+                    && !self.users.contains_key(&jid)
+                    && self.has_persistent_rooms(&account).await
+                {
+                    // Persistent rooms are joined again at once, online or not.
+                    self.start_user(jid.clone(), account.clone());
+                }
                 let mut probe = Presence::new(PresenceType::Probe);
                 probe.from = Some(self.gw.jid.clone());
                 probe.to = Some(Jid::from(jid));
                 self.gw.send_presence(probe);
+            }
+        }
+    }
+
+    async fn has_persistent_rooms(&self, account: &Account) -> bool {
+        match self
+            .gw
+            .store
+            .room_settings(&self.gw.domain, &account.jid)
+            .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .any(|(_, json)| user::RoomSettings::from_json(json).is_some_and(|s| s.persistent)),
+            Err(e) => {
+                warn!("cannot read room settings: {e}");
+                false
             }
         }
     }

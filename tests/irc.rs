@@ -21,6 +21,8 @@ struct Setup {
     estuary: Option<Running>,
     _dir: tempfile::TempDir,
     alice: XmppClient,
+    /// To start Estuary again on the same store.
+    config: Config,
 }
 
 /// Prosody, InspIRCd, Estuary with the IRC bridge, and `alice` registered with nick `alice`.
@@ -65,7 +67,9 @@ async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
             }),
         }],
     };
-    let estuary = app::start(config, &Networks::builtin()).await.unwrap();
+    let estuary = app::start(config.clone(), &Networks::builtin())
+        .await
+        .unwrap();
     let stats = estuary.link(GW).unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -93,6 +97,7 @@ async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
         estuary: Some(estuary),
         _dir: dir,
         alice,
+        config,
     }
 }
 
@@ -1115,4 +1120,57 @@ async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
         l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
+    let mut s = setup().await;
+    let room = format!("#stay%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#stay").await;
+    s.alice.send(el(&format!("<presence to='{me}'/>"))).await;
+    s.alice
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>1</value></field>",
+    )
+    .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+
+    // alice is gone from XMPP; the gateway restarts.
+    let alice = std::mem::replace(
+        &mut s.alice,
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "later").await,
+    );
+    alice.close().await;
+    s.estuary.take().unwrap().stop().await.unwrap();
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
+        .await;
+    s.estuary = Some(
+        app::start(s.config.clone(), &Networks::builtin())
+            .await
+            .unwrap(),
+    );
+
+    // Without any client of alice online, the channel is joined again, and
+    // what is said there is kept for her.
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+    bob.send("PRIVMSG #stay :after the restart").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.alice.send(el("<presence/>")).await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='5'/></x></presence>"
+        )))
+        .await;
+    s.alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("after the restart"))
+        .await;
 }

@@ -7,6 +7,7 @@ mod inbound;
 mod outbound;
 mod outbox;
 mod room_settings;
+pub use room_settings::RoomSettings;
 mod rooms;
 
 use std::collections::{BTreeSet, HashMap};
@@ -107,6 +108,7 @@ impl UserSession {
         let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
         self.load_room_settings().await;
         self.login(events_tx.clone()).await;
+        self.restore_persistent_rooms().await;
         loop {
             tokio::select! {
                 command = commands.recv() => match command {

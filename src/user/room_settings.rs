@@ -68,6 +68,10 @@ fn boolean(var: &str, value: &str) -> Result<bool, Failure> {
 }
 
 impl RoomSettings {
+    pub fn from_json(json: &str) -> Option<RoomSettings> {
+        serde_json::from_str(json).ok()
+    }
+
     fn values(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             (
@@ -196,6 +200,44 @@ impl UserSession {
             )),
         );
         Ok(())
+    }
+
+    /// After a gateway restart: join again the persistent rooms the user was
+    /// in, whether or not one of their clients is online.
+    pub(super) async fn restore_persistent_rooms(&mut self) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        let records = match self
+            .gw
+            .store
+            .rooms(&self.gw.domain, &self.account.jid)
+            .await
+        {
+            Ok(records) => records,
+            Err(e) => {
+                warn!("cannot read the rooms to rejoin: {e}");
+                return;
+            }
+        };
+        for record in records {
+            let room = RemoteAddress::new(record.room);
+            if !self.settings_of(&room).persistent || self.rooms.get(&room).is_some() {
+                continue;
+            }
+            self.rooms.insert(
+                room.clone(),
+                super::rooms::RoomState {
+                    nick: record.nick.clone(),
+                    ..Default::default()
+                },
+            );
+            if let Err(e) = session.join_room(&room, &record.nick).await {
+                warn!(%room, error = %e, "rejoining a persistent room failed");
+                self.rooms.remove(&room);
+            }
+        }
+        self.note_persistence();
     }
 
     /// Leave a room on the network and forget it.
