@@ -126,7 +126,7 @@ impl Router {
         match self
             .gw
             .store
-            .room_settings(&self.gw.domain, &account.jid)
+            .address_settings(&self.gw.domain, &account.jid)
             .await
         {
             Ok(rows) => rows

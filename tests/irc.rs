@@ -1174,3 +1174,84 @@ async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
         .expect(WAIT, |m| body(m).as_deref() == Some("after the restart"))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_configure_their_own_server_settings() {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let mut s = setup().await;
+    let server = format!("localhost@{GW}");
+    let form = s
+        .alice
+        .iq(
+            &server,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
+            )),
+        )
+        .await;
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    let text = String::from(command);
+    for var in [
+        "realname",
+        "username",
+        "tls_ports",
+        "verify_certificates",
+        "after_connect",
+    ] {
+        assert!(
+            text.contains(&format!("var='{var}'")),
+            "{var} missing: {text}"
+        );
+    }
+    let session = attr(command, "sessionid").to_owned();
+    let submit = |fields: &str| {
+        el(&format!(
+            "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
+             <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+        ))
+    };
+    // A bad value is refused, naming the field.
+    let refused = s
+        .alice
+        .iq(
+            &server,
+            "set",
+            submit("<field var='throttle_burst'><value>lots</value></field>"),
+        )
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("throttle_burst"));
+
+    let done = s
+        .alice
+        .iq(
+            &server,
+            "set",
+            submit(
+                "<field var='nick'><value>alicia</value></field>\
+                 <field var='username'><value>wonder</value></field>\
+                 <field var='realname'><value>Alice Liddell</value></field>",
+            ),
+        )
+        .await;
+    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+
+    // The next connection uses them.
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    let room = format!("#own%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence"
+                && attr(p, "from").starts_with(&room)
+                && String::from(p).contains("code='110'")
+        })
+        .await;
+    bob.send("WHOIS alicia").await;
+    let whois = bob.expect(WAIT, |l| l.contains(" 311 ")).await;
+    assert!(whois.contains("wonder"), "{whois}");
+    assert!(whois.contains("Alice Liddell"), "{whois}");
+}

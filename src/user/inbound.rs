@@ -65,6 +65,9 @@ impl UserSession {
             if kind == AddressKind::Room && payload.is("command", NS_COMMANDS) {
                 return self.on_room_command(iq, address, payload).await;
             }
+            if kind == AddressKind::Server && payload.is("command", NS_COMMANDS) {
+                return self.on_server_command(iq, address, payload).await;
+            }
             if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
                 return self.on_muc_admin(iq, address, payload).await;
             }

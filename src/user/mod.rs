@@ -9,6 +9,7 @@ mod outbox;
 mod room_settings;
 pub use room_settings::RoomSettings;
 mod rooms;
+mod server_settings;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicBool;
@@ -80,6 +81,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         resources: BTreeSet::new(),
         rooms: Rooms::default(),
         room_settings: HashMap::new(),
+        server_settings: HashMap::new(),
         keeps_session: keeps_session.clone(),
     };
     let task = tokio::spawn(user.run(rx).instrument(span));
@@ -100,13 +102,15 @@ pub(crate) struct UserSession {
     resources: BTreeSet<FullJid>,
     rooms: Rooms,
     room_settings: HashMap<RemoteAddress, room_settings::RoomSettings>,
+    /// The user's own settings of remote servers, by the network's fields.
+    server_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
     keeps_session: Arc<AtomicBool>,
 }
 
 impl UserSession {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<UserCommand>) {
         let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
-        self.load_room_settings().await;
+        self.load_settings().await;
         self.login(events_tx.clone()).await;
         self.restore_persistent_rooms().await;
         loop {
@@ -139,6 +143,8 @@ impl UserSession {
                 info!("logged in");
                 self.session = Some(session);
                 self.login_error = None;
+                // Before anything opens a connection with the defaults.
+                self.apply_server_settings().await;
                 self.flush_outbox().await;
             }
             Err(e) => {

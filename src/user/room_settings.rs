@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use estuary_bridge::{FieldKind, RegistrationField, RemoteAddress};
+use estuary_bridge::{AddressKind, FieldKind, RegistrationField, RemoteAddress};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use xmpp_parsers::iq::Iq;
@@ -101,25 +101,36 @@ impl RoomSettings {
 }
 
 impl UserSession {
-    pub(super) async fn load_room_settings(&mut self) {
-        match self
+    /// Read the user's settings of rooms and servers; a server's are handed
+    /// to the network session on login.
+    pub(super) async fn load_settings(&mut self) {
+        let rows = match self
             .gw
             .store
-            .room_settings(&self.gw.domain, &self.account.jid)
+            .address_settings(&self.gw.domain, &self.account.jid)
             .await
         {
-            Ok(rows) => {
-                for (room, json) in rows {
-                    match serde_json::from_str(&json) {
-                        Ok(settings) => {
-                            self.room_settings
-                                .insert(RemoteAddress::new(room), settings);
-                        }
-                        Err(e) => warn!(%room, "ignoring unreadable room settings: {e}"),
-                    }
-                }
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!("cannot read room and server settings: {e}");
+                return;
             }
-            Err(e) => warn!("cannot read room settings: {e}"),
+        };
+        for (address, json) in rows {
+            let kind = self.gw.network.classify(&address);
+            let address = RemoteAddress::new(address);
+            let read = match kind {
+                Ok(AddressKind::Room) => serde_json::from_str(&json).map(|settings| {
+                    self.room_settings.insert(address.clone(), settings);
+                }),
+                Ok(AddressKind::Server) => serde_json::from_str(&json).map(|values| {
+                    self.server_settings.insert(address.clone(), values);
+                }),
+                _ => Ok(()),
+            };
+            if let Err(e) = read {
+                warn!(%address, "ignoring unreadable settings: {e}");
+            }
         }
     }
 
@@ -180,7 +191,7 @@ impl UserSession {
         let json = serde_json::to_string(&settings).expect("plain struct");
         self.gw
             .store
-            .save_room_settings(&self.gw.domain, &self.account.jid, room.as_str(), &json)
+            .save_address_settings(&self.gw.domain, &self.account.jid, room.as_str(), &json)
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?;
         self.room_settings.insert(room.clone(), settings);
