@@ -1,6 +1,10 @@
 //! The room archive of one gateway: a writer task that batches, and the
 //! paging MAM needs on top of the store.
 //!
+//! The same writer also records the message-id map (see
+//! [`crate::message_map`]): both are written on every message, and one
+//! transaction for both halves the commits.
+//!
 //! Every message shown in a room is archived, so the write path is as hot as
 //! message delivery itself. One transaction per message would cap a busy
 //! gateway at the disk's commit rate; instead user tasks hand messages to one
@@ -17,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 use tracing::{error, warn, Instrument};
 
-use crate::store::{ArchiveRange, ArchivedMessage, Store, StoreError};
+use crate::store::{ArchiveRange, ArchivedMessage, MessageRecord, Store, StoreError};
 
 /// Most messages written in one transaction.
 pub const BATCH: usize = 256;
@@ -44,6 +48,8 @@ type Ack = oneshot::Sender<Result<(), String>>;
 
 enum Command {
     Archive(ArchivedMessage),
+    /// A record was added to the unwritten id map.
+    Map,
     /// Write everything sent before, then answer.
     Flush(Ack),
     /// Write everything still queued, answer, and stop.
@@ -55,7 +61,12 @@ enum Command {
 pub struct Archiver {
     commands: mpsc::UnboundedSender<Command>,
     recent: std::sync::Arc<Mutex<RecentIds>>,
+    /// Id-map records not yet committed, oldest first. They stay here until
+    /// their transaction commits, so a lookup always finds them somewhere.
+    unwritten: UnwrittenRecords,
 }
+
+type UnwrittenRecords = std::sync::Arc<Mutex<VecDeque<MessageRecord>>>;
 
 impl Archiver {
     /// Start the writer task of one gateway.
@@ -63,11 +74,42 @@ impl Archiver {
         // Unbounded, so that archiving never holds up a user task; the writer
         // drains it in batches far faster than messages arrive.
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, rx).instrument(tracing::Span::current()));
+        let unwritten = UnwrittenRecords::default();
+        tokio::spawn(run(store, rx, unwritten.clone()).instrument(tracing::Span::current()));
         Archiver {
             commands,
             recent: Default::default(),
+            unwritten,
         }
+    }
+
+    /// Queue an id-map record; it is committed within [`LINGER`], and
+    /// [`Archiver::find_unwritten`] finds it until then.
+    pub fn map(&self, record: MessageRecord) {
+        lock(&self.unwritten).push_back(record);
+        if self.commands.send(Command::Map).is_err() {
+            warn!("the archiver has stopped; a message id was not recorded");
+        }
+    }
+
+    /// The first queued, uncommitted id-map record that `matches`.
+    pub fn find_unwritten(
+        &self,
+        matches: impl Fn(&MessageRecord) -> bool,
+    ) -> Option<MessageRecord> {
+        lock(&self.unwritten).iter().find(|r| matches(r)).cloned()
+    }
+
+    /// The last queued, uncommitted id-map record that `matches`.
+    pub fn find_unwritten_newest(
+        &self,
+        matches: impl Fn(&MessageRecord) -> bool,
+    ) -> Option<MessageRecord> {
+        lock(&self.unwritten)
+            .iter()
+            .rev()
+            .find(|r| matches(r))
+            .cloned()
     }
 
     /// Queue a message; it is written within [`LINGER`].
@@ -131,9 +173,16 @@ impl RecentIds {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What the writer holds between two commits.
 struct Pending {
     messages: Vec<ArchivedMessage>,
+    /// How many id-map records were announced since the last write.
+    records: usize,
+    unwritten: UnwrittenRecords,
     acks: Vec<Ack>,
     close: Option<Ack>,
 }
@@ -142,6 +191,7 @@ impl Pending {
     fn take(&mut self, command: Command) {
         match command {
             Command::Archive(m) => self.messages.push(m),
+            Command::Map => self.records += 1,
             Command::Flush(ack) => self.acks.push(ack),
             Command::Close(ack) => self.close = Some(ack),
         }
@@ -149,11 +199,23 @@ impl Pending {
 
     /// Whether to write now rather than wait for more messages.
     fn due(&self) -> bool {
-        self.messages.len() >= BATCH || !self.acks.is_empty() || self.close.is_some()
+        self.messages.len() + self.records >= BATCH || !self.acks.is_empty() || self.close.is_some()
     }
 
     async fn write(&mut self, store: &Store) -> Result<(), String> {
         let mut result = Ok(());
+        // Records are copied out and only dropped from the queue once
+        // committed, so lookups see them throughout.
+        let records: Vec<MessageRecord> = lock(&self.unwritten).iter().cloned().collect();
+        self.records = 0;
+        if !records.is_empty() {
+            for chunk in records.chunks(BATCH) {
+                if let Err(e) = write_records(store, chunk).await {
+                    result = Err(e);
+                }
+            }
+            lock(&self.unwritten).drain(..records.len());
+        }
         for chunk in self.messages.chunks(BATCH) {
             if let Err(e) = write_batch(store, chunk).await {
                 result = Err(e);
@@ -167,9 +229,15 @@ impl Pending {
     }
 }
 
-async fn run(store: Store, mut commands: mpsc::UnboundedReceiver<Command>) {
+async fn run(
+    store: Store,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    unwritten: UnwrittenRecords,
+) {
     let mut pending = Pending {
         messages: Vec::with_capacity(BATCH),
+        records: 0,
+        unwritten,
         acks: Vec::new(),
         close: None,
     };
@@ -212,6 +280,27 @@ async fn write_batch(store: &Store, batch: &[ArchivedMessage]) -> Result<(), Str
                 error!(
                     messages = batch.len(),
                     "archiving failed; messages lost: {e}"
+                );
+                return Err(e.to_string());
+            }
+        }
+    }
+}
+
+async fn write_records(store: &Store, batch: &[MessageRecord]) -> Result<(), String> {
+    let mut attempt = 1;
+    loop {
+        match store.save_messages(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < WRITE_ATTEMPTS => {
+                warn!(attempt, "recording message ids failed; retrying: {e}");
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                error!(
+                    records = batch.len(),
+                    "recording message ids failed; they are lost: {e}"
                 );
                 return Err(e.to_string());
             }

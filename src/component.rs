@@ -13,6 +13,7 @@
 //! arrived. Stanzas not yet proven are written again after a reconnect. A
 //! stanza may therefore arrive twice, never zero times.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,9 +26,9 @@ use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, Instant};
-use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
 use tokio_xmpp::xmlstream::{
-    FallibleStreamElement, ReadError, StreamElementError, Timeouts, XmppStream, XmppStreamElement,
+    initiate_stream, FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts,
+    XmppStream, XmppStreamElement,
 };
 use tokio_xmpp::Stanza;
 use tracing::{debug, error, info, warn};
@@ -239,14 +240,28 @@ impl Link {
             read_timeout: cfg.keepalive,
             response_timeout: cfg.response_timeout,
         };
-        let connector = TcpServerConnector::from(DnsConfig::addr(&cfg.server));
-        let (mut pending, _) = tokio::time::timeout(
-            cfg.response_timeout,
-            connector.connect(&jid, ns::COMPONENT, timeouts),
-        )
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        // Connected by hand rather than with tokio-xmpp's TcpServerConnector,
+        // which leaves Nagle's algorithm on: small stanzas would then wait for
+        // the previous segment's ACK, adding tens of milliseconds per message.
+        let open = async {
+            let tcp = TcpStream::connect(&cfg.server).await?;
+            tcp.set_nodelay(true)?;
+            initiate_stream(
+                BufStream::new(tcp),
+                ns::COMPONENT,
+                StreamHeader {
+                    to: Some(Cow::Borrowed(jid.domain().as_str())),
+                    from: None,
+                    id: None,
+                },
+                timeouts,
+            )
+            .await
+        };
+        let mut pending = tokio::time::timeout(cfg.response_timeout, open)
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let header = pending.take_header();
         let stream_id = header
             .id

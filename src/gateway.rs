@@ -15,6 +15,7 @@ use xmpp_parsers::stanza::Stanza;
 
 use crate::access::AccessList;
 use crate::archive::Archiver;
+use crate::message_map::MessageMap;
 use crate::store::Store;
 use crate::xmpp::errors::{self, Failure};
 
@@ -28,6 +29,8 @@ pub struct Gateway {
     pub access: AccessList,
     /// The room archive's writer, shared by every user of the gateway.
     pub archiver: Archiver,
+    /// Remote message ids ↔ XMPP ids, written behind by the archiver.
+    pub messages: MessageMap,
     out: mpsc::UnboundedSender<Stanza>,
 }
 
@@ -39,13 +42,15 @@ impl Gateway {
         access: AccessList,
         out: mpsc::UnboundedSender<Stanza>,
     ) -> anyhow::Result<Gateway> {
+        let archiver = Archiver::spawn(store.clone());
         Ok(Gateway {
+            messages: MessageMap::new(domain, store.clone(), archiver.clone()),
+            archiver,
             domain: domain.to_owned(),
             jid: Jid::new(domain)?,
             info: network.info(),
             fields: network.registration_fields(),
             network,
-            archiver: Archiver::spawn(store.clone()),
             store,
             access,
             out,

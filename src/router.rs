@@ -3,6 +3,7 @@
 //! and hands everything addressed to a remote entity to that user's session.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ struct UserHandle {
     commands: mpsc::UnboundedSender<UserCommand>,
     resources: BTreeSet<FullJid>,
     task: JoinHandle<()>,
+    keeps_session: Arc<AtomicBool>,
 }
 
 impl UserHandle {
@@ -105,10 +107,34 @@ impl Router {
         info!(accounts = accounts.len(), first, "probing registered users");
         for account in accounts {
             if let Ok(jid) = account.jid.parse::<BareJid>() {
+                if first
+                    && !self.users.contains_key(&jid)
+                    && self.has_persistent_rooms(&account).await
+                {
+                    // Persistent rooms are joined again at once, online or not.
+                    self.start_user(jid.clone(), account.clone());
+                }
                 let mut probe = Presence::new(PresenceType::Probe);
                 probe.from = Some(self.gw.jid.clone());
                 probe.to = Some(Jid::from(jid));
                 self.gw.send_presence(probe);
+            }
+        }
+    }
+
+    async fn has_persistent_rooms(&self, account: &Account) -> bool {
+        match self
+            .gw
+            .store
+            .address_settings(&self.gw.domain, &account.jid)
+            .await
+        {
+            Ok(rows) => rows
+                .iter()
+                .any(|(_, json)| user::RoomSettings::from_json(json).is_some_and(|s| s.persistent)),
+            Err(e) => {
+                warn!("cannot read room settings: {e}");
+                false
             }
         }
     }
@@ -222,13 +248,14 @@ impl Router {
     }
 
     fn start_user(&mut self, jid: BareJid, account: Account) {
-        let (commands, task) = user::spawn(self.gw.clone(), account);
+        let user = user::spawn(self.gw.clone(), account);
         self.users.insert(
             jid,
             UserHandle {
-                commands,
+                commands: user.commands,
                 resources: BTreeSet::new(),
-                task,
+                task: user.task,
+                keeps_session: user.keeps_session,
             },
         );
     }
@@ -403,7 +430,13 @@ impl Router {
                     }
                     None => false,
                 };
-                if last {
+                let kept = self
+                    .users
+                    .get(&bare)
+                    .is_some_and(|h| h.keeps_session.load(Ordering::Relaxed));
+                if last && kept {
+                    info!("last resource went offline; persistent rooms keep the session");
+                } else if last {
                     info!("last resource went offline; logging out");
                     if let Some(handle) = self.users.remove(&bare) {
                         handle.send(UserCommand::Shutdown);

@@ -16,15 +16,24 @@ const GW: &str = "irc.localhost";
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Setup {
-    _prosody: Prosody,
+    prosody: Prosody,
     ircd: Inspircd,
     estuary: Option<Running>,
     _dir: tempfile::TempDir,
     alice: XmppClient,
+    /// To start Estuary again on the same store.
+    config: Config,
 }
 
 /// Prosody, InspIRCd, Estuary with the IRC bridge, and `alice` registered with nick `alice`.
 async fn setup() -> Setup {
+    let ircd = Inspircd::start();
+    let server = serde_json::json!({ "address": "127.0.0.1", "port": ircd.port() });
+    setup_with(ircd, server).await
+}
+
+/// Like [`setup`], with the given InspIRCd and options for the `localhost` server.
+async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ESTUARY_LOG")
@@ -33,7 +42,6 @@ async fn setup() -> Setup {
         .with_test_writer()
         .try_init();
     let prosody = Prosody::start(&[(GW, "secret")]);
-    let ircd = Inspircd::start();
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         component: ComponentConfig {
@@ -55,11 +63,13 @@ async fn setup() -> Setup {
             allowed: vec![],
             admins: vec![],
             options: serde_json::json!({
-                "servers": { "localhost": { "address": "127.0.0.1", "port": ircd.port() } }
+                "servers": { "localhost": server }
             }),
         }],
     };
-    let estuary = app::start(config, &Networks::builtin()).await.unwrap();
+    let estuary = app::start(config.clone(), &Networks::builtin())
+        .await
+        .unwrap();
     let stats = estuary.link(GW).unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -82,11 +92,12 @@ async fn setup() -> Setup {
         .await;
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     Setup {
-        _prosody: prosody,
+        prosody,
         ircd,
         estuary: Some(estuary),
         _dir: dir,
         alice,
+        config,
     }
 }
 
@@ -653,4 +664,594 @@ async fn flood_control_queues_rather_than_drops() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_both_ways() {
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    let mut s = setup().await;
+    let lobby = format!("#inv%localhost@{GW}");
+    let secret = format!("#secret%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#secret").await;
+    s.alice
+        .send(el(&format!("<presence to='{lobby}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{lobby}/alice"))
+        })
+        .await;
+
+    // IRC → XMPP: an INVITE becomes a mediated invitation from the room.
+    bob.send("INVITE alice #secret").await;
+    let invite = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &secret) && find_child(m, "x", MUC_USER).is_some()
+        })
+        .await;
+    let x = find_child(&invite, "x", MUC_USER).unwrap();
+    assert_eq!(
+        attr(x.get_child("invite", MUC_USER).unwrap(), "from"),
+        format!("bob%localhost@{GW}")
+    );
+    assert!(body(&invite).unwrap().contains("invites you"));
+
+    // XMPP → IRC: a mediated invitation sent to the room becomes INVITE.
+    s.alice
+        .send(el(&format!(
+            "<message to='{lobby}'><x xmlns='{MUC_USER}'>\
+             <invite to='bob%localhost@{GW}'><reason>come</reason></invite></x></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.contains(" INVITE bob :#inv") || l.contains(" INVITE bob #inv")
+    })
+    .await;
+
+    // A direct invitation (XEP-0249) sent to the IRC user does the same.
+    let mut carol = IrcClient::connect(s.ircd.port(), "carol").await;
+    s.alice
+        .send(el(&format!(
+            "<message to='carol%localhost@{GW}'>\
+             <x xmlns='jabber:x:conference' jid='{lobby}'/></message>"
+        )))
+        .await;
+    carol
+        .expect(WAIT, |l| {
+            l.contains(" INVITE carol :#inv") || l.contains(" INVITE carol #inv")
+        })
+        .await;
+
+    // An XMPP user elsewhere is invited the way a MUC service would.
+    s.alice
+        .send(el(&format!(
+            "<message to='{lobby}'><x xmlns='{MUC_USER}'>\
+             <invite to='alice@localhost'/></x></message>"
+        )))
+        .await;
+    let forwarded = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &lobby) && find_child(m, "x", MUC_USER).is_some()
+        })
+        .await;
+    let x = find_child(&forwarded, "x", MUC_USER).unwrap();
+    assert_eq!(
+        attr(x.get_child("invite", MUC_USER).unwrap(), "from"),
+        "alice@localhost"
+    );
+
+    // Inviting into a room one is not in is refused, and nothing reaches IRC.
+    s.alice
+        .send(el(&format!(
+            "<message id='bad' to='#elsewhere%localhost@{GW}'><x xmlns='{MUC_USER}'>\
+             <invite to='bob%localhost@{GW}'/></x></message>"
+        )))
+        .await;
+    let error = s
+        .alice
+        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "bad")
+        .await;
+    assert_eq!(attr(&error, "type"), "error");
+    assert!(String::from(&error).contains("not-acceptable"));
+    bob.expect_none(Duration::from_millis(300), |l| l.contains("#elsewhere"))
+        .await;
+}
+
+/// Alice joins `room`, and gets her own presence (110) back.
+async fn join_as_alice(s: &mut Setup, room: &str) {
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let own = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    assert!(
+        attr(&own, "type").is_empty() && String::from(&own).contains("code='110'"),
+        "{}",
+        String::from(&own)
+    );
+}
+
+/// Whether InspIRCd says `nick` is on a secure connection (WHOIS 671),
+/// asked by `asker`, a plaintext client.
+async fn whois_secure(asker: &mut IrcClient, nick: &str) -> bool {
+    asker.send(&format!("WHOIS {nick}")).await;
+    let mut secure = false;
+    loop {
+        let line = asker
+            .expect(WAIT, |l| {
+                [" 311 ", " 671 ", " 318 ", " 401 "]
+                    .iter()
+                    .any(|n| l.contains(n))
+            })
+            .await;
+        assert!(!line.contains(" 401 "), "{nick} is not on IRC: {line}");
+        secure |= line.contains(" 671 ");
+        if line.contains(" 318 ") {
+            return secure;
+        }
+    }
+}
+
+/// A TLS port with a certificate trusted through `ca_file`: the user is on
+/// IRC over TLS (InspIRCd's WHOIS says so) and messages flow both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_trusted_certificate() {
+    let ircd = Inspircd::start_with_tls();
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "tls_ports": [ircd.tls_port()],
+        "ca_file": ircd.cert_path(),
+    });
+    let mut s = setup_with(ircd, server).await;
+    let room = format!("#tls%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#tls").await;
+    join_as_alice(&mut s, &room).await;
+    assert!(whois_secure(&mut bob, "alice").await, "alice is not on TLS");
+    // bob is the plaintext control: the check tells the two apart.
+    assert!(!whois_secure(&mut bob, "bob").await);
+
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>over tls</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG #tls :over tls"))
+        .await;
+    bob.privmsg("#tls", "back over tls").await;
+    let m = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &format!("{room}/bob"))
+        })
+        .await;
+    assert_eq!(body(&m).as_deref(), Some("back over tls"));
+}
+
+/// A certificate nobody trusts (self-signed, no ca_file): the join fails
+/// with an error naming the certificate, and the gateway never falls back
+/// to the plain port, which here is a listener that counts connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_fails_without_plaintext_fallback() {
+    let ircd = Inspircd::start_with_tls();
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    let plain_accepts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = plain_accepts.clone();
+    let sentinel = tokio::spawn(async move {
+        while plain.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": plain_port,
+        "tls_ports": [ircd.tls_port()],
+    });
+    let mut s = setup_with(ircd, server).await;
+    let room = format!("#tls%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let error = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    assert!(text.contains("TLS certificate"), "{text}");
+    assert!(text.contains("not falling back to plaintext"), "{text}");
+
+    // Retries (with backoff) keep to TLS: the plain port never hears from us.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        plain_accepts.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the gateway fell back to the plain port"
+    );
+    sentinel.abort();
+    // And InspIRCd has no alice at all.
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.send("WHOIS alice").await;
+    bob.expect(WAIT, |l| l.contains(" 401 ")).await;
+}
+
+/// With `verify_certificates = false`, the same untrusted certificate is
+/// taken and the connection is over TLS; a refused TLS port before it
+/// passes to the next TLS port, not to plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_without_verification_takes_any_certificate() {
+    let ircd = Inspircd::start_with_tls();
+    // Reserved by the test world and never listened on: refuses at once.
+    let closed = world::free_port();
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "tls_ports": [closed, ircd.tls_port()],
+        "verify_certificates": false,
+    });
+    let mut s = setup_with(ircd, server).await;
+    let room = format!("#tls%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    assert!(whois_secure(&mut bob, "alice").await, "alice is not on TLS");
+}
+
+/// A TLS port that refuses the connection passes to the next port, and the
+/// plain port comes last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tls_port_falls_back_to_the_plain_port() {
+    let ircd = Inspircd::start();
+    // Reserved by the test world and never listened on: refuses at once.
+    let closed = world::free_port();
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "tls_ports": [closed],
+    });
+    let mut s = setup_with(ircd, server).await;
+    let room = format!("#plain%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    assert!(!whois_secure(&mut bob, "alice").await, "alice is on TLS?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_resources_share_one_connection_and_see_everything() {
+    let mut s = setup().await;
+    let room = format!("#multi%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#multi").await;
+    let mut phone =
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "phone").await;
+    phone.send(el("<presence/>")).await;
+
+    for client in [&mut s.alice, &mut phone] {
+        client.send(el(&format!("<presence to='{me}'/>"))).await;
+        let own = client
+            .expect(WAIT, |p| {
+                p.name() == "presence" && from(p, &me) && String::from(p).contains("code='110'")
+            })
+            .await;
+        assert!(String::from(&own).contains("code='110'"));
+    }
+    // One IRC connection: bob sees alice join once, and no second nick.
+    bob.expect(WAIT, |l| l.contains(" JOIN ") && l.starts_with(":alice!"))
+        .await;
+    bob.expect_none(Duration::from_millis(500), |l| {
+        l.contains(" JOIN ") && !l.starts_with(":alice!")
+    })
+    .await;
+
+    // A message from IRC reaches both resources.
+    bob.send("PRIVMSG #multi :hello both").await;
+    for client in [&mut s.alice, &mut phone] {
+        client
+            .expect(WAIT, |m| body(m).as_deref() == Some("hello both"))
+            .await;
+    }
+    // A message from one resource goes to IRC once and is reflected to both.
+    phone
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='p1'><body>from the phone</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG #multi :from the phone"))
+        .await;
+    for client in [&mut s.alice, &mut phone] {
+        let echo = client
+            .expect(WAIT, |m| body(m).as_deref() == Some("from the phone"))
+            .await;
+        assert_eq!(attr(&echo, "id"), "p1");
+        assert!(from(&echo, &me));
+    }
+    bob.expect_none(Duration::from_millis(300), |l| l.contains("from the phone"))
+        .await;
+
+    // One resource leaving keeps the nick on IRC; the last one leaving parts.
+    phone
+        .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
+        .await;
+    phone
+        .expect(WAIT, |p| {
+            p.name() == "presence" && attr(p, "type") == "unavailable" && from(p, &me)
+        })
+        .await;
+    bob.expect_none(Duration::from_millis(500), |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+    s.alice
+        .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+}
+
+/// Runs the `configure` command on `room` and submits `fields`.
+async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let form = client
+        .iq(
+            room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&form, "type"), "result", "{}", String::from(&form));
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    assert_eq!(attr(command, "status"), "executing");
+    let session = attr(command, "sessionid").to_owned();
+    assert!(String::from(command).contains("var='persistent'"));
+    let done = client
+        .iq(
+            room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
+                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
+    let mut s = setup().await;
+    let room = format!("#keep%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#keep").await;
+    // Accept the gateway's subscription, as a client does, so that the
+    // gateway learns when alice goes offline.
+    s.alice
+        .send(el(&format!("<presence to='{GW}' type='subscribed'/>")))
+        .await;
+    s.alice.send(el("<presence/>")).await;
+    s.alice.send(el(&format!("<presence to='{me}'/>"))).await;
+    s.alice
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+
+    // A bad value is refused with an error, and nothing changes.
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let refused = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='persistent'><value>perhaps</value></field></x></command>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("bad-request"));
+
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>1</value></field>",
+    )
+    .await;
+
+    // alice's only client goes away: the gateway stays in the channel.
+    let alice = std::mem::replace(
+        &mut s.alice,
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "later").await,
+    );
+    alice.close().await;
+    bob.expect_none(Duration::from_millis(1500), |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+    bob.send("PRIVMSG #keep :said while you were away").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Back online and in the room: the history has what was said meanwhile.
+    s.alice.send(el("<presence/>")).await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='5'/></x></presence>"
+        )))
+        .await;
+    s.alice
+        .expect(WAIT, |m| {
+            body(m).as_deref() == Some("said while you were away")
+                && from(m, &format!("{room}/bob"))
+        })
+        .await;
+
+    // No longer persistent, and the last client leaves: the channel is left.
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>0</value></field>",
+    )
+    .await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
+    let mut s = setup().await;
+    let room = format!("#stay%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#stay").await;
+    s.alice.send(el(&format!("<presence to='{me}'/>"))).await;
+    s.alice
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>1</value></field>",
+    )
+    .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+
+    // alice is gone from XMPP; the gateway restarts.
+    let alice = std::mem::replace(
+        &mut s.alice,
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "later").await,
+    );
+    alice.close().await;
+    s.estuary.take().unwrap().stop().await.unwrap();
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
+        .await;
+    s.estuary = Some(
+        app::start(s.config.clone(), &Networks::builtin())
+            .await
+            .unwrap(),
+    );
+
+    // Without any client of alice online, the channel is joined again, and
+    // what is said there is kept for her.
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+    bob.send("PRIVMSG #stay :after the restart").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.alice.send(el("<presence/>")).await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='5'/></x></presence>"
+        )))
+        .await;
+    s.alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("after the restart"))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_configure_their_own_server_settings() {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let mut s = setup().await;
+    let server = format!("localhost@{GW}");
+    let form = s
+        .alice
+        .iq(
+            &server,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
+            )),
+        )
+        .await;
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    let text = String::from(command);
+    for var in [
+        "realname",
+        "username",
+        "tls_ports",
+        "verify_certificates",
+        "after_connect",
+    ] {
+        assert!(
+            text.contains(&format!("var='{var}'")),
+            "{var} missing: {text}"
+        );
+    }
+    let session = attr(command, "sessionid").to_owned();
+    let submit = |fields: &str| {
+        el(&format!(
+            "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
+             <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+        ))
+    };
+    // A bad value is refused, naming the field.
+    let refused = s
+        .alice
+        .iq(
+            &server,
+            "set",
+            submit("<field var='throttle_burst'><value>lots</value></field>"),
+        )
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("throttle_burst"));
+
+    let done = s
+        .alice
+        .iq(
+            &server,
+            "set",
+            submit(
+                "<field var='nick'><value>alicia</value></field>\
+                 <field var='username'><value>wonder</value></field>\
+                 <field var='realname'><value>Alice Liddell</value></field>",
+            ),
+        )
+        .await;
+    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+
+    // The next connection uses them.
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    let room = format!("#own%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence"
+                && attr(p, "from").starts_with(&room)
+                && String::from(p).contains("code='110'")
+        })
+        .await;
+    bob.send("WHOIS alicia").await;
+    let whois = bob.expect(WAIT, |l| l.contains(" 311 ")).await;
+    assert!(whois.contains("wonder"), "{whois}");
+    assert!(whois.contains("Alice Liddell"), "{whois}");
 }

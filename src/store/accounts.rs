@@ -57,6 +57,7 @@ impl Store {
         for statement in [
             "DELETE FROM message_map WHERE gateway = $1 AND account = $2",
             "DELETE FROM rooms WHERE gateway = $1 AND account = $2",
+            "DELETE FROM address_settings WHERE gateway = $1 AND account = $2",
             "DELETE FROM outbox WHERE gateway = $1 AND account = $2",
         ] {
             sqlx::query(statement)

@@ -64,22 +64,26 @@ impl Store {
     /// (same stanza-id, or same remote id in the same room) are skipped.
     pub async fn archive(&self, messages: &[ArchivedMessage]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for m in messages {
-            sqlx::query(
-                "INSERT INTO archive (gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&m.gateway)
-            .bind(&m.room)
-            .bind(&m.stanza_id)
-            .bind(m.remote_id.as_deref())
-            .bind(&m.nick)
-            .bind(m.sender.as_deref())
-            .bind(&m.body)
-            .bind(m.ts_ms)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in messages.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = super::multi_row_insert(
+                "INSERT INTO archive (gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms)",
+                8,
+                chunk.len(),
+                "ON CONFLICT DO NOTHING",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                query = query
+                    .bind(&m.gateway)
+                    .bind(&m.room)
+                    .bind(&m.stanza_id)
+                    .bind(m.remote_id.as_deref())
+                    .bind(&m.nick)
+                    .bind(m.sender.as_deref())
+                    .bind(&m.body)
+                    .bind(m.ts_ms);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -10,7 +10,7 @@ pub enum Sender {
 }
 
 impl Sender {
-    fn column(&self) -> &str {
+    pub(crate) fn column(&self) -> &str {
         match self {
             Sender::Account => "",
             Sender::Remote(who) => who,
@@ -70,6 +70,36 @@ impl Store {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Record several mappings in one transaction; for the batched writer.
+    pub async fn save_messages(&self, records: &[MessageRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for chunk in records.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = super::multi_row_insert(
+                concat!("INSERT INTO message_map (", columns!(), ", created_at)"),
+                9,
+                chunk.len(),
+                "ON CONFLICT (gateway, account, chat, remote_id) DO NOTHING",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in chunk {
+                query = query
+                    .bind(&record.gateway)
+                    .bind(&record.account)
+                    .bind(&record.chat)
+                    .bind(&record.remote_id)
+                    .bind(record.sender.column())
+                    .bind(record.xmpp_id.as_deref())
+                    .bind(&record.stanza_id)
+                    .bind(record.origin_id.as_deref())
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -124,6 +124,39 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
         .map(|p| p.to_owned())
 }
 
+/// `INSERT` text for `rows` rows of `columns` values each, numbered `$1…`,
+/// followed by `tail` (an `ON CONFLICT` clause). Batched writers insert many
+/// rows per statement because every statement is a round trip to the
+/// database (for SQLite, to sqlx's worker thread).
+pub(crate) fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 5);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Rows per multi-row statement. Small on purpose: sqlx binds SQLite
+/// parameters by name, and SQLite finds a parameter's name by a linear scan,
+/// so binding costs grow with the square of the parameters per statement
+/// (profiled: at 100 rows this lookup was a tenth of the gateway's CPU).
+pub(crate) const ROWS_PER_STATEMENT: usize = 16;
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -64,3 +64,47 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Every per-address setting of one account (rooms and servers):
+    /// (address, settings JSON).
+    pub async fn address_settings(
+        &self,
+        gateway: &str,
+        account: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT address, settings FROM address_settings WHERE gateway = $1 AND account = $2",
+        )
+        .bind(gateway)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((text(row, "address")?, text(row, "settings")?)))
+            .collect()
+    }
+
+    pub async fn save_address_settings(
+        &self,
+        gateway: &str,
+        account: &str,
+        address: &str,
+        settings: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO address_settings (gateway, account, address, settings, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (gateway, account, address) DO UPDATE \
+             SET settings = excluded.settings, updated_at = excluded.updated_at",
+        )
+        .bind(gateway)
+        .bind(account)
+        .bind(address)
+        .bind(settings)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

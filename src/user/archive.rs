@@ -31,9 +31,10 @@ fn shown_body(body: &str, kind: MessageKind) -> String {
 
 impl UserSession {
     /// Queue a message shown in one of the user's rooms for the archive.
-    /// Rooms the user is not in show nothing, so archive nothing.
+    /// Rooms the user is not in show nothing, so archive nothing; nor do
+    /// rooms whose history the user chose not to record.
     fn archive(&self, room: &RemoteAddress, message: ArchivedMessage) {
-        if self.rooms.get(room).is_some() {
+        if self.rooms.get(room).is_some() && self.settings_of(room).record_history {
             self.gw.archiver.push(message);
         }
     }

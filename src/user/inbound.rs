@@ -11,9 +11,10 @@ use xmpp_parsers::stanza::Stanza;
 use crate::store::{MessageRecord, Sender};
 use crate::xmpp::address::Target;
 use crate::xmpp::errors::Failure;
+use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::muc_admin;
-use crate::xmpp::xml::{NS_DISCO_ITEMS, NS_PING};
+use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_ITEMS, NS_PING};
 use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
@@ -51,7 +52,7 @@ impl UserSession {
     }
 
     async fn on_iq(
-        &self,
+        &mut self,
         iq: &Iq,
         address: &RemoteAddress,
         kind: AddressKind,
@@ -61,6 +62,12 @@ impl UserSession {
             return self.on_mam(iq, address).await;
         }
         if let Iq::Set { payload, .. } = iq {
+            if kind == AddressKind::Room && payload.is("command", NS_COMMANDS) {
+                return self.on_room_command(iq, address, payload).await;
+            }
+            if kind == AddressKind::Server && payload.is("command", NS_COMMANDS) {
+                return self.on_server_command(iq, address, payload).await;
+            }
             if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
                 return self.on_muc_admin(iq, address, payload).await;
             }
@@ -163,6 +170,79 @@ impl UserSession {
         Ok(())
     }
 
+    /// An invitation into a remote room: a mediated one sent to the room, or
+    /// a direct one (XEP-0249) sent to the remote user invited. XMPP users
+    /// elsewhere are invited the way a MUC service would: from the room.
+    async fn on_invitation(
+        &self,
+        invitation: Invitation,
+        address: &RemoteAddress,
+        kind: AddressKind,
+    ) -> Result<(), Failure> {
+        let (room, invitee, reason) = match invitation {
+            Invitation::Mediated { to, reason } => {
+                if kind != AddressKind::Room {
+                    return Err(Failure::bad_request("mediated invitations go to a room"));
+                }
+                (address.clone(), to, reason)
+            }
+            Invitation::Direct { room, reason } => {
+                if kind != AddressKind::User {
+                    return Err(Failure::bad_request("direct invitations go to a user"));
+                }
+                if room.domain().as_str() != self.gw.domain {
+                    return Err(Failure::bad_request(
+                        "the invitation is not to a room of this gateway",
+                    ));
+                }
+                let room = match crate::xmpp::address::target(&room, self.gw.network.as_ref())? {
+                    Target::Remote {
+                        address,
+                        kind: AddressKind::Room,
+                        ..
+                    } => address,
+                    _ => {
+                        return Err(Failure::bad_request(
+                            "the invitation is not to a room of this gateway",
+                        ))
+                    }
+                };
+                let invitee = Jid::from(crate::xmpp::address::bare_jid(address, &self.gw.domain)?);
+                (room, invitee, reason)
+            }
+        };
+        if !self.rooms.get(&room).is_some_and(|r| r.joined) {
+            return Err(Failure::not_acceptable(
+                "join the room before inviting others to it",
+            ));
+        }
+        if invitee.domain().as_str() != self.gw.domain {
+            let Some(room_bare) = room_jid(&self.gw, &room) else {
+                return Err(Failure::jid_malformed("the room has no JID"));
+            };
+            let inviter = Jid::from(self.jid.clone());
+            self.gw.send_message(invite::mediated(
+                room_bare,
+                invitee,
+                &inviter,
+                reason.as_deref(),
+            ));
+            return Ok(());
+        }
+        let user = match crate::xmpp::address::target(&invitee, self.gw.network.as_ref())? {
+            Target::Remote {
+                address,
+                kind: AddressKind::User,
+                ..
+            } => address,
+            _ => return Err(Failure::bad_request("only a user can be invited")),
+        };
+        self.session()?
+            .invite(&room, &user, reason.as_deref())
+            .await
+            .map_err(Failure::from)
+    }
+
     async fn on_message(
         &mut self,
         m: &Message,
@@ -171,6 +251,10 @@ impl UserSession {
     ) -> Result<(), Failure> {
         if m.type_ == MessageType::Error {
             return Ok(());
+        }
+        if let Some(invitation) = invite::parse(m) {
+            let invitation = invitation.map_err(Failure::bad_request)?;
+            return self.on_invitation(invitation, address, kind).await;
         }
         let in_room = kind == AddressKind::Room;
         if in_room && m.type_ == MessageType::Groupchat {
@@ -289,9 +373,7 @@ impl UserSession {
             stanza_id: uuid::Uuid::new_v4().to_string(),
             origin_id: incoming.origin_id.clone(),
         };
-        if let Err(e) = self.gw.store.save_message(&record).await {
-            warn!("cannot record a sent message: {e}");
-        }
+        self.gw.messages.record(record);
     }
 
     /// One of the user's own messages, by the id their client used. Scoped to
@@ -303,14 +385,8 @@ impl UserSession {
         id: &str,
     ) -> Result<MessageRecord, Failure> {
         self.gw
-            .store
-            .message_by_xmpp_ref(
-                &self.gw.domain,
-                &self.account.jid,
-                address.as_str(),
-                id,
-                &Sender::Account,
-            )
+            .messages
+            .by_xmpp_ref(&self.account.jid, address.as_str(), id, &Sender::Account)
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?
             .ok_or_else(|| {
@@ -329,8 +405,8 @@ impl UserSession {
             return Ok(own);
         }
         self.gw
-            .store
-            .message_by_stanza_id(&self.gw.domain, &self.account.jid, address.as_str(), id)
+            .messages
+            .by_stanza_id(&self.account.jid, address.as_str(), id)
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?
             .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))
@@ -482,18 +558,10 @@ impl UserSession {
         };
         send_self_gone(&self.gw, address, &single, &[], None);
         room.resources.remove(from);
-        if room.resources.is_empty() {
-            self.rooms.remove(address);
-            if let Ok(session) = self.session() {
-                if let Err(e) = session.leave_room(address).await {
-                    warn!(error = %e, "leaving the room failed");
-                }
-            }
-            let _ = self
-                .gw
-                .store
-                .delete_room(&self.gw.domain, &self.account.jid, address.as_str())
-                .await;
+        let emptied = room.resources.is_empty();
+        // A persistent room stays joined on the network with no client in it.
+        if emptied && !self.settings_of(address).persistent {
+            self.forget_room(address).await;
         }
     }
 }

@@ -6,12 +6,16 @@ mod archive;
 mod inbound;
 mod outbound;
 mod outbox;
+mod room_settings;
+pub use room_settings::RoomSettings;
 mod rooms;
+mod server_settings;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use estuary_bridge::{EventSender, PresenceShow, RemoteEvent, Session};
+use estuary_bridge::{EventSender, PresenceShow, RemoteAddress, RemoteEvent, Session};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
@@ -51,16 +55,23 @@ pub enum UserCommand {
 }
 
 /// Start a user's task; it logs in at once.
-pub fn spawn(
-    gw: Arc<Gateway>,
-    account: Account,
-) -> (mpsc::UnboundedSender<UserCommand>, JoinHandle<()>) {
+/// A running user task, as the router holds it.
+pub struct UserTask {
+    pub commands: mpsc::UnboundedSender<UserCommand>,
+    pub task: JoinHandle<()>,
+    /// Set while a persistent room keeps the network session needed with no
+    /// client online: the router then lets the task live on.
+    pub keeps_session: Arc<AtomicBool>,
+}
+
+pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = info_span!("user", user = %account.jid, gateway = %gw.domain);
     let jid: BareJid = account
         .jid
         .parse()
         .expect("accounts are stored with valid bare JIDs");
+    let keeps_session = Arc::new(AtomicBool::new(false));
     let user = UserSession {
         gw,
         jid,
@@ -69,9 +80,16 @@ pub fn spawn(
         login_error: None,
         resources: BTreeSet::new(),
         rooms: Rooms::default(),
+        room_settings: HashMap::new(),
+        server_settings: HashMap::new(),
+        keeps_session: keeps_session.clone(),
     };
     let task = tokio::spawn(user.run(rx).instrument(span));
-    (tx, task)
+    UserTask {
+        commands: tx,
+        task,
+        keeps_session,
+    }
 }
 
 pub(crate) struct UserSession {
@@ -83,12 +101,18 @@ pub(crate) struct UserSession {
     login_error: Option<String>,
     resources: BTreeSet<FullJid>,
     rooms: Rooms,
+    room_settings: HashMap<RemoteAddress, room_settings::RoomSettings>,
+    /// The user's own settings of remote servers, by the network's fields.
+    server_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
+    keeps_session: Arc<AtomicBool>,
 }
 
 impl UserSession {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<UserCommand>) {
         let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
+        self.load_settings().await;
         self.login(events_tx.clone()).await;
+        self.restore_persistent_rooms().await;
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -103,6 +127,7 @@ impl UserSession {
                 },
                 Some(event) = events.recv() => self.on_event(event).await,
             }
+            self.note_persistence();
         }
         self.logout().await;
     }
@@ -118,6 +143,8 @@ impl UserSession {
                 info!("logged in");
                 self.session = Some(session);
                 self.login_error = None;
+                // Before anything opens a connection with the defaults.
+                self.apply_server_settings().await;
                 self.flush_outbox().await;
             }
             Err(e) => {
@@ -156,18 +183,10 @@ impl UserSession {
             UserCommand::Offline { resource } => {
                 self.resources.remove(&resource);
                 for room in self.rooms.resource_gone(&resource) {
-                    // No client of the user is left in it.
-                    self.rooms.remove(&room);
-                    if let Some(session) = &self.session {
-                        if let Err(e) = session.leave_room(&room).await {
-                            warn!(%room, error = %e, "leaving the room failed");
-                        }
+                    // No client of the user is left in it; a persistent room stays.
+                    if !self.settings_of(&room).persistent {
+                        self.forget_room(&room).await;
                     }
-                    let _ = self
-                        .gw
-                        .store
-                        .delete_room(&self.gw.domain, &self.account.jid, room.as_str())
-                        .await;
                 }
             }
             UserCommand::Probe { from } => self.send_gateway_presence(from),
@@ -237,7 +256,8 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::Topic { room, .. }
         | RemoteEvent::Kick { room, .. }
         | RemoteEvent::RoleChange { room, .. }
-        | RemoteEvent::RoomInfo { room, .. } => Some(room.as_str()),
+        | RemoteEvent::RoomInfo { room, .. }
+        | RemoteEvent::Invited { room, .. } => Some(room.as_str()),
         RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected => None,
     }
 }

@@ -162,6 +162,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
         RemoteEvent::RoomInfo { room, name } => {
             debug!(%room, ?name, "room info");
         }
+        RemoteEvent::Invited { room, by, reason } => user.on_invited(&room, &by, reason),
         RemoteEvent::Disconnected { reason } => {
             warn!(%reason, "network connection lost");
             let status = format!("Disconnected from the network: {reason}");
@@ -176,6 +177,23 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
 }
 
 impl UserSession {
+    /// An invitation from the network, as a mediated invitation from the room.
+    fn on_invited(&self, room: &RemoteAddress, by: &RemoteAddress, reason: Option<String>) {
+        let (Some(room_bare), Ok(inviter)) =
+            (room_jid(&self.gw, room), bare_jid(by, &self.gw.domain))
+        else {
+            warn!(%room, %by, "an invitation names addresses that make no JID; dropped");
+            return;
+        };
+        let m = crate::xmpp::invite::mediated(
+            room_bare,
+            Jid::from(self.jid.clone()),
+            &Jid::from(inviter),
+            reason.as_deref(),
+        );
+        self.gw.send_message(m);
+    }
+
     /// Send one stanza per recipient: every resource in the room, or the
     /// user's bare JID for a direct chat (so that the server delivers it to
     /// every client, or keeps it offline).
@@ -223,8 +241,8 @@ impl UserSession {
         let chat = room.as_ref().unwrap_or(sender);
         let record = self
             .gw
-            .store
-            .message_by_remote_id(&self.gw.domain, &self.account.jid, chat.as_str(), remote_id)
+            .messages
+            .by_remote_id(&self.account.jid, chat.as_str(), remote_id)
             .await
             .ok()
             .flatten();
@@ -245,8 +263,8 @@ impl UserSession {
             // The network echoed the user's own message: reflect it under the id the user sent it with.
             if let Ok(Some(record)) = self
                 .gw
-                .store
-                .message_by_remote_id(&self.gw.domain, &self.account.jid, chat.as_str(), &m.id)
+                .messages
+                .by_remote_id(&self.account.jid, chat.as_str(), &m.id)
                 .await
             {
                 if record.sender == Sender::Account {
@@ -287,9 +305,7 @@ impl UserSession {
             stanza_id: stanza_id.clone(),
             origin_id: None,
         };
-        if let Err(e) = self.gw.store.save_message(&record).await {
-            warn!("cannot record a received message: {e}");
-        }
+        self.gw.messages.record(record);
         let by = match &m.room {
             Some(room) => room_jid(&self.gw, room),
             None => Some(Jid::from(self.jid.clone())),
@@ -298,8 +314,8 @@ impl UserSession {
         let reply_to = match &m.reply_to {
             Some(target) => self
                 .gw
-                .store
-                .message_by_remote_id(&self.gw.domain, &self.account.jid, chat.as_str(), target)
+                .messages
+                .by_remote_id(&self.account.jid, chat.as_str(), target)
                 .await
                 .ok()
                 .flatten()

@@ -91,9 +91,7 @@ impl UserSession {
                         stanza_id: queued.stanza_id.clone(),
                         origin_id: queued.origin_id.clone(),
                     };
-                    if let Err(e) = self.gw.store.save_message(&record).await {
-                        warn!("cannot record a sent message: {e}");
-                    }
+                    self.gw.messages.record(record);
                     let _ = self.gw.store.outbox_done(item.id).await;
                 }
                 Err(e) if e.is_transient() => {

@@ -7,6 +7,7 @@ pub mod errors;
 pub mod escape;
 pub mod forms;
 pub mod history;
+pub mod invite;
 pub mod mam;
 pub mod message;
 pub mod muc;

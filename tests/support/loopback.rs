@@ -29,7 +29,10 @@ pub struct LoopbackNetwork {
     log: Mutex<Vec<String>>,
     down: AtomicBool,
     next_id: AtomicU64,
-    senders: Mutex<HashMap<String, EventSender>>,
+    /// The live session's events, by account, with the login it came from:
+    /// a replaced session logging out late must not remove its successor's.
+    senders: Mutex<HashMap<String, (u64, EventSender)>>,
+    logins: AtomicU64,
 }
 
 impl LoopbackNetwork {
@@ -64,7 +67,7 @@ impl LoopbackNetwork {
             .lock()
             .unwrap()
             .get(account)
-            .cloned()
+            .map(|(_, sender)| sender.clone())
             .unwrap_or_else(|| panic!("{account} is not logged in"));
         assert!(sender.send(event).await, "the core dropped the session");
     }
@@ -128,15 +131,17 @@ impl Network for Shared {
             "login {account} as {}",
             credentials.get("user").unwrap_or("?")
         ));
+        let login = self.0.logins.fetch_add(1, Ordering::SeqCst);
         self.0
             .senders
             .lock()
             .unwrap()
-            .insert(account.to_owned(), events.clone());
+            .insert(account.to_owned(), (login, events.clone()));
         Ok(Box::new(LoopbackSession {
             net: self.0.clone(),
             account: account.to_owned(),
             events,
+            login,
         }))
     }
 }
@@ -145,6 +150,7 @@ struct LoopbackSession {
     net: Arc<LoopbackNetwork>,
     account: String,
     events: EventSender,
+    login: u64,
 }
 
 impl LoopbackSession {
@@ -333,7 +339,13 @@ impl Session for LoopbackSession {
 
     async fn logout(&self) -> Result<(), BridgeError> {
         self.net.record(format!("logout {}", self.account));
-        self.net.senders.lock().unwrap().remove(&self.account);
+        let mut senders = self.net.senders.lock().unwrap();
+        if senders
+            .get(&self.account)
+            .is_some_and(|(login, _)| *login == self.login)
+        {
+            senders.remove(&self.account);
+        }
         Ok(())
     }
 }

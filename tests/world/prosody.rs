@@ -231,6 +231,11 @@ data_path = "{dir}/data"
 certificates = "{dir}/certs"
 log = {{ debug = "{dir}/prosody.log" }}
 
+-- TCP_NODELAY on Prosody's sockets, as config/prosody.cfg.lua recommends
+-- for gateways: with Nagle's algorithm, a stanza written while the previous
+-- one is unacknowledged waits for a delayed ACK (up to 40 ms).
+network_settings = {{ nagle = false }}
+
 interfaces = {{ "127.0.0.1" }}
 local_interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s_port} }}

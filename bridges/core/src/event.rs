@@ -196,6 +196,12 @@ pub enum RemoteEvent {
         room: RemoteAddress,
         name: Option<String>,
     },
+    /// Someone invites the user into a room.
+    Invited {
+        room: RemoteAddress,
+        by: RemoteAddress,
+        reason: Option<String>,
+    },
     /// The connection to the network is lost; rooms are gone until `Reconnected`.
     Disconnected {
         reason: String,
@@ -225,7 +231,13 @@ impl EventSender {
 
     /// Hand an event over only if the queue has room: for bridge tasks that
     /// must keep serving the core's commands while the core catches up.
-    pub fn try_send(&self, event: RemoteEvent) -> Result<(), mpsc::error::TrySendError<RemoteEvent>> {
+    // The error hands the event back for the caller to keep; boxing it would
+    // allocate on exactly the path that must stay cheap.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(
+        &self,
+        event: RemoteEvent,
+    ) -> Result<(), mpsc::error::TrySendError<RemoteEvent>> {
         self.0.try_send(event)
     }
 

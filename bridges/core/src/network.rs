@@ -41,6 +41,12 @@ pub trait Network: Send + Sync + 'static {
     /// The fields a user fills in to register.
     fn registration_fields(&self) -> Vec<RegistrationField>;
 
+    /// What a user may set per remote server, with the `configure` command
+    /// on the server's JID (IRC: nick, ports, TLS …); none by default.
+    fn server_fields(&self) -> Vec<RegistrationField> {
+        Vec::new()
+    }
+
     /// What an (already XEP-0106-unescaped) JID local part names, or why it is invalid.
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError>;
 

@@ -118,6 +118,27 @@ pub trait Session: Send + Sync {
         unsupported("role changes")
     }
 
+    /// The user's own settings of a server (values of
+    /// [`crate::Network::server_fields`], validated), used by connections to it
+    /// opened from now on.
+    async fn set_server_settings(
+        &self,
+        _server: &RemoteAddress,
+        _values: &crate::FormValues,
+    ) -> Result<(), BridgeError> {
+        unsupported("server settings")
+    }
+
+    /// Invite `user` into `room`.
+    async fn invite(
+        &self,
+        _room: &RemoteAddress,
+        _user: &RemoteAddress,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        unsupported("invitations")
+    }
+
     /// Change an occupant's affiliation (owner/admin/member/none/outcast).
     async fn set_affiliation(
         &self,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use encoding_rs::Encoding;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
@@ -22,10 +21,16 @@ use crate::isupport::Isupport;
 use crate::line::{format, IrcLine};
 use crate::options::ServerOptions;
 use crate::text::decode_line;
+use crate::tls::{self, ReadHalf, WriteHalf};
 
 /// Longest line accepted from a server, tags included (IRCv3 allows 8191
 /// bytes of tags plus 512 for the rest); longer ones are skipped.
 const MAX_LINE: usize = 8191 + 512;
+
+/// How long one port gets to accept the TCP connection before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the TLS handshake may take once the port has accepted.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Capabilities asked for when the server offers them.
 const WANTED_CAPS: &[&str] = &[
@@ -39,8 +44,34 @@ const WANTED_CAPS: &[&str] = &[
 
 #[derive(Debug, Error)]
 pub enum ConnectError {
-    #[error("cannot connect to {0}: {1}")]
-    Connect(String, std::io::Error),
+    /// No port accepted; `tls_tried` tells what the TLS ports said first.
+    #[error("cannot connect to {target}: {error}{tls_tried}")]
+    Connect {
+        target: String,
+        error: std::io::Error,
+        tls_tried: String,
+    },
+    /// The server's certificate was refused. Never followed by a plaintext
+    /// attempt: that would hand the user's password to whoever made it fail.
+    #[error(
+        "the TLS certificate of {target} is not trusted ({error}); not falling back to plaintext"
+    )]
+    Certificate {
+        target: String,
+        error: tokio_rustls::rustls::Error,
+    },
+    /// The TLS port accepted but the handshake failed for another reason.
+    #[error("TLS handshake with {target} failed: {error}; not falling back to plaintext")]
+    Tls {
+        target: String,
+        error: std::io::Error,
+    },
+    /// Every TLS port failed and `port = 0` forbids plaintext.
+    #[error("cannot connect to {host} with TLS{tls_tried}; plaintext is disabled (port = 0)")]
+    NoPlaintext { host: String, tls_tried: String },
+    /// The TLS settings themselves are unusable (e.g. an unreadable ca_file).
+    #[error("{0}")]
+    TlsSetup(String),
     #[error("the server closed the connection during registration: {0}")]
     Closed(String),
     #[error("registration timed out")]
@@ -66,7 +97,7 @@ pub struct Identity {
 
 /// Reads lines, decoding what is not UTF-8 with the configured encoding.
 pub struct LineReader {
-    reader: BufReader<OwnedReadHalf>,
+    reader: BufReader<ReadHalf>,
     buf: Vec<u8>,
     fallback: &'static Encoding,
 }
@@ -76,10 +107,18 @@ impl LineReader {
     pub async fn next(&mut self) -> std::io::Result<Option<IrcLine>> {
         loop {
             self.buf.clear();
-            let n = (&mut self.reader)
+            let read = (&mut self.reader)
                 .take(MAX_LINE as u64 + 2)
                 .read_until(b'\n', &mut self.buf)
-                .await?;
+                .await;
+            let n = match read {
+                Ok(n) => n,
+                // TLS reports a close without close_notify so; IRC servers
+                // often just close after ERROR, and lines carry their own
+                // framing, so this is the end of the stream like on TCP.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(e),
+            };
             if n == 0 {
                 return Ok(None);
             }
@@ -115,7 +154,7 @@ pub struct LineWriter {
 }
 
 impl LineWriter {
-    fn spawn(mut socket: OwnedWriteHalf, options: &ServerOptions) -> LineWriter {
+    fn spawn(mut socket: WriteHalf, options: &ServerOptions) -> LineWriter {
         let (queue, mut lines) = mpsc::unbounded_channel::<String>();
         let burst = f64::from(options.throttle_burst.max(1));
         let rate = options.throttle_per_sec.max(0.1);
@@ -133,7 +172,13 @@ impl LineWriter {
                     last = Instant::now();
                 }
                 tokens -= 1.0;
-                if let Err(e) = socket.write_all(line.as_bytes()).await {
+                // TLS keeps records the socket could not take yet; flushing
+                // sends them before the throttle may sleep (a no-op on plain TCP).
+                let written = match socket.write_all(line.as_bytes()).await {
+                    Ok(()) => socket.flush().await,
+                    error => error,
+                };
+                if let Err(e) = written {
                     debug!(error = %e, "write failed; the reader will notice the disconnect");
                     return;
                 }
@@ -166,6 +211,84 @@ impl LineWriter {
     }
 }
 
+/// Open the socket: each TLS port in order, then the plain port. A port
+/// that refuses or does not answer passes to the next; once a TLS port has
+/// accepted, its handshake decides, and a failure there is final.
+async fn open(host: &str, options: &ServerOptions) -> Result<(ReadHalf, WriteHalf), ConnectError> {
+    let mut tls_tried = String::new();
+    if !options.tls_ports.is_empty() {
+        let connector = tls::connector(options.verify_certificates, options.ca_file.as_deref())
+            .map_err(ConnectError::TlsSetup)?;
+        let name = tls::server_name(host).map_err(ConnectError::TlsSetup)?;
+        for &port in &options.tls_ports {
+            let target = format!("{host}:{port}");
+            let tcp = match tcp_connect(host, port).await {
+                Ok(tcp) => tcp,
+                Err(error) => {
+                    info!(%target, %error, "TLS port unreachable; trying the next port");
+                    tls_tried.push_str(if tls_tried.is_empty() {
+                        " (TLS port "
+                    } else {
+                        ", "
+                    });
+                    tls_tried.push_str(&format!("{port}: {error}"));
+                    continue;
+                }
+            };
+            let handshake = timeout(HANDSHAKE_TIMEOUT, connector.connect(name.clone(), tcp))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            return match handshake {
+                Ok(stream) => {
+                    if !options.verify_certificates {
+                        warn!(%target, "connected with TLS without verifying the server's certificate (verify_certificates = false)");
+                    }
+                    debug!(%target, "TLS established");
+                    Ok(tls::split_tls(stream))
+                }
+                Err(error) => Err(match tls::rustls_error(&error) {
+                    Some(e @ tokio_rustls::rustls::Error::InvalidCertificate(_)) => {
+                        ConnectError::Certificate {
+                            target,
+                            error: e.clone(),
+                        }
+                    }
+                    _ => ConnectError::Tls { target, error },
+                }),
+            };
+        }
+        tls_tried.push(')');
+    }
+    let port = options.port;
+    if port == 0 {
+        // A man in the middle can make the TLS ports refuse; `port = 0` is
+        // how an admin makes sure that never leads to plaintext.
+        return Err(ConnectError::NoPlaintext {
+            host: host.to_owned(),
+            tls_tried,
+        });
+    }
+    let tcp = tcp_connect(host, port)
+        .await
+        .map_err(|error| ConnectError::Connect {
+            target: format!("{host}:{port}"),
+            error,
+            tls_tried,
+        })?;
+    Ok(tls::split_plain(tcp))
+}
+
+/// One TCP connection, Nagle off (lines are small and latency matters).
+async fn tcp_connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    // A `[v6]` literal in the config; the tuple form takes bare addresses.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect((bare, port)))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
 /// Connect and register. Returns the reader, the writer and what was learnt.
 pub async fn connect(
     server: &str,
@@ -173,13 +296,7 @@ pub async fn connect(
     identity: &Identity,
 ) -> Result<(LineReader, LineWriter, Registered), ConnectError> {
     let host = options.address.clone().unwrap_or_else(|| server.to_owned());
-    let target = format!("{host}:{}", options.port);
-    let stream = timeout(Duration::from_secs(20), TcpStream::connect(&target))
-        .await
-        .map_err(|_| ConnectError::Timeout)?
-        .map_err(|e| ConnectError::Connect(target.clone(), e))?;
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+    let (read, write) = open(&host, options).await?;
     let fallback = options
         .encoding
         .as_deref()
@@ -400,6 +517,35 @@ mod tests {
         let auth = seen.iter().position(|l| *l == expected);
         let end = seen.iter().position(|l| l == "CAP END");
         assert!(auth.is_some() && end.is_some() && auth < end, "{seen:?}");
+    }
+
+    /// With `port = 0`, refused TLS ports end in an error, never plaintext.
+    #[tokio::test]
+    async fn port_zero_never_falls_back_to_plaintext() {
+        // Bound then dropped: nothing listens there, so it refuses.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = ServerOptions {
+            address: Some("127.0.0.1".into()),
+            port: 0,
+            tls_ports: vec![closed],
+            ..ServerOptions::default()
+        };
+        let identity = Identity {
+            nick: "alice".into(),
+            password: None,
+        };
+        let Err(error) = connect("fake", &options, &identity).await else {
+            panic!("connected without a server");
+        };
+        let text = error.to_string();
+        assert!(matches!(error, ConnectError::NoPlaintext { .. }), "{text}");
+        assert!(text.contains(&format!("{closed}:")), "{text}");
+        assert!(text.contains("plaintext is disabled"), "{text}");
     }
 
     #[test]

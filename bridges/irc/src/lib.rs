@@ -16,6 +16,7 @@ pub mod server;
 pub mod server_time;
 pub mod session;
 pub mod text;
+pub mod tls;
 
 pub use casemap::Casemapping;
 pub use isupport::{ChanModes, Isupport, ModeKind, Prefixes};
@@ -60,7 +61,7 @@ impl IrcNetwork {
 }
 
 /// Whether a nick is one IRC servers accept (RFC 2812 plus common practice).
-fn valid_nick(nick: &str) -> bool {
+pub(crate) fn valid_nick(nick: &str) -> bool {
     let mut chars = nick.chars();
     let Some(first) = chars.next() else {
         return false;
@@ -93,6 +94,10 @@ impl Network for IrcNetwork {
             RegistrationField::text("nick", "Nickname", true),
             RegistrationField::secret("password", "Password (SASL)", false),
         ]
+    }
+
+    fn server_fields(&self) -> Vec<RegistrationField> {
+        options::user_fields()
     }
 
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError> {

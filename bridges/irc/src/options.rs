@@ -1,6 +1,7 @@
 //! The IRC gateway's `[gateway.options]`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -22,7 +23,19 @@ pub struct IrcOptions {
 pub struct ServerOptions {
     /// Host to connect to; defaults to the server name itself.
     pub address: Option<String>,
+    /// The plaintext port, tried after every TLS port; 0 for none, so that
+    /// unreachable TLS ports never lead to plaintext.
     pub port: u16,
+    /// TLS ports, tried first and in order. One that refuses the connection
+    /// or does not answer passes to the next, then to `port`; a TLS failure
+    /// (a refused certificate) never falls back to plaintext.
+    pub tls_ports: Vec<u16>,
+    /// Check the server's certificate against the trusted roots and its name.
+    /// Off, any certificate is taken (the handshake signatures are still checked).
+    pub verify_certificates: bool,
+    /// Extra trusted roots (PEM), besides the system's: a private CA, or a
+    /// self-signed server certificate.
+    pub ca_file: Option<PathBuf>,
     /// Lines a client may send at once before the rate applies.
     pub throttle_burst: u32,
     /// Lines per second after the burst.
@@ -44,6 +57,9 @@ impl Default for ServerOptions {
         ServerOptions {
             address: None,
             port: 6667,
+            tls_ports: Vec::new(),
+            verify_certificates: true,
+            ca_file: None,
             throttle_burst: 10,
             throttle_per_sec: 2.0,
             username: None,
@@ -73,5 +89,205 @@ impl IrcOptions {
     /// Settings for a server, defaults when it is not configured.
     pub fn server(&self, name: &str) -> ServerOptions {
         self.servers.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_settings_parse_with_safe_defaults() {
+        let options = IrcOptions::from_value(&serde_json::json!({
+            "servers": {
+                "plain": { "port": 6668 },
+                "tls": {
+                    "tls_ports": [6697, 7000],
+                    "verify_certificates": false,
+                    "ca_file": "/etc/estuary/irc-ca.pem"
+                }
+            }
+        }))
+        .unwrap();
+        let plain = options.server("plain");
+        assert_eq!(plain.port, 6668);
+        assert!(plain.tls_ports.is_empty());
+        assert!(
+            plain.verify_certificates,
+            "verification is on unless turned off"
+        );
+        assert_eq!(plain.ca_file, None);
+        let tls = options.server("tls");
+        assert_eq!(tls.tls_ports, [6697, 7000]);
+        assert_eq!(tls.port, 6667);
+        assert!(!tls.verify_certificates);
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/estuary/irc-ca.pem"))
+        );
+        assert!(options.server("unlisted").verify_certificates);
+    }
+
+    #[test]
+    fn a_misspelt_tls_key_is_refused() {
+        let err = IrcOptions::from_value(&serde_json::json!({
+            "servers": { "s": { "tls_port": [6697] } }
+        }))
+        .unwrap_err();
+        assert!(err.contains("tls_port"), "{err}");
+        let err = IrcOptions::from_value(&serde_json::json!({
+            "servers": { "s": { "tls_ports": 6697 } }
+        }))
+        .unwrap_err();
+        assert!(err.contains("invalid IRC options"), "{err}");
+    }
+}
+
+/// The fields a user may set for themself per server (the `configure`
+/// command on `server@gw`, as in biboumi). The admin's `address` and
+/// `ca_file` stay out of reach.
+pub fn user_fields() -> Vec<estuary_bridge::RegistrationField> {
+    use estuary_bridge::{FieldKind, RegistrationField};
+    let boolean = |var, label| RegistrationField {
+        var,
+        label,
+        kind: FieldKind::Boolean,
+        required: false,
+        max_len: 8,
+    };
+    vec![
+        RegistrationField::text("nick", "Nickname on this server", false),
+        RegistrationField::text("username", "Username", false),
+        RegistrationField::text("realname", "Real name", false),
+        RegistrationField::secret("password", "SASL or NickServ password", false),
+        RegistrationField::secret("server_password", "Server password (PASS)", false),
+        RegistrationField::text("port", "Plaintext port (0 for none)", false),
+        RegistrationField::text(
+            "tls_ports",
+            "TLS ports, tried first (e.g. 6697, 7000)",
+            false,
+        ),
+        boolean("verify_certificates", "Verify the server's TLS certificate"),
+        RegistrationField::text(
+            "throttle_burst",
+            "Lines sent at once before throttling",
+            false,
+        ),
+        RegistrationField::text("throttle_per_sec", "Lines per second after that", false),
+        RegistrationField::text(
+            "encoding",
+            "Encoding of non-UTF-8 lines (e.g. iso-8859-15)",
+            false,
+        ),
+        RegistrationField::text("after_connect", "A raw command sent once connected", false),
+    ]
+}
+
+/// A user's own settings of one server, read from the `configure` form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserServerSettings {
+    pub nick: Option<String>,
+    pub password: Option<String>,
+    values: BTreeMap<String, String>,
+}
+
+impl UserServerSettings {
+    /// Read and check the values; every error names its field.
+    pub fn parse(values: &BTreeMap<String, String>) -> Result<UserServerSettings, String> {
+        let mut probe = ServerOptions::default();
+        let settings = UserServerSettings {
+            nick: values.get("nick").cloned(),
+            password: values.get("password").cloned(),
+            values: values.clone(),
+        };
+        settings.apply(&mut probe)?;
+        if let Some(nick) = &settings.nick {
+            if !crate::valid_nick(nick) {
+                return Err(format!("nick: '{nick}' is not a valid IRC nick"));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The admin's options for the server with this user's settings on top.
+    pub fn apply(&self, options: &mut ServerOptions) -> Result<(), String> {
+        fn number<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, String> {
+            v.trim()
+                .parse()
+                .map_err(|_| format!("{var}: '{v}' is not a valid number"))
+        }
+        for (var, v) in &self.values {
+            match var.as_str() {
+                "username" => options.username = Some(v.clone()),
+                "realname" => options.realname = Some(v.clone()),
+                "server_password" => options.server_password = Some(v.clone()),
+                "port" => options.port = number(var, v)?,
+                "tls_ports" => {
+                    options.tls_ports = v
+                        .split([',', ' '])
+                        .filter(|p| !p.is_empty())
+                        .map(|p| number(var, p))
+                        .collect::<Result<_, _>>()?;
+                }
+                "verify_certificates" => {
+                    options.verify_certificates = match v.as_str() {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(format!("{var}: '{v}' is not a boolean")),
+                    }
+                }
+                "throttle_burst" => options.throttle_burst = number(var, v)?,
+                "throttle_per_sec" => {
+                    let rate: f64 = number(var, v)?;
+                    if !(rate > 0.0 && rate.is_finite()) {
+                        return Err(format!("{var}: must be more than 0"));
+                    }
+                    options.throttle_per_sec = rate;
+                }
+                "encoding" => {
+                    if encoding_rs::Encoding::for_label(v.as_bytes()).is_none() {
+                        return Err(format!("{var}: unknown encoding '{v}'"));
+                    }
+                    options.encoding = Some(v.clone());
+                }
+                "after_connect" => options.after_connect.push(v.clone()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod user_settings_tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn user_settings_override_the_admins_and_bad_values_are_named() {
+        let s = UserServerSettings::parse(&values(&[
+            ("realname", "Alice"),
+            ("tls_ports", "6697, 7000"),
+            ("verify_certificates", "0"),
+            ("after_connect", "MODE {nick} +x"),
+        ]))
+        .unwrap();
+        let mut options = ServerOptions::default();
+        s.apply(&mut options).unwrap();
+        assert_eq!(options.realname.as_deref(), Some("Alice"));
+        assert_eq!(options.tls_ports, vec![6697, 7000]);
+        assert!(!options.verify_certificates);
+        assert_eq!(options.after_connect, vec!["MODE {nick} +x".to_owned()]);
+        let err = UserServerSettings::parse(&values(&[("port", "many")])).unwrap_err();
+        assert!(err.starts_with("port:"), "{err}");
+        let err = UserServerSettings::parse(&values(&[("nick", "#bad")])).unwrap_err();
+        assert!(err.starts_with("nick:"), "{err}");
+        assert!(UserServerSettings::parse(&values(&[("encoding", "klingon")])).is_err());
     }
 }

@@ -55,6 +55,10 @@ pub enum ServerCommand {
         nick: String,
         reason: Option<String>,
     },
+    Invite {
+        channel: String,
+        nick: String,
+    },
     /// Change a member's role and/or affiliation through MODE.
     Standing {
         channel: String,
@@ -108,6 +112,7 @@ pub fn spawn(
         next_id: 0,
         away: None,
         backlog: Default::default(),
+        connect_error: None,
     };
     tokio::spawn(task.run().instrument(span));
     ServerHandle { commands: tx }
@@ -150,6 +155,9 @@ struct ServerTask {
     /// The away message in force, so that repeats (a client sends its
     /// presence to every room) cost nothing and a reconnect restores it.
     away: Option<String>,
+    /// Why the last connection attempt failed (a refused TLS certificate,
+    /// say), told to whoever asks while down, until a connection succeeds.
+    connect_error: Option<String>,
 }
 
 /// A live connection's state.
@@ -172,6 +180,7 @@ impl ServerTask {
             match connect(&self.server, &self.options, &self.identity).await {
                 Ok((reader, writer, me)) => {
                     attempt = 0;
+                    self.connect_error = None;
                     if was_connected {
                         self.emit(RemoteEvent::Reconnected);
                     }
@@ -191,6 +200,7 @@ impl ServerTask {
                 Err(e) => {
                     attempt += 1;
                     warn!(attempt, error = %e, "cannot connect to the IRC server");
+                    self.connect_error = Some(e.to_string());
                     if !was_connected {
                         // Nobody has been told yet: fail what is waiting.
                         self.fail_waiting(&e.to_string());
@@ -224,15 +234,23 @@ impl ServerTask {
             match command {
                 ServerCommand::Quit => return true,
                 ServerCommand::Join { reply, .. } => {
-                    let _ = reply.send(Err(unavailable()));
+                    let _ = reply.send(Err(self.down_error()));
                 }
                 ServerCommand::Say { reply, .. } => {
-                    let _ = reply.send(Err(unavailable()));
+                    let _ = reply.send(Err(self.down_error()));
                 }
                 _ => {}
             }
         }
         true
+    }
+
+    /// The answer while disconnected: the last connection error if there is one.
+    fn down_error(&self) -> BridgeError {
+        match &self.connect_error {
+            Some(reason) => BridgeError::Unavailable(reason.clone()),
+            None => unavailable(),
+        }
     }
 
     fn fail_waiting(&mut self, reason: &str) {
@@ -470,6 +488,9 @@ impl ServerTask {
             ServerCommand::Nick { nick } => {
                 live.writer.send("NICK", &[&nick]);
             }
+            ServerCommand::Invite { channel, nick } => {
+                live.writer.send("INVITE", &[&nick, &channel]);
+            }
             ServerCommand::Kick {
                 channel,
                 nick,
@@ -686,6 +707,18 @@ impl ServerTask {
                         reason: line.params.first().map(|r| text::strip_formatting(r)),
                         is_self: false,
                     });
+                }
+            }
+            // Invitations for us; with invite-notify the server also tells
+            // channel operators of others', which are not ours to show.
+            "INVITE" if isupport.fold(line.param(0)) == isupport.fold(&live.me.nick) => {
+                if let Some(by) = line.nick() {
+                    let event = RemoteEvent::Invited {
+                        room: self.room(line.param(1)),
+                        by: self.user(by),
+                        reason: None,
+                    };
+                    self.emit(event);
                 }
             }
             "KICK" => {

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, EventSender, OutgoingMessage, PresenceShow, RemoteAddress, Role,
-    RoomInfo, Session,
+    Affiliation, BridgeError, EventSender, FormValues, OutgoingMessage, PresenceShow,
+    RemoteAddress, Role, RoomInfo, Session,
 };
 use tokio::sync::oneshot;
 
 use crate::address::IrcAddress;
 use crate::connection::Identity;
-use crate::options::IrcOptions;
+use crate::options::{IrcOptions, UserServerSettings};
 use crate::server::{self, ServerCommand, ServerHandle};
 
 pub struct IrcSession {
@@ -21,6 +21,8 @@ pub struct IrcSession {
     identity: Identity,
     events: EventSender,
     servers: Mutex<HashMap<String, ServerHandle>>,
+    /// The user's own settings, by server, for connections opened later.
+    user_settings: Mutex<HashMap<String, UserServerSettings>>,
 }
 
 impl IrcSession {
@@ -30,6 +32,7 @@ impl IrcSession {
             identity,
             events,
             servers: Mutex::new(HashMap::new()),
+            user_settings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -44,10 +47,22 @@ impl IrcSession {
         servers
             .entry(name.to_owned())
             .or_insert_with(|| {
+                let mut options = self.options.server(name);
+                let mut identity = self.identity.clone();
+                if let Some(mine) = self.user_settings.lock().expect("not poisoned").get(name) {
+                    // Checked when they were set; cannot fail here.
+                    let _ = mine.apply(&mut options);
+                    if let Some(nick) = &mine.nick {
+                        identity.nick = nick.clone();
+                    }
+                    if let Some(password) = &mine.password {
+                        identity.password = Some(password.clone());
+                    }
+                }
                 server::spawn(
                     name.to_owned(),
-                    self.options.server(name),
-                    self.identity.clone(),
+                    options,
+                    identity,
                     self.options.fixed_server.clone(),
                     self.events.clone(),
                 )
@@ -153,6 +168,41 @@ impl Session for IrcSession {
             channel: address.name,
             nick: nick.to_owned(),
             reason: reason.map(str::to_owned),
+        })
+    }
+
+    async fn set_server_settings(
+        &self,
+        server: &RemoteAddress,
+        values: &FormValues,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(server)?;
+        let settings = UserServerSettings::parse(values).map_err(BridgeError::BadRequest)?;
+        self.user_settings
+            .lock()
+            .expect("not poisoned")
+            .insert(address.server, settings);
+        Ok(())
+    }
+
+    async fn invite(
+        &self,
+        room: &RemoteAddress,
+        user: &RemoteAddress,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let room = self.parse(room)?;
+        let user = self.parse(user)?;
+        if user.server != room.server {
+            return Err(BridgeError::BadRequest(format!(
+                "{} is on {}, not on {}",
+                user.name, user.server, room.server
+            )));
+        }
+        // IRC's INVITE carries no reason.
+        self.server(&room.server).send(ServerCommand::Invite {
+            channel: room.name,
+            nick: user.name,
         })
     }
 

@@ -1,0 +1,110 @@
+//! The user's own settings of a remote server: the `configure` ad-hoc
+//! command on the server's JID (biboumi's), with the fields the network
+//! declares. They are stored, handed to the network session at login and on
+//! every change, and used by the connections opened afterwards.
+
+use estuary_bridge::RemoteAddress;
+use tracing::warn;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::minidom::Element;
+
+use crate::xmpp::adhoc;
+use crate::xmpp::errors::Failure;
+use crate::xmpp::forms::{registration_form, submitted_values, validate};
+
+use super::room_settings::CONFIGURE_NODE;
+use super::UserSession;
+
+const FORM_TYPE: &str = "urn:xmpp:estuary:server-settings:0";
+
+impl UserSession {
+    /// Hand every stored server setting to a session that just logged in.
+    pub(super) async fn apply_server_settings(&self) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        for (server, values) in &self.server_settings {
+            if let Err(e) = session.set_server_settings(server, values).await {
+                warn!(%server, error = %e, "stored server settings were refused");
+            }
+        }
+    }
+
+    pub(super) async fn on_server_command(
+        &mut self,
+        iq: &Iq,
+        server: &RemoteAddress,
+        command: &Element,
+    ) -> Result<(), Failure> {
+        let request = adhoc::parse(command)?;
+        let session_id = request
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let fields = self.gw.network.server_fields();
+        if request.node != CONFIGURE_NODE || fields.is_empty() {
+            return Err(Failure::item_not_found(format!(
+                "no command '{}' here",
+                request.node
+            )));
+        }
+        if request.action == "cancel" {
+            self.gw
+                .reply_result(iq, Some(adhoc::canceled(&request.node, &session_id)));
+            return Ok(());
+        }
+        let current = self
+            .server_settings
+            .get(server)
+            .cloned()
+            .unwrap_or_default();
+        let Some(form) = &request.form else {
+            let form = registration_form(
+                FORM_TYPE,
+                &format!("Your settings for {server}"),
+                "Used by your next connection to this server; leave a field empty for the \
+                 gateway's default. Passwords are never shown again.",
+                &fields,
+                &current,
+            );
+            self.gw.reply_result(
+                iq,
+                Some(adhoc::executing(CONFIGURE_NODE, &session_id, form)),
+            );
+            return Ok(());
+        };
+        let mut submitted = submitted_values(form)?;
+        // A secret left empty keeps the stored one: forms never show it.
+        for field in &fields {
+            if field.kind == estuary_bridge::FieldKind::Secret
+                && submitted.get(field.var).is_none_or(|v| v.is_empty())
+            {
+                if let Some(old) = current.get(field.var) {
+                    submitted.insert(field.var.to_owned(), old.clone());
+                }
+            }
+        }
+        let values = validate(&fields, &submitted)?;
+        let session = self.session()?;
+        session
+            .set_server_settings(server, &values)
+            .await
+            .map_err(Failure::from)?;
+        let json = serde_json::to_string(&values).expect("a map of strings");
+        self.gw
+            .store
+            .save_address_settings(&self.gw.domain, &self.account.jid, server.as_str(), &json)
+            .await
+            .map_err(|_| Failure::internal("the gateway's store failed"))?;
+        self.server_settings.insert(server.clone(), values);
+        self.gw.reply_result(
+            iq,
+            Some(adhoc::completed(
+                CONFIGURE_NODE,
+                &session_id,
+                "Settings saved; they apply to your next connection to this server.",
+            )),
+        );
+        Ok(())
+    }
+}
