@@ -734,6 +734,28 @@ async fn direct_chats_are_contacts_both_ways() {
     assert_eq!(attr(&answer, "type"), "chat");
     assert_eq!(body(&answer).as_deref(), Some("hi alice"));
 
+    // XEP-0333 from XMPP: displaying the answer becomes a Matrix read receipt.
+    let answer_event = bob
+        .expect_event(&dm, WAIT, |e| e["content"]["body"] == "hi alice")
+        .await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{bob_jid}' type='chat'>\
+             <displayed xmlns='urn:xmpp:chat-markers:0' id='{}'/></message>",
+            attr(&answer, "id")
+        )))
+        .await;
+    assert!(
+        bob.sees_read_receipt(
+            &dm,
+            &s.matrix_alice.user_id,
+            answer_event["event_id"].as_str().unwrap(),
+            WAIT
+        )
+        .await,
+        "no read receipt from alice on Matrix"
+    );
+
     // A second message reuses the same room.
     s.alice.message(&bob_jid, "again").await;
     let again = bob

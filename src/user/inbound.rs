@@ -292,6 +292,18 @@ impl UserSession {
             return Ok(());
         }
         let Some(body) = incoming.body.clone() else {
+            if let Some(seen) = &incoming.displayed {
+                // Best effort, like the marker itself: an unknown id is only logged.
+                match self.visible_message(address, seen).await {
+                    Ok(record) if self.gw.info.capabilities.read_markers => {
+                        if let Err(e) = session.mark_read(address, &record.remote_id).await {
+                            debug!(error = %e, "read marker not passed on");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => debug!(id = %seen, "a read marker names no known message"),
+                }
+            }
             if let Some(state) = incoming.chat_state {
                 if let Err(e) = session.send_typing(address, state).await {
                     debug!(error = %e, "chat state not passed on");

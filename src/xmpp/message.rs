@@ -27,6 +27,8 @@ pub struct Incoming {
     /// XEP-0461: the id answered.
     pub reply_to: Option<String>,
     pub chat_state: Option<ChatState>,
+    /// XEP-0333: the id of the last message the user has seen.
+    pub displayed: Option<String>,
 }
 
 impl Incoming {
@@ -68,9 +70,13 @@ impl Incoming {
             reactions,
             reply_to: attr_of(p, "reply", NS_REPLY, "id"),
             chat_state,
+            displayed: attr_of(p, "displayed", NS_CHAT_MARKERS, "id"),
         }
     }
 }
+
+/// XEP-0333 chat markers.
+pub const NS_CHAT_MARKERS: &str = "urn:xmpp:chat-markers:0";
 
 fn attr_of(payloads: &[Element], name: &str, ns: &str, attr: &str) -> Option<String> {
     payload(payloads, name, ns)

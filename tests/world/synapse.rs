@@ -597,6 +597,36 @@ impl MatrixUser {
     }
 
     /// Whether `/sync` shows `user` typing in `room` within `timeout`.
+    /// Whether `user` has a read receipt on `event` in `room`, within `timeout`.
+    pub async fn sees_read_receipt(
+        &self,
+        room: &str,
+        user: &str,
+        event: &str,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut since: Option<String> = None;
+        while tokio::time::Instant::now() < deadline {
+            let path = match &since {
+                Some(token) => format!("/sync?timeout=1000&since={}", encode(token)),
+                None => "/sync?timeout=0".to_owned(),
+            };
+            let reply = self.call(reqwest::Method::GET, &path, None).await;
+            let seen = reply["rooms"]["join"][room]["ephemeral"]["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["type"] == "m.receipt")
+                .any(|e| !e["content"][event]["m.read"][user].is_null());
+            if seen {
+                return true;
+            }
+            since = reply["next_batch"].as_str().map(str::to_owned);
+        }
+        false
+    }
+
     pub async fn sees_typing(&self, room: &str, user: &str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut since: Option<String> = None;

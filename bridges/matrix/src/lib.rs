@@ -156,7 +156,7 @@ impl Network for MatrixNetwork {
                 reactions: true,
                 replies: true,
                 typing: true,
-                read_markers: false,
+                read_markers: true,
                 echoes_own_messages: true,
             },
         }

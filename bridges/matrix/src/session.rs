@@ -24,6 +24,7 @@ use matrix_sdk::ruma::api::client::{
     message::send_message_event,
     presence::set_presence,
     profile::get_profile,
+    receipt::create_receipt,
     redact::redact_event,
     relations::get_relating_events_with_rel_type_and_event_type as relating_events,
     room::create_room,
@@ -692,6 +693,21 @@ impl Session for MatrixSession {
             .send(request)
             .await
             .map_err(|e| http_error("setting presence failed", &e))?;
+        Ok(())
+    }
+
+    async fn mark_read(&self, to: &RemoteAddress, up_to: &str) -> Result<(), BridgeError> {
+        let room = self.inner.room_for(to).await?;
+        let request = create_receipt::v3::Request::new(
+            room,
+            create_receipt::v3::ReceiptType::Read,
+            event_id(up_to)?,
+        );
+        self.inner
+            .client
+            .send(request)
+            .await
+            .map_err(|e| http_error("sending the read receipt failed", &e))?;
         Ok(())
     }
 
