@@ -310,7 +310,13 @@ impl Router {
                 Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
             },
             (true, "query", NS_DISCO_ITEMS) => match payload.attr("node") {
-                None => gw.reply_result(iq, Some(service::items(None, &[]))),
+                None => match self.users.get(&from.to_bare()) {
+                    // A logged-in user sees what their network lists.
+                    Some(handle) => handle.send(UserCommand::GatewayItems {
+                        iq: Box::new(iq.clone()),
+                    }),
+                    None => gw.reply_result(iq, Some(service::items(None, &[]))),
+                },
                 Some(NS_COMMANDS) => {
                     let registered = self.is_registered(&from).await;
                     gw.reply_result(iq, Some(registration::command_list(&gw.domain, registered)))

@@ -379,6 +379,20 @@ async fn a_channel_is_a_room_and_messages_flow_both_ways() {
             format!("{} #random", room(c.random))
         ]
     );
+    // ... and disco#items on the gateway lists the guilds.
+    let top = s
+        .alice
+        .iq(
+            GW,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+        )
+        .await;
+    assert!(
+        String::from(&top).contains(&format!("jid='{}@{GW}'", c.guild)),
+        "{}",
+        String::from(&top)
+    );
     stop(s).await;
 }
 

@@ -1255,3 +1255,22 @@ async fn users_configure_their_own_server_settings() {
     assert!(whois.contains("wonder"), "{whois}");
     assert!(whois.contains("Alice Liddell"), "{whois}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_lists_its_servers_to_a_registered_user() {
+    let mut s = setup().await;
+    let items = s
+        .alice
+        .iq(
+            GW,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+        )
+        .await;
+    assert_eq!(attr(&items, "type"), "result");
+    assert!(
+        String::from(&items).contains(&format!("jid='localhost@{GW}'")),
+        "{}",
+        String::from(&items)
+    );
+}

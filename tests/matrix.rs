@@ -476,6 +476,21 @@ async fn a_room_is_a_muc_with_occupants_subject_and_messages_both_ways() {
         .await;
     assert!(String::from(&own).contains("code='110'"));
     assert_eq!(standing(&own), ("member".into(), "participant".into()));
+
+    // disco#items on the gateway lists the joined room, by its alias.
+    let items = s
+        .alice
+        .iq(
+            GW,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+        )
+        .await;
+    assert!(
+        String::from(&items).contains(&format!("jid='{room_jid}'")),
+        "{}",
+        String::from(&items)
+    );
     assert_eq!(subject(&mut s.alice, &room_jid).await, "All about muc");
     // Alice's Matrix account really joined.
     bob.expect_event(&room, WAIT, |e| {

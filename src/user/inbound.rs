@@ -99,6 +99,22 @@ impl UserSession {
         Err(Failure::service_unavailable("not supported here"))
     }
 
+    /// disco#items on the gateway itself, for a logged-in user: what the
+    /// network lists at its top (Matrix: joined rooms; Discord: guilds; IRC:
+    /// the configured servers). A network with nothing to list answers with
+    /// an empty list, as the gateway did before the user logged in.
+    pub(super) async fn list_top_rooms(&self, iq: &Iq, query: &xmpp_parsers::minidom::Element) {
+        let result = match self.session.as_deref() {
+            Some(session) => session.list_rooms(None).await,
+            None => Ok(Vec::new()),
+        };
+        let rooms = result.unwrap_or_else(|e| {
+            debug!(error = %e, "nothing to list on the gateway");
+            Vec::new()
+        });
+        self.reply_room_list(iq, query, rooms);
+    }
+
     /// disco#items on a server: the rooms it lists, paged with RSM.
     async fn list_rooms(
         &self,
@@ -111,6 +127,16 @@ impl UserSession {
             .list_rooms(Some(address))
             .await
             .map_err(Failure::from)?;
+        self.reply_room_list(iq, query, rooms);
+        Ok(())
+    }
+
+    fn reply_room_list(
+        &self,
+        iq: &Iq,
+        query: &xmpp_parsers::minidom::Element,
+        rooms: Vec<estuary_bridge::RoomInfo>,
+    ) {
         let mut items = Vec::with_capacity(rooms.len());
         for room in rooms {
             let Ok(jid) = crate::xmpp::address::bare_jid(&room.address, &self.gw.domain) else {
@@ -130,7 +156,6 @@ impl UserSession {
         let mut reply = service::items(None, &items[range.clone()]);
         reply.append_child(rsm::answer(&keys, range));
         self.gw.reply_result(iq, Some(reply));
-        Ok(())
     }
 
     /// Kicks, role and affiliation changes asked by a moderator.

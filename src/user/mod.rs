@@ -50,6 +50,10 @@ pub enum UserCommand {
     Probe {
         from: Jid,
     },
+    /// disco#items on the gateway JID from this user.
+    GatewayItems {
+        iq: Box<xmpp_parsers::iq::Iq>,
+    },
     /// Leave every room, tell the user's clients, and log out.
     Shutdown,
 }
@@ -190,6 +194,11 @@ impl UserSession {
                 }
             }
             UserCommand::Probe { from } => self.send_gateway_presence(from),
+            UserCommand::GatewayItems { iq } => {
+                if let xmpp_parsers::iq::Iq::Get { payload, .. } = iq.as_ref() {
+                    self.list_top_rooms(&iq, payload).await;
+                }
+            }
             UserCommand::Online { .. } | UserCommand::Shutdown => {}
         }
     }

@@ -242,11 +242,23 @@ impl Session for IrcSession {
         &self,
         under: Option<&RemoteAddress>,
     ) -> Result<Vec<RoomInfo>, BridgeError> {
-        let server = match under {
-            Some(address) => self.parse(address)?.server,
-            None => self.options.fixed_server.clone().ok_or_else(|| {
-                BridgeError::BadRequest("list the channels of a server JID".into())
-            })?,
+        let server = match (under, &self.options.fixed_server) {
+            (Some(address), _) => self.parse(address)?.server,
+            (None, Some(fixed)) => fixed.clone(),
+            // The gateway's top level: the servers the admin configured, each
+            // a JID whose own listing is its channels.
+            (None, None) => {
+                return Ok(self
+                    .options
+                    .servers
+                    .keys()
+                    .map(|name| RoomInfo {
+                        address: RemoteAddress::new(name.clone()),
+                        name: Some(format!("IRC server {name}")),
+                        members: None,
+                    })
+                    .collect())
+            }
         };
         let (reply, rx) = oneshot::channel();
         self.server(&server).send(ServerCommand::List { reply })?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use estuary_bridge::{
     BridgeError, ChatState, EventSender, MessageKind, OutgoingMessage, PresenceShow, RemoteAddress,
-    RemoteEvent, Session,
+    RemoteEvent, RoomInfo, Session,
 };
 use matrix_sdk::ruma::api::client::{
     alias::get_alias,
@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::address::MatrixAddress;
+use crate::address::{room_address, MatrixAddress};
 use crate::error::http_error;
 use crate::event::RawEvent;
 use crate::rooms::{Member, MucRoom, PowerLevels, RoomBook, SeenReaction};
@@ -445,6 +445,35 @@ pub struct MatrixSession {
     sync_task: JoinHandle<()>,
 }
 
+/// Most rooms listed on the gateway, to bound the requests one listing makes.
+const MAX_LISTED_ROOMS: usize = 200;
+
+impl MatrixSession {
+    /// One string field of a room's state event, if the room has that event.
+    async fn state_field(
+        &self,
+        room: &OwnedRoomId,
+        kind: StateEventType,
+        field: &str,
+    ) -> Option<String> {
+        let reply = self
+            .inner
+            .client
+            .send(get_state_event_for_key::v3::Request::new(
+                room.clone(),
+                kind,
+                String::new(),
+            ))
+            .await
+            .ok()?;
+        let content: Value = serde_json::from_str(reply.event_or_content.get()).ok()?;
+        content[field]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+}
+
 impl MatrixSession {
     pub(crate) fn new(inner: Arc<Inner>, sync_task: JoinHandle<()>) -> MatrixSession {
         MatrixSession { inner, sync_task }
@@ -767,6 +796,50 @@ impl Session for MatrixSession {
             .await
             .map_err(|e| http_error("banning failed", &e))?;
         Ok(())
+    }
+
+    /// The gateway's top level: the joined rooms other than direct chats,
+    /// addressed by their canonical alias when they have one (aliases keep
+    /// their case through JIDs, room IDs may not).
+    async fn list_rooms(
+        &self,
+        under: Option<&RemoteAddress>,
+    ) -> Result<Vec<RoomInfo>, BridgeError> {
+        if let Some(under) = under {
+            return Err(BridgeError::NotFound(format!("{under} lists nothing")));
+        }
+        let joined = self
+            .inner
+            .client
+            .send(joined_rooms::v3::Request::new())
+            .await
+            .map_err(|e| http_error("listing joined rooms failed", &e))?
+            .joined_rooms;
+        let mut rooms = Vec::new();
+        for room in joined.into_iter().take(MAX_LISTED_ROOMS) {
+            if self.inner.book().direct.contains_key(&room) {
+                continue;
+            }
+            let alias = self
+                .state_field(&room, StateEventType::RoomCanonicalAlias, "alias")
+                .await;
+            let name = self
+                .state_field(&room, StateEventType::RoomName, "name")
+                .await;
+            let address = match alias.as_deref().and_then(|a| a.strip_prefix('#')) {
+                Some(alias) => match alias.split_once(':') {
+                    Some((local, server)) => RemoteAddress::new(format!("#{local}%{server}")),
+                    None => room_address(&room),
+                },
+                None => room_address(&room),
+            };
+            rooms.push(RoomInfo {
+                address,
+                name,
+                members: None,
+            });
+        }
+        Ok(rooms)
     }
 
     async fn list_contacts(&self) -> Result<Vec<RemoteAddress>, BridgeError> {
