@@ -1088,3 +1088,69 @@ async fn xmpp_users_in_the_same_channel_see_each_other() {
         .await;
     stop(s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_arrive_as_oob_links() {
+    const OOB: &str = "jabber:x:oob";
+    let mut s = setup().await;
+    let c = s.c;
+    join(&mut s.alice, c.general, "alice").await;
+    let url = "https://cdn.discordapp.com/attachments/1/2/cat.png";
+
+    // A file alone: the body is the link itself, as clients show inline.
+    s.discord
+        .post_with_file(c.bob, c.general, "", ("cat.png", url));
+    let alone = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && find_child(m, "x", OOB).is_some()
+        })
+        .await;
+    assert_eq!(body(&alone).as_deref(), Some(url));
+    let x = find_child(&alone, "x", OOB).unwrap();
+    assert_eq!(
+        x.get_child("url", OOB).map(Element::text).as_deref(),
+        Some(url)
+    );
+    assert_eq!(
+        x.get_child("desc", OOB).map(Element::text).as_deref(),
+        Some("cat.png")
+    );
+
+    // With text: the text, then the link on its own line.
+    s.discord
+        .post_with_file(c.bob, c.general, "look", ("cat.png", url));
+    let with_text = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message"
+                && find_child(m, "x", OOB).is_some()
+                && body(m).is_some_and(|b| b.starts_with("look"))
+        })
+        .await;
+    assert_eq!(body(&with_text), Some(format!("look\n{url}")));
+
+    // From XMPP, an OOB link reaches Discord as a link (Discord embeds it),
+    // also when the client put only the link in the OOB element.
+    s.alice
+        .send(el(&format!(
+            "<message to='{}' type='groupchat'><body>a dog</body>\
+             <x xmlns='{OOB}'><url>https://upload.localhost/dog.jpg</url></x></message>",
+            room(c.general)
+        )))
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !s
+        .discord
+        .messages_in(c.general)
+        .iter()
+        .any(|m| m.content == "a dog\nhttps://upload.localhost/dog.jpg")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the link never reached Discord"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(s).await;
+}

@@ -60,7 +60,11 @@ impl UserSession {
             ArchivedMessage {
                 remote_id: Some(m.id.clone()),
                 sender: Some(m.sender.to_string()),
-                body: shown_body(&m.body, m.kind),
+                // Attachments are kept as their links, as clients without OOB see them.
+                body: shown_body(
+                    &crate::xmpp::message::body_with_attachments(&m.body, &m.attachments),
+                    m.kind,
+                ),
                 ts_ms: m.timestamp_ms.unwrap_or_else(now_ms),
                 ..self.archived(room, stanza_id, &nick)
             },

@@ -330,16 +330,20 @@ impl UserSession {
         if let Some(room) = &m.room {
             self.archive_remote(room, &m, &stanza_id);
         }
+        let body = message::body_with_attachments(&m.body, &m.attachments);
         self.deliver(room_ref.as_ref(), |to| {
             let mut stanza = message::text(
                 type_.clone(),
                 from.clone(),
                 to,
                 &stanza_id,
-                &m.body,
+                &body,
                 m.kind,
                 &by,
             );
+            for attachment in &m.attachments {
+                stanza.payloads.push(message::oob(attachment));
+            }
             if let Some(id) = &reply_to {
                 stanza.payloads.push(message::reply(id));
             }

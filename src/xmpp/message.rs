@@ -7,8 +7,8 @@ use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 use xmpp_parsers::minidom::Element;
 
 use super::xml::{
-    clean_text, element, payload, Attrs, NS_CHATSTATES, NS_CORRECT, NS_DELAY, NS_FALLBACK,
-    NS_REACTIONS, NS_REPLY, NS_RETRACT, NS_SID,
+    clean_text, element, payload, text_element, Attrs, NS_CHATSTATES, NS_CORRECT, NS_DELAY,
+    NS_FALLBACK, NS_REACTIONS, NS_REPLY, NS_RETRACT, NS_SID,
 };
 
 /// What an XMPP message from the user asks the gateway to do.
@@ -35,6 +35,19 @@ impl Incoming {
     pub fn parse(message: &Message) -> Incoming {
         let p = &message.payloads;
         let mut body = message.get_best_body(vec![]).map(|(_, b)| b.clone());
+        // XEP-0066: a link the body does not already carry is added to it,
+        // so that every network receives the file as a link.
+        if let Some(url) = payload(p, "x", NS_OOB)
+            .and_then(|x| x.get_child("url", NS_OOB))
+            .map(Element::text)
+            .filter(|u| !u.is_empty())
+        {
+            body = match body {
+                Some(b) if b.contains(&url) => Some(b),
+                Some(b) if !b.is_empty() => Some(format!("{b}\n{url}")),
+                _ => Some(url),
+            };
+        }
         let mut kind = MessageKind::Normal;
         if let Some(rest) = body.as_deref().and_then(|b| b.strip_prefix("/me ")) {
             kind = MessageKind::Action;
@@ -223,6 +236,37 @@ fn chrono_free_rfc3339(ms: i64) -> String {
         rem % 60,
         ms.rem_euclid(1000)
     )
+}
+
+/// XEP-0066 out-of-band data.
+pub const NS_OOB: &str = "jabber:x:oob";
+
+/// The body of a message with attachments: the text, then each link on a
+/// line of its own, so that clients without XEP-0066 still show them. A lone
+/// attachment without text is the link alone, which clients such as
+/// Conversations show inline when it equals the OOB URL.
+pub fn body_with_attachments(text: &str, attachments: &[estuary_bridge::Attachment]) -> String {
+    let mut body = text.to_owned();
+    for attachment in attachments {
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str(&attachment.url);
+    }
+    body
+}
+
+/// `<x xmlns='jabber:x:oob'><url/><desc/></x>` for one attachment.
+pub fn oob(attachment: &estuary_bridge::Attachment) -> Element {
+    let mut x = element("x", NS_OOB).append(text_element(
+        "url",
+        NS_OOB,
+        clean_text(&attachment.url).into_owned(),
+    ));
+    if let Some(name) = &attachment.name {
+        x = x.append(text_element("desc", NS_OOB, clean_text(name).into_owned()));
+    }
+    x.build()
 }
 
 #[cfg(test)]

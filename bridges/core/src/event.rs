@@ -87,6 +87,16 @@ pub struct RemoteMessage {
     pub timestamp_ms: Option<i64>,
     /// The logged-in user's own message, echoed back by the network.
     pub from_self: bool,
+    /// Files attached, as links the XMPP user can fetch (XEP-0066).
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to a message, as a URL the XMPP user's client can fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub url: String,
+    /// The file name, shown as the link's description.
+    pub name: Option<String>,
 }
 
 impl RemoteMessage {
@@ -102,6 +112,7 @@ impl RemoteMessage {
             reply_to: None,
             timestamp_ms: None,
             from_self: false,
+            attachments: Vec::new(),
         }
     }
 }

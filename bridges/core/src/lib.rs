@@ -19,8 +19,8 @@ mod session;
 pub use address::{AddressKind, RemoteAddress};
 pub use error::BridgeError;
 pub use event::{
-    Affiliation, ChatState, EventSender, MessageKind, Occupant, PresenceShow, RemoteEvent,
-    RemoteMessage, RemotePresence, Role,
+    Affiliation, Attachment, ChatState, EventSender, MessageKind, Occupant, PresenceShow,
+    RemoteEvent, RemoteMessage, RemotePresence, Role,
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use estuary_bridge::{
-    Affiliation, ChatState, EventSender, Occupant, PresenceShow, RemoteAddress, RemoteEvent,
-    RemoteMessage, RemotePresence, Role,
+    Affiliation, Attachment, ChatState, EventSender, Occupant, PresenceShow, RemoteAddress,
+    RemoteEvent, RemoteMessage, RemotePresence, Role,
 };
 use serenity::all::{
     Cache, ChannelId, ChannelType, Client, ClientBuilder, Context, EventHandler, GatewayIntents,
@@ -791,14 +791,16 @@ impl Bot {
             Some(_) => message.author.name.clone(),
             None => self.nick_in(guild, &message.author, member_nick.as_deref()),
         };
-        let mut body = self.readable(guild, &message.content);
-        for attachment in &message.attachments {
-            if !body.is_empty() {
-                body.push('\n');
-            }
-            body.push_str(&attachment.url);
-        }
-        if body.trim().is_empty() {
+        let body = self.readable(guild, &message.content);
+        let attachments: Vec<Attachment> = message
+            .attachments
+            .iter()
+            .map(|a| Attachment {
+                url: a.url.clone(),
+                name: Some(a.filename.clone()),
+            })
+            .collect();
+        if body.trim().is_empty() && attachments.is_empty() {
             // Without the Message Content intent Discord sends no text (logged at connection).
             debug!(id = %message.id, "a message without text or attachments; not shown");
             return;
@@ -816,6 +818,7 @@ impl Bot {
                 .and_then(|r| r.message_id)
                 .map(|id| id.to_string()),
             timestamp_ms: Some(message.timestamp.unix_timestamp() * 1000),
+            attachments,
             ..RemoteMessage::text(message.id.to_string(), sender, body)
         };
         self.relay_in_order(

@@ -965,6 +965,7 @@ impl ServerTask {
                 .get("time")
                 .and_then(|t| crate::server_time::parse(t)),
             from_self,
+            attachments: Vec::new(),
         };
         self.emit(RemoteEvent::Message(message));
     }
@@ -1014,6 +1015,7 @@ impl ServerTask {
             reply_to: None,
             timestamp_ms: None,
             from_self: true,
+            attachments: Vec::new(),
         };
         self.emit(RemoteEvent::Message(message));
     }

@@ -284,6 +284,35 @@ impl DiscordDouble {
                 reply_to,
                 edited_ms: None,
                 deleted: false,
+                attachments: Vec::new(),
+            })
+            .id
+    }
+
+    /// `user` posts `content` with a file in `channel`; returns the message id.
+    pub fn post_with_file(
+        &self,
+        user: u64,
+        channel: u64,
+        content: &str,
+        file: (&str, &str),
+    ) -> u64 {
+        let mut state = self.lock();
+        let guild_id = state.guild_of(channel);
+        let author_name = state.user(user).username.clone();
+        state
+            .create_message(MessageRec {
+                id: 0,
+                channel_id: channel,
+                guild_id,
+                author_id: user,
+                author_name,
+                webhook_id: None,
+                content: content.to_owned(),
+                reply_to: None,
+                edited_ms: None,
+                deleted: false,
+                attachments: vec![(file.0.to_owned(), file.1.to_owned())],
             })
             .id
     }

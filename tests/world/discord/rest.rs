@@ -323,6 +323,7 @@ async fn create_message(
         reply_to: reply_target(&body),
         edited_ms: None,
         deleted: false,
+        attachments: Vec::new(),
     });
     ok(shapes::message(&state, &message))
 }
@@ -584,6 +585,7 @@ async fn execute_webhook(
         reply_to: None,
         edited_ms: None,
         deleted: false,
+        attachments: Vec::new(),
     });
     if query.get("wait").map(String::as_str) == Some("true") {
         ok(shapes::message(&state, &message))

@@ -82,6 +82,8 @@ pub struct MessageRec {
     pub reply_to: Option<u64>,
     pub edited_ms: Option<u64>,
     pub deleted: bool,
+    /// Files attached: (file name, URL).
+    pub attachments: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
