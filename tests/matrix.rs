@@ -749,6 +749,32 @@ async fn direct_chats_are_contacts_both_ways() {
     assert_eq!(attr(&answer, "type"), "chat");
     assert_eq!(body(&answer).as_deref(), Some("hi alice"));
 
+    // The new contact is offered to the roster (XEP-0100), and a request
+    // from the user's client is approved for it. Servers deliver
+    // subscription requests to clients that fetched their roster.
+    let roster = s
+        .alice
+        .iq(
+            "alice@localhost",
+            "get",
+            el("<query xmlns='jabber:iq:roster'/>"),
+        )
+        .await;
+    assert_eq!(attr(&roster, "type"), "result");
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &bob_jid) && attr(p, "type") == "subscribe"
+        })
+        .await;
+    s.alice
+        .send(el(&format!("<presence to='{bob_jid}' type='subscribe'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &bob_jid) && attr(p, "type") == "subscribed"
+        })
+        .await;
+
     // XEP-0333 from XMPP: displaying the answer becomes a Matrix read receipt.
     let answer_event = bob
         .expect_event(&dm, WAIT, |e| e["content"]["body"] == "hi alice")

@@ -3,6 +3,7 @@
 //! stanzas (`outbound`), in order, so one slow user never holds up another.
 
 mod archive;
+mod contacts;
 mod inbound;
 mod outbound;
 mod outbox;
@@ -11,7 +12,7 @@ pub use room_settings::RoomSettings;
 mod rooms;
 mod server_settings;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -86,6 +87,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         rooms: Rooms::default(),
         room_settings: HashMap::new(),
         server_settings: HashMap::new(),
+        offered_contacts: HashSet::new(),
         keeps_session: keeps_session.clone(),
     };
     let task = tokio::spawn(user.run(rx).instrument(span));
@@ -108,6 +110,8 @@ pub(crate) struct UserSession {
     room_settings: HashMap<RemoteAddress, room_settings::RoomSettings>,
     /// The user's own settings of remote servers, by the network's fields.
     server_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
+    /// Contacts already offered to the roster (a subscription request).
+    offered_contacts: HashSet<RemoteAddress>,
     keeps_session: Arc<AtomicBool>,
 }
 
@@ -150,6 +154,7 @@ impl UserSession {
                 // Before anything opens a connection with the defaults.
                 self.apply_server_settings().await;
                 self.flush_outbox().await;
+                self.offer_known_contacts().await;
             }
             Err(e) => {
                 warn!(error = %e, "login failed");

@@ -107,7 +107,10 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
                 m
             });
         }
-        RemoteEvent::Presence(p) => user.on_remote_presence(p),
+        RemoteEvent::Presence(p) => {
+            user.offer_contact(&p.user).await;
+            user.on_remote_presence(p);
+        }
         RemoteEvent::Join {
             room,
             occupant,
@@ -259,6 +262,9 @@ impl UserSession {
 
     async fn on_remote_message(&mut self, m: RemoteMessage) {
         let chat = m.room.clone().unwrap_or_else(|| m.sender.clone());
+        if m.room.is_none() && !m.from_self {
+            self.offer_contact(&m.sender).await;
+        }
         if m.from_self {
             // The network echoed the user's own message: reflect it under the id the user sent it with.
             if let Ok(Some(record)) = self
