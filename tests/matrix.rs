@@ -1467,6 +1467,40 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         "{xml}"
     );
 
+    // XEP-0425: a moderator retracts someone else's message.
+    let spam = bob.say(&room, "spam").await;
+    let shown = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("spam"))
+        .await;
+    let stanza_id = attr(
+        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
+        "id",
+    )
+    .to_owned();
+    let moderated = s
+        .alice
+        .iq(
+            &room_jid,
+            "set",
+            el(&format!(
+                "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
+                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
+            )),
+        )
+        .await;
+    assert_eq!(
+        attr(&moderated, "type"),
+        "result",
+        "{}",
+        String::from(&moderated)
+    );
+    bob.expect_event(&room, WAIT, |e| {
+        e["type"] == "m.room.redaction"
+            && (e["redacts"] == spam.as_str() || e["content"]["redacts"] == spam.as_str())
+    })
+    .await;
+
     // Without the power to, Matrix refuses and so does the gateway.
     bob.set_state(
         &room,
@@ -1495,6 +1529,34 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
             )),
         )
         .await;
+    let more = bob.say(&room, "more spam").await;
+    let _ = more;
+    let shown = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("more spam"))
+        .await;
+    let stanza_id = attr(
+        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
+        "id",
+    )
+    .to_owned();
+    let not_allowed = s
+        .alice
+        .iq(
+            &room_jid,
+            "set",
+            el(&format!(
+                "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
+                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
+            )),
+        )
+        .await;
+    assert_eq!(
+        error_condition(&not_allowed),
+        "forbidden",
+        "{}",
+        String::from(&not_allowed)
+    );
     assert_eq!(
         error_condition(&refused),
         "forbidden",

@@ -68,6 +68,9 @@ impl UserSession {
             if kind == AddressKind::Server && payload.is("command", NS_COMMANDS) {
                 return self.on_server_command(iq, address, payload).await;
             }
+            if kind == AddressKind::Room && payload.is("moderate", service::NS_MODERATE) {
+                return self.on_moderate(iq, address, payload).await;
+            }
             if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
                 return self.on_muc_admin(iq, address, payload).await;
             }
@@ -156,6 +159,39 @@ impl UserSession {
         let mut reply = service::items(None, &items[range.clone()]);
         reply.append_child(rsm::answer(&keys, range));
         self.gw.reply_result(iq, Some(reply));
+    }
+
+    /// XEP-0425: a moderator retracts someone's message, named by the
+    /// stanza-id the gateway gave it. Whether the user may is the network's
+    /// decision (Matrix power levels, Discord permissions); its refusal comes
+    /// back as `forbidden`. The network's own retraction event then reaches
+    /// every occupant.
+    async fn on_moderate(
+        &self,
+        iq: &Iq,
+        address: &RemoteAddress,
+        moderate: &xmpp_parsers::minidom::Element,
+    ) -> Result<(), Failure> {
+        if !self.rooms.get(address).is_some_and(|r| r.joined) {
+            return Err(Failure::not_acceptable("you are not in this room"));
+        }
+        let id = moderate
+            .attr("id")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Failure::bad_request("moderation needs the message's stanza-id"))?;
+        let record = self
+            .gw
+            .messages
+            .by_stanza_id(&self.account.jid, address.as_str(), id)
+            .await
+            .map_err(|_| Failure::internal("the gateway's store failed"))?
+            .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))?;
+        self.session()?
+            .retract_message(address, &record.remote_id)
+            .await
+            .map_err(Failure::from)?;
+        self.gw.reply_result(iq, None);
+        Ok(())
     }
 
     /// Kicks, role and affiliation changes asked by a moderator.

@@ -33,9 +33,21 @@ pub fn gateway_info(info: &NetworkInfo) -> Element {
 }
 
 /// disco#info of a remote entity, from its kind alone.
+/// XEP-0425 message moderation.
+pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
+
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
     let (category, type_, features): (&str, &str, &[&str]) = match kind {
-        AddressKind::Room => ("conference", "text", &[NS_DISCO_INFO, NS_MUC, NS_MAM]),
+        AddressKind::Room if info.capabilities.retractions => (
+            "conference",
+            "text",
+            &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS, NS_MODERATE],
+        ),
+        AddressKind::Room => (
+            "conference",
+            "text",
+            &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS],
+        ),
         AddressKind::User => ("client", "pc", &[NS_DISCO_INFO]),
         AddressKind::Server => ("gateway", info.kind, &[NS_DISCO_INFO, NS_DISCO_ITEMS]),
     };
