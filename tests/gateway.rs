@@ -583,9 +583,13 @@ async fn remote_events_become_stanzas() {
             }),
         )
         .await;
+    // The new contact is first offered to the roster (a subscription
+    // request), then its presence follows.
     let presence = alice
         .expect(WAIT, |s| {
-            s.name() == "presence" && attr(s, "from") == format!("carol@{GW}")
+            s.name() == "presence"
+                && attr(s, "from") == format!("carol@{GW}")
+                && attr(s, "type").is_empty()
         })
         .await;
     assert_eq!(
