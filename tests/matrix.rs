@@ -1564,3 +1564,40 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         String::from(&refused)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_without_alias_is_joined_by_its_id_capitals_and_all() {
+    let mut s = setup().await;
+    let bob = MatrixUser::new(s.synapse, "bob", "pw").await;
+    let room = bob
+        .create_room(json!({ "preset": "public_chat", "name": "No alias" }))
+        .await;
+    assert!(
+        room.chars().any(|c| c.is_ascii_uppercase()),
+        "expected a room ID with capitals, got {room}"
+    );
+    let address = estuary_matrix::address::room_id_address(&room).unwrap();
+    let room_jid = format!("{}@{GW}", address.as_str());
+    join(&mut s.alice, &room_jid, "alice").await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{room_jid}' type='groupchat'><body>found it</body></message>"
+        )))
+        .await;
+    bob.expect_event(&room, WAIT, |e| e["content"]["body"] == "found it")
+        .await;
+    // The gateway lists it under the same JID.
+    let items = s
+        .alice
+        .iq(
+            GW,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+        )
+        .await;
+    assert!(
+        String::from(&items).contains(&format!("jid='{room_jid}'")),
+        "{}",
+        String::from(&items)
+    );
+}

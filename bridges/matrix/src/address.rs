@@ -3,6 +3,11 @@
 //! `@alice:matrix.org` is `alice%matrix.org`, `#room:matrix.org` is
 //! `#room%matrix.org` and `!opaque:matrix.org` is `!opaque%matrix.org`.
 //! XEP-0106 escaping of the rest is the core's business.
+//!
+//! Room IDs are case-sensitive, but XMPP servers lowercase JID local parts
+//! (Prosody answers from the lowercased JID), so the opaque part of a room
+//! ID keeps its capitals as `^` plus the lowercase letter (`!AbC` is
+//! `!^ab^c`), and a `^` itself as `^^`. IDs without capitals read the same.
 
 use estuary_bridge::{BridgeError, RemoteAddress};
 use matrix_sdk::ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedRoomOrAliasId, OwnedUserId, UserId};
@@ -25,7 +30,7 @@ impl MatrixAddress {
         };
         if local.len() > 1 && local.starts_with('!') && !local.contains('%') {
             // Room version 12: the room ID has no server part.
-            return OwnedRoomId::try_from(local)
+            return OwnedRoomId::try_from(decode_case(local).ok_or_else(bad)?)
                 .map(MatrixAddress::Room)
                 .map_err(|_| bad());
         }
@@ -35,6 +40,7 @@ impl MatrixAddress {
             return Err(bad());
         }
         if let Some(id) = name.strip_prefix('!') {
+            let id = decode_case(id).ok_or_else(bad)?;
             OwnedRoomId::try_from(format!("!{id}:{server}"))
                 .map(MatrixAddress::Room)
                 .map_err(|_| bad())
@@ -73,19 +79,79 @@ pub fn user_address(user: &UserId) -> RemoteAddress {
     RemoteAddress::new(format!("{}%{}", user.localpart(), user.server_name()))
 }
 
-/// `!opaque:matrix.org` → `!opaque%matrix.org`.
+/// `!opaque:matrix.org` → `!opaque%matrix.org`, capitals kept as `^x`.
 pub fn room_address(room: &matrix_sdk::ruma::RoomId) -> RemoteAddress {
     let id = room.as_str();
     match id.split_once(':') {
-        Some((name, server)) => RemoteAddress::new(format!("{name}%{server}")),
+        Some((name, server)) => RemoteAddress::new(format!("{}%{server}", encode_case(name))),
         // Room versions 12+ may drop the server part.
-        None => RemoteAddress::new(id.to_owned()),
+        None => RemoteAddress::new(encode_case(id)),
     }
+}
+
+/// The address of a room ID given as text (`!AbC:example.org`).
+pub fn room_id_address(id: &str) -> Result<RemoteAddress, BridgeError> {
+    let id = OwnedRoomId::try_from(id)
+        .map_err(|_| BridgeError::BadRequest(format!("'{id}' is not a Matrix room ID")))?;
+    Ok(room_address(&id))
+}
+
+/// Capitals as `^` + lowercase, `^` as `^^`: survives lowercasing.
+fn encode_case(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('^');
+            out.push(c.to_ascii_lowercase());
+        } else if c == '^' {
+            out.push_str("^^");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode_case`]; `None` for a dangling `^`.
+fn decode_case(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '^' {
+            match chars.next()? {
+                '^' => out.push('^'),
+                next => out.push(next.to_ascii_uppercase()),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_ids_keep_their_capitals_through_lowercasing() {
+        let id: OwnedRoomId = "!AbC-x_9:Example.org".try_into().unwrap();
+        let address = room_address(&id);
+        assert_eq!(address.as_str(), "!^ab^c-x_9%Example.org");
+        // What an XMPP server does to the local part changes nothing.
+        let lowered = RemoteAddress::new(address.as_str().to_lowercase());
+        assert_eq!(
+            MatrixAddress::parse(&lowered).unwrap(),
+            MatrixAddress::Room("!AbC-x_9:example.org".try_into().unwrap())
+        );
+        let v12: OwnedRoomId = "!HashWithCaps".try_into().unwrap();
+        assert_eq!(room_address(&v12).as_str(), "!^hash^with^caps");
+        assert_eq!(
+            MatrixAddress::parse(&room_address(&v12)).unwrap(),
+            MatrixAddress::Room(v12)
+        );
+        assert!(MatrixAddress::parse(&"!dangling^%example.org".into()).is_err());
+    }
 
     #[test]
     fn addresses_round_trip() {
