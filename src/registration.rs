@@ -161,6 +161,17 @@ async fn register_account(
 
 async fn unregister(gw: &Gateway, from: &Jid) -> Result<Option<RouterNote>, Failure> {
     let bare = from.to_bare();
+    // The network first, while the credentials are still known; a failure
+    // there is logged and does not keep the user registered.
+    if let Ok(Some(account)) = gw.store.account(&gw.domain, bare.as_str()).await {
+        if let Err(e) = gw
+            .network
+            .unregister(&account.jid, account.credentials)
+            .await
+        {
+            warn!(error = %e, "the network side of the registration could not be ended");
+        }
+    }
     let existed = gw
         .store
         .delete_account(&gw.domain, bare.as_str())

@@ -1601,3 +1601,28 @@ async fn a_room_without_alias_is_joined_by_its_id_capitals_and_all() {
         String::from(&items)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistering_logs_the_matrix_device_out() {
+    let mut s = setup().await;
+    let devices = |reply: &serde_json::Value| {
+        reply["devices"]
+            .as_array()
+            .map(|d| d.len())
+            .unwrap_or_default()
+    };
+    // The test's own login and the gateway's.
+    let before = s.matrix_alice.call(Method::GET, "/devices", None).await;
+    assert_eq!(devices(&before), 2, "{before}");
+    let reply = s
+        .alice
+        .iq(
+            GW,
+            "set",
+            el("<query xmlns='jabber:iq:register'><remove/></query>"),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    let after = s.matrix_alice.call(Method::GET, "/devices", None).await;
+    assert_eq!(devices(&after), 1, "{after}");
+}

@@ -56,6 +56,17 @@ pub trait Network: Send + Sync + 'static {
 
     /// Log a registered user in. `account` is an opaque stable ID for the user
     /// (the core uses the bare JID); `events` is where the session reports back.
+    /// The user unregisters: end what `register` started on the network (a
+    /// Matrix device, say), with the credentials that were stored. The
+    /// default has nothing to end.
+    async fn unregister(
+        &self,
+        _account: &str,
+        _credentials: Credentials,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
     async fn login(
         &self,
         account: &str,

@@ -261,6 +261,35 @@ impl Network for MatrixNetwork {
         .await
     }
 
+    /// Log the device out on the homeserver (its access token dies with it)
+    /// and forget the sync token: an unregistered user leaves nothing behind.
+    async fn unregister(&self, account: &str, credentials: Credentials) -> Result<(), BridgeError> {
+        let token_file = SyncTokenFile::new(&self.options.state_dir, account);
+        if let Err(e) = token_file.remove() {
+            warn!("cannot remove the sync token file: {e}");
+        }
+        let (Some(homeserver), Some(user_id), Some(device_id), Some(access_token)) = (
+            credentials.get(HOMESERVER),
+            credentials
+                .get(USER_ID)
+                .and_then(|u| OwnedUserId::try_from(u).ok()),
+            credentials.get(DEVICE_ID),
+            credentials.get(ACCESS_TOKEN),
+        ) else {
+            return Ok(());
+        };
+        let client = restored_client(
+            homeserver,
+            user_id,
+            device_id.into(),
+            access_token.to_owned(),
+        )
+        .await?;
+        client.logout().await.map_err(|e| {
+            BridgeError::Unavailable(format!("logging the Matrix device out failed: {e}"))
+        })
+    }
+
     async fn login(
         &self,
         account: &str,

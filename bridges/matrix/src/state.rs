@@ -24,6 +24,14 @@ impl SyncTokenFile {
     }
 
     /// The saved token, if there is one.
+    /// Forget the token; a missing file is already forgotten.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     pub fn load(&self) -> Result<Option<String>, MatrixError> {
         match std::fs::read_to_string(&self.path) {
             Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_owned())),
