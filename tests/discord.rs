@@ -1157,3 +1157,39 @@ async fn attachments_arrive_as_oob_links() {
     }
     stop(s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_vcard_gives_its_discord_names() {
+    let mut s = setup().await;
+    let c = s.c;
+    let card = s
+        .alice
+        .iq(
+            &format!("{}@{GW}", c.bob),
+            "get",
+            el("<vCard xmlns='vcard-temp'/>"),
+        )
+        .await;
+    assert_eq!(attr(&card, "type"), "result", "{}", String::from(&card));
+    let vcard = find_child(&card, "vCard", "vcard-temp").unwrap();
+    let field = |name: &str| vcard.get_child(name, "vcard-temp").map(Element::text);
+    assert_eq!(field("FN").as_deref(), Some("Robert"));
+    assert_eq!(field("NICKNAME").as_deref(), Some("bob"));
+
+    // Someone Discord does not know is item-not-found, not silence.
+    let unknown = s
+        .alice
+        .iq(
+            &format!("424242424242@{GW}"),
+            "get",
+            el("<vCard xmlns='vcard-temp'/>"),
+        )
+        .await;
+    assert_eq!(
+        attr(&unknown, "type"),
+        "error",
+        "{}",
+        String::from(&unknown)
+    );
+    stop(s).await;
+}

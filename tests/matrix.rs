@@ -775,6 +775,18 @@ async fn direct_chats_are_contacts_both_ways() {
         })
         .await;
 
+    // The contact's vCard gives its Matrix ID (and display name, if any).
+    let card = s
+        .alice
+        .iq(&bob_jid, "get", el("<vCard xmlns='vcard-temp'/>"))
+        .await;
+    assert_eq!(attr(&card, "type"), "result", "{}", String::from(&card));
+    assert!(
+        String::from(&card).contains(&format!("<NICKNAME>{}</NICKNAME>", bob.user_id)),
+        "{}",
+        String::from(&card)
+    );
+
     // XEP-0333 from XMPP: displaying the answer becomes a Matrix read receipt.
     let answer_event = bob
         .expect_event(&dm, WAIT, |e| e["content"]["body"] == "hi alice")

@@ -14,6 +14,7 @@ use crate::xmpp::errors::Failure;
 use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::muc_admin;
+use crate::xmpp::service::NS_VCARD;
 use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_ITEMS, NS_PING};
 use crate::xmpp::{rsm, service};
 
@@ -79,6 +80,17 @@ impl UserSession {
         let Iq::Get { payload, from, .. } = iq else {
             return Ok(());
         };
+        // Discord cannot tell a user id from a channel id by its shape: ask the network.
+        if payload.is("vCard", NS_VCARD) && kind != AddressKind::Server {
+            let info = self
+                .session()?
+                .contact_info(address)
+                .await
+                .map_err(Failure::from)?;
+            self.gw
+                .reply_result(iq, Some(crate::xmpp::service::vcard(&info)));
+            return Ok(());
+        }
         if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
             return self.list_rooms(iq, address, payload).await;
         }

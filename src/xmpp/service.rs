@@ -33,6 +33,29 @@ pub fn gateway_info(info: &NetworkInfo) -> Element {
 }
 
 /// disco#info of a remote entity, from its kind alone.
+/// XEP-0054 vcard-temp.
+pub const NS_VCARD: &str = "vcard-temp";
+
+/// A contact's vCard from what the network tells.
+pub fn vcard(info: &estuary_bridge::ContactInfo) -> Element {
+    let mut card = element("vCard", NS_VCARD);
+    if let Some(name) = &info.full_name {
+        card = card.append(
+            element("FN", NS_VCARD)
+                .append(super::xml::clean_text(name).into_owned())
+                .build(),
+        );
+    }
+    if let Some(nick) = &info.nickname {
+        card = card.append(
+            element("NICKNAME", NS_VCARD)
+                .append(super::xml::clean_text(nick).into_owned())
+                .build(),
+        );
+    }
+    card.build()
+}
+
 /// XEP-0425 message moderation.
 pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
 

@@ -20,6 +20,15 @@ pub struct RoomInfo {
     pub members: Option<u64>,
 }
 
+/// What the network tells about a contact, for vCards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactInfo {
+    /// The name shown (Discord's global name, Matrix's display name).
+    pub full_name: Option<String>,
+    /// The account name (Discord's username, Matrix's user ID).
+    pub nickname: Option<String>,
+}
+
 fn unsupported<T>(what: &str) -> Result<T, BridgeError> {
     Err(BridgeError::Unsupported(what.to_owned()))
 }
@@ -157,6 +166,11 @@ pub trait Session: Send + Sync {
         _under: Option<&RemoteAddress>,
     ) -> Result<Vec<RoomInfo>, BridgeError> {
         unsupported("room listing")
+    }
+
+    /// What the network tells about a contact (vCard).
+    async fn contact_info(&self, _user: &RemoteAddress) -> Result<ContactInfo, BridgeError> {
+        unsupported("contact information")
     }
 
     async fn list_contacts(&self) -> Result<Vec<RemoteAddress>, BridgeError> {

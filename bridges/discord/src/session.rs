@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, ChatState, EventSender, MessageKind, Occupant, OutgoingMessage,
-    PresenceShow, RemoteAddress, RemoteEvent, Role, RoomInfo, Session,
+    Affiliation, BridgeError, ChatState, ContactInfo, EventSender, MessageKind, Occupant,
+    OutgoingMessage, PresenceShow, RemoteAddress, RemoteEvent, Role, RoomInfo, Session,
 };
 use serenity::all::{ChannelId, GuildId, ReactionType};
 use tracing::{debug, info};
@@ -358,6 +358,10 @@ impl Session for DiscordSession {
         Ok(())
     }
 
+    async fn contact_info(&self, user: &RemoteAddress) -> Result<ContactInfo, BridgeError> {
+        Ok(self.user_info(snowflake(user)?).await?)
+    }
+
     async fn list_rooms(
         &self,
         under: Option<&RemoteAddress>,
@@ -415,6 +419,20 @@ impl Session for DiscordSession {
 }
 
 impl DiscordSession {
+    async fn user_info(&self, user: u64) -> Result<ContactInfo, DiscordError> {
+        let user_id = serenity::all::UserId::new(user);
+        let found = with_retry("look up a user", || self.bot.rest.get_user(user_id)).await?;
+        Ok(ContactInfo {
+            full_name: Some(
+                found
+                    .global_name
+                    .clone()
+                    .unwrap_or_else(|| found.name.clone()),
+            ),
+            nickname: Some(found.name.clone()),
+        })
+    }
+
     async fn dm_channel(&self, user: u64) -> Result<u64, DiscordError> {
         let user_id = serenity::all::UserId::new(user);
         let dm = with_retry("open a direct message channel", || {

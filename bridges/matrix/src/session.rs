@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    BridgeError, ChatState, EventSender, MessageKind, OutgoingMessage, PresenceShow, RemoteAddress,
-    RemoteEvent, RoomInfo, Session,
+    BridgeError, ChatState, ContactInfo, EventSender, MessageKind, OutgoingMessage, PresenceShow,
+    RemoteAddress, RemoteEvent, RoomInfo, Session,
 };
 use matrix_sdk::ruma::api::client::{
     alias::get_alias,
@@ -840,6 +840,27 @@ impl Session for MatrixSession {
             });
         }
         Ok(rooms)
+    }
+
+    async fn contact_info(&self, user: &RemoteAddress) -> Result<ContactInfo, BridgeError> {
+        let MatrixAddress::User(user) = MatrixAddress::parse(user)? else {
+            return Err(BridgeError::BadRequest(format!(
+                "{user} is not a Matrix user"
+            )));
+        };
+        let profile = self
+            .inner
+            .client
+            .send(get_profile::v3::Request::new(user.clone()))
+            .await
+            .map_err(|e| http_error(&format!("no Matrix user {user}"), &e))?;
+        Ok(ContactInfo {
+            full_name: profile
+                .get("displayname")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            nickname: Some(user.to_string()),
+        })
     }
 
     async fn list_contacts(&self) -> Result<Vec<RemoteAddress>, BridgeError> {
