@@ -1193,3 +1193,46 @@ async fn a_contacts_vcard_gives_its_discord_names() {
     );
     stop(s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_from_xmpp_is_refused_as_it_would_use_the_bots_rights() {
+    let mut s = setup().await;
+    let c = s.c;
+    join(&mut s.alice, c.general, "alice").await;
+    let posted = s.discord.post(c.bob, c.general, "mine, not yours");
+    let shown = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("mine, not yours"))
+        .await;
+    let stanza_id = attr(
+        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
+        "id",
+    )
+    .to_owned();
+    let refused = s
+        .alice
+        .iq(
+            &room(c.general),
+            "set",
+            el(&format!(
+                "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
+                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(
+        String::from(&refused).contains("feature-not-implemented"),
+        "{}",
+        String::from(&refused)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.discord
+            .messages_in(c.general)
+            .iter()
+            .any(|m| m.id == posted && !m.deleted),
+        "the message was deleted"
+    );
+    stop(s).await;
+}

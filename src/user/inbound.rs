@@ -184,6 +184,12 @@ impl UserSession {
         address: &RemoteAddress,
         moderate: &xmpp_parsers::minidom::Element,
     ) -> Result<(), Failure> {
+        if !self.gw.info.capabilities.moderation {
+            return Err(Failure::not_implemented(
+                "moderation is not available here: the gateway acts on this network with \
+                 rights of its own, which are not yours",
+            ));
+        }
         if !self.rooms.get(address).is_some_and(|r| r.joined) {
             return Err(Failure::not_acceptable("you are not in this room"));
         }

@@ -61,7 +61,7 @@ pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
 
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
     let (category, type_, features): (&str, &str, &[&str]) = match kind {
-        AddressKind::Room if info.capabilities.retractions => (
+        AddressKind::Room if info.capabilities.moderation => (
             "conference",
             "text",
             &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS, NS_MODERATE],

@@ -18,6 +18,11 @@ pub struct Capabilities {
     /// The network echoes the user's own messages back (IRCv3 echo-message,
     /// Matrix sync); the core then waits for the echo instead of reflecting.
     pub echoes_own_messages: bool,
+    /// The network checks each user's own right to remove others' messages
+    /// (Matrix power levels). Where the gateway acts with a shared identity
+    /// (a Discord bot), moderation from XMPP is refused: it would lend the
+    /// bot's rights to every user.
+    pub moderation: bool,
 }
 
 /// Static facts about a network.

@@ -98,6 +98,8 @@ impl Network for DiscordNetwork {
                 read_markers: false,
                 // The gateway never shows its own posts back: the core reflects them.
                 echoes_own_messages: false,
+                // Deleting others' messages would use the bot's rights.
+                moderation: false,
             },
         }
     }

@@ -158,6 +158,7 @@ impl Network for MatrixNetwork {
                 typing: true,
                 read_markers: true,
                 echoes_own_messages: true,
+                moderation: true,
             },
         }
     }
