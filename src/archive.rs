@@ -267,41 +267,34 @@ async fn run(
 }
 
 async fn write_batch(store: &Store, batch: &[ArchivedMessage]) -> Result<(), String> {
-    let mut attempt = 1;
-    loop {
-        match store.archive(batch).await {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt < WRITE_ATTEMPTS => {
-                warn!(attempt, "archiving a batch failed; retrying: {e}");
-                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                error!(
-                    messages = batch.len(),
-                    "archiving failed; messages lost: {e}"
-                );
-                return Err(e.to_string());
-            }
-        }
-    }
+    with_retries("archiving messages", batch.len(), || store.archive(batch)).await
 }
 
 async fn write_records(store: &Store, batch: &[MessageRecord]) -> Result<(), String> {
+    with_retries("recording message ids", batch.len(), || {
+        store.save_messages(batch)
+    })
+    .await
+}
+
+/// One batched write, tried [`WRITE_ATTEMPTS`] times with growing pauses;
+/// a batch that still fails is logged as lost.
+async fn with_retries<F, Fut>(what: &str, rows: usize, write: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
     let mut attempt = 1;
     loop {
-        match store.save_messages(batch).await {
+        match write().await {
             Ok(()) => return Ok(()),
             Err(e) if attempt < WRITE_ATTEMPTS => {
-                warn!(attempt, "recording message ids failed; retrying: {e}");
+                warn!(attempt, "{what} failed; retrying: {e}");
                 tokio::time::sleep(Duration::from_millis(100) * attempt).await;
                 attempt += 1;
             }
             Err(e) => {
-                error!(
-                    records = batch.len(),
-                    "recording message ids failed; they are lost: {e}"
-                );
+                error!(rows, "{what} failed; these rows are lost: {e}");
                 return Err(e.to_string());
             }
         }
