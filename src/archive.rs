@@ -202,25 +202,23 @@ impl Pending {
         self.messages.len() + self.records >= BATCH || !self.acks.is_empty() || self.close.is_some()
     }
 
+    /// Commit everything pending in one transaction.
     async fn write(&mut self, store: &Store) -> Result<(), String> {
-        let mut result = Ok(());
         // Records are copied out and only dropped from the queue once
         // committed, so lookups see them throughout.
         let records: Vec<MessageRecord> = lock(&self.unwritten).iter().cloned().collect();
         self.records = 0;
-        if !records.is_empty() {
-            for chunk in records.chunks(BATCH) {
-                if let Err(e) = write_records(store, chunk).await {
-                    result = Err(e);
-                }
-            }
-            lock(&self.unwritten).drain(..records.len());
-        }
-        for chunk in self.messages.chunks(BATCH) {
-            if let Err(e) = write_batch(store, chunk).await {
-                result = Err(e);
-            }
-        }
+        let result = if records.is_empty() && self.messages.is_empty() {
+            Ok(())
+        } else {
+            let rows = records.len() + self.messages.len();
+            let messages = &self.messages;
+            with_retries("writing the archive and message ids", rows, || {
+                store.write_batch(messages, &records)
+            })
+            .await
+        };
+        lock(&self.unwritten).drain(..records.len());
         self.messages.clear();
         for ack in self.acks.drain(..) {
             let _ = ack.send(result.clone());
@@ -264,17 +262,6 @@ async fn run(
     }
     // Every handle is gone without a close: write what is left all the same.
     let _ = pending.write(&store).await;
-}
-
-async fn write_batch(store: &Store, batch: &[ArchivedMessage]) -> Result<(), String> {
-    with_retries("archiving messages", batch.len(), || store.archive(batch)).await
-}
-
-async fn write_records(store: &Store, batch: &[MessageRecord]) -> Result<(), String> {
-    with_retries("recording message ids", batch.len(), || {
-        store.save_messages(batch)
-    })
-    .await
 }
 
 /// One batched write, tried [`WRITE_ATTEMPTS`] times with growing pauses;

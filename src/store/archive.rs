@@ -59,13 +59,20 @@ macro_rules! range {
 }
 
 impl Store {
-    /// Append messages in one transaction: one commit per batch, not per message,
-    /// so that archiving keeps up with a busy room. Messages already archived
-    /// (same stanza-id, or same remote id in the same room) are skipped.
+    /// Append messages in one transaction. Messages already archived (same
+    /// stanza-id, or same remote id in the same room) are skipped.
     pub async fn archive(&self, messages: &[ArchivedMessage]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        self.write_batch(messages, &[]).await
+    }
+
+    /// Insert archive rows within `tx`, many per statement.
+    pub(super) async fn insert_archived(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        messages: &[ArchivedMessage],
+    ) -> Result<()> {
         for chunk in messages.chunks(super::ROWS_PER_STATEMENT) {
-            let sql = super::multi_row_insert(
+            let sql = self.multi_row_insert(
                 "INSERT INTO archive (gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms)",
                 8,
                 chunk.len(),
@@ -83,9 +90,8 @@ impl Store {
                     .bind(&m.body)
                     .bind(m.ts_ms);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

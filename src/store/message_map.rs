@@ -73,12 +73,20 @@ impl Store {
         Ok(())
     }
 
-    /// Record several mappings in one transaction; for the batched writer.
+    /// Record several mappings in one transaction.
     pub async fn save_messages(&self, records: &[MessageRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        self.write_batch(&[], records).await
+    }
+
+    /// Insert id-map rows within `tx`, many per statement.
+    pub(super) async fn insert_records(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        records: &[MessageRecord],
+    ) -> Result<()> {
         let now = now_ms();
         for chunk in records.chunks(super::ROWS_PER_STATEMENT) {
-            let sql = super::multi_row_insert(
+            let sql = self.multi_row_insert(
                 concat!("INSERT INTO message_map (", columns!(), ", created_at)"),
                 9,
                 chunk.len(),
@@ -97,9 +105,8 @@ impl Store {
                     .bind(record.origin_id.as_deref())
                     .bind(now);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

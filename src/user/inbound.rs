@@ -362,6 +362,10 @@ impl UserSession {
             return Ok(());
         }
         if let Some((target, emojis)) = &incoming.reactions {
+            if !self.gw.info.capabilities.reactions {
+                // Before the lookup: on such networks others' ids are not kept.
+                return Err(Failure::not_implemented("this network has no reactions"));
+            }
             let record = self.visible_message(address, target).await?;
             session
                 .react(address, &record.remote_id, emojis.clone())
@@ -437,7 +441,7 @@ impl UserSession {
                     reply_to: outgoing.reply_to,
                     xmpp_id: incoming.id.clone(),
                     origin_id: incoming.origin_id.clone(),
-                    stanza_id: uuid::Uuid::new_v4().to_string(),
+                    stanza_id: crate::xmpp::stanza_id::fresh(),
                 };
                 if self.queue_send(&queued).await {
                     debug!(error = %e, "network unavailable; message queued");
@@ -461,7 +465,7 @@ impl UserSession {
             remote_id,
             sender: Sender::Account,
             xmpp_id: incoming.id.clone(),
-            stanza_id: uuid::Uuid::new_v4().to_string(),
+            stanza_id: crate::xmpp::stanza_id::fresh(),
             origin_id: incoming.origin_id.clone(),
         };
         self.gw.messages.record(record);
@@ -522,7 +526,7 @@ impl UserSession {
         let id =
             m.id.as_ref()
                 .map(|i| i.0.clone())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                .unwrap_or_else(crate::xmpp::stanza_id::fresh);
         self.archive_own(m, address, &id);
         for resource in &room.resources {
             let mut echo = m.clone();

@@ -33,7 +33,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             else {
                 return;
             };
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::xmpp::stanza_id::fresh();
             user.deliver(room.as_ref(), |to| {
                 message::correction(type_.clone(), from.clone(), to, &id, &to_id, &body)
             });
@@ -49,7 +49,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             else {
                 return;
             };
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::xmpp::stanza_id::fresh();
             user.deliver(room.as_ref(), |to| {
                 message::retraction(type_.clone(), from.clone(), to, &id, &to_id)
             });
@@ -66,7 +66,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             else {
                 return;
             };
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::xmpp::stanza_id::fresh();
             user.deliver(room.as_ref(), |to| {
                 message::reactions(type_.clone(), from.clone(), to, &id, &to_id, &emojis)
             });
@@ -289,7 +289,7 @@ impl UserSession {
             warn!(sender = %m.sender, "cannot make a JID for a remote sender; message skipped");
             return;
         };
-        let mut stanza_id = uuid::Uuid::new_v4().to_string();
+        let mut stanza_id = crate::xmpp::stanza_id::fresh();
         if let Some(room) = &m.room {
             // Other users of the gateway in the room may see it too: one stanza-id for all.
             stanza_id = self
@@ -297,21 +297,22 @@ impl UserSession {
                 .archiver
                 .stanza_id_for(room.as_str(), &m.id, &stanza_id);
         }
-        let record = MessageRecord {
-            gateway: self.gw.domain.clone(),
-            account: self.account.jid.clone(),
-            chat: chat.to_string(),
-            remote_id: m.id.clone(),
-            sender: if m.from_self {
-                Sender::Account
-            } else {
-                Sender::Remote(m.sender.to_string())
-            },
-            xmpp_id: Some(stanza_id.clone()),
-            stanza_id: stanza_id.clone(),
-            origin_id: None,
-        };
-        self.gw.messages.record(record);
+        if self.gw.info.capabilities.refers_to_messages() {
+            self.gw.messages.record(MessageRecord {
+                gateway: self.gw.domain.clone(),
+                account: self.account.jid.clone(),
+                chat: chat.to_string(),
+                remote_id: m.id.clone(),
+                sender: if m.from_self {
+                    Sender::Account
+                } else {
+                    Sender::Remote(m.sender.to_string())
+                },
+                xmpp_id: Some(stanza_id.clone()),
+                stanza_id: stanza_id.clone(),
+                origin_id: None,
+            });
+        }
         let by = match &m.room {
             Some(room) => room_jid(&self.gw, room),
             None => Some(Jid::from(self.jid.clone())),

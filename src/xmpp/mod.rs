@@ -15,4 +15,5 @@ pub mod muc_admin;
 pub mod register;
 pub mod rsm;
 pub mod service;
+pub mod stanza_id;
 pub mod xml;

@@ -25,6 +25,21 @@ pub struct Capabilities {
     pub moderation: bool,
 }
 
+impl Capabilities {
+    /// Whether anything can refer back to another user's message by its id:
+    /// edits, retractions, reactions, replies, read markers or moderation.
+    /// Where nothing can (IRC), the core keeps no id map for others'
+    /// messages, which spares a database write per message and user.
+    pub fn refers_to_messages(&self) -> bool {
+        self.edits
+            || self.retractions
+            || self.reactions
+            || self.replies
+            || self.read_markers
+            || self.moderation
+    }
+}
+
 /// Static facts about a network.
 #[derive(Debug, Clone)]
 pub struct NetworkInfo {
