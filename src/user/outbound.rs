@@ -153,12 +153,9 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             let Some(state) = user.rooms.get_mut(&room) else {
                 return;
             };
-            let Some(occupant) = state.occupants.get_mut(&nick) else {
+            let Some(occupant) = state.occupants.set_standing(&nick, affiliation, role) else {
                 return;
             };
-            occupant.affiliation = affiliation;
-            occupant.role = role;
-            let occupant = occupant.clone();
             let is_self = nick == state.nick && state.joined;
             user.on_join(&room, occupant, is_self, false).await;
         }
@@ -426,9 +423,7 @@ impl UserSession {
         if is_self {
             state.nick = occupant.nick.clone();
         }
-        state
-            .occupants
-            .insert(occupant.nick.clone(), occupant.clone());
+        state.occupants.insert(occupant.clone());
         let first_self = is_self && !state.joined;
         if is_self {
             state.joined = true;
@@ -478,14 +473,14 @@ impl UserSession {
         };
         let to = Jid::from(resource.clone());
         let mut own = None;
-        for occupant in state.occupants.values() {
+        for occupant in state.occupants.iter() {
             if occupant.nick == state.nick {
-                own = Some(occupant.clone());
+                own = Some(occupant);
                 continue;
             }
             if let Ok(from) = occupant_jid(room, &self.gw.domain, &occupant.nick) {
                 self.gw
-                    .send_presence(muc::occupant(Jid::from(from), to.clone(), occupant, &[]));
+                    .send_presence(muc::occupant(Jid::from(from), to.clone(), &occupant, &[]));
             }
         }
         let own = own.unwrap_or(Occupant {
@@ -599,7 +594,7 @@ impl UserSession {
                 ));
             }
         }
-        state.occupants.insert(new.to_owned(), occupant);
+        state.occupants.insert(occupant);
     }
 
     fn on_topic(&mut self, room: &RemoteAddress, topic: String, by: Option<String>) {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use estuary_bridge::{Occupant, RemoteAddress};
+use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role};
 use xmpp_parsers::jid::{FullJid, Jid};
 
 use crate::gateway::Gateway;
@@ -17,10 +17,84 @@ use crate::xmpp::muc::{self, OccupantItem};
 pub struct RoomState {
     pub nick: String,
     pub resources: BTreeSet<FullJid>,
-    pub occupants: BTreeMap<String, Occupant>,
+    pub occupants: OccupantList,
     pub subject: Option<String>,
     /// The network confirmed the join (the self-presence was sent).
     pub joined: bool,
+}
+
+/// The occupants of one room, by nick.
+///
+/// Every user of a busy channel has one of these per room, so it is kept
+/// compact: the nick is stored once (as the key) and the rest in a small
+/// [`Standing`], rather than as whole [`Occupant`]s.
+#[derive(Debug, Default)]
+pub struct OccupantList(BTreeMap<Box<str>, Standing>);
+
+/// What is remembered of an occupant besides the nick.
+#[derive(Debug, Clone)]
+struct Standing {
+    user: Option<RemoteAddress>,
+    status: Option<Box<str>>,
+    affiliation: Affiliation,
+    role: Role,
+    show: PresenceShow,
+}
+
+impl Standing {
+    fn of(occupant: Occupant) -> (Box<str>, Standing) {
+        let standing = Standing {
+            user: occupant.user,
+            status: occupant.status.map(String::into_boxed_str),
+            affiliation: occupant.affiliation,
+            role: occupant.role,
+            show: occupant.show,
+        };
+        (occupant.nick.into_boxed_str(), standing)
+    }
+
+    fn occupant(&self, nick: &str) -> Occupant {
+        Occupant {
+            user: self.user.clone(),
+            nick: nick.to_owned(),
+            affiliation: self.affiliation,
+            role: self.role,
+            show: self.show,
+            status: self.status.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+impl OccupantList {
+    pub fn insert(&mut self, occupant: Occupant) {
+        let (nick, standing) = Standing::of(occupant);
+        self.0.insert(nick, standing);
+    }
+
+    pub fn remove(&mut self, nick: &str) -> Option<Occupant> {
+        self.0.remove(nick).map(|s| s.occupant(nick))
+    }
+
+    /// Change an occupant's affiliation and role; the occupant as it is now.
+    pub fn set_standing(
+        &mut self,
+        nick: &str,
+        affiliation: Affiliation,
+        role: Role,
+    ) -> Option<Occupant> {
+        let standing = self.0.get_mut(nick)?;
+        standing.affiliation = affiliation;
+        standing.role = role;
+        Some(standing.occupant(nick))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Occupant> + '_ {
+        self.0.iter().map(|(nick, s)| s.occupant(nick))
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 #[derive(Debug, Default)]

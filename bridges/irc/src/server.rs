@@ -118,17 +118,43 @@ pub fn spawn(
     ServerHandle { commands: tx }
 }
 
-/// Someone in a channel: what the XMPP side sees, plus the prefix modes held,
-/// which role and affiliation changes are computed from.
+/// Someone in a channel (the nick is the key of `Channel::members`): what
+/// the XMPP side sees, plus the prefix modes held, which role and affiliation
+/// changes are computed from. Every IRC connection keeps the member list of
+/// each of its channels, so this stays small and the [`Occupant`] is built
+/// only when an event needs one.
 struct Member {
-    occupant: Occupant,
     modes: Vec<char>,
+    status: Option<Box<str>>,
+    affiliation: Affiliation,
+    role: Role,
+    show: PresenceShow,
+}
+
+impl Member {
+    fn new(affiliation: Affiliation, role: Role, modes: Vec<char>) -> Member {
+        Member {
+            modes,
+            status: None,
+            affiliation,
+            role,
+            show: PresenceShow::Online,
+        }
+    }
+
+    fn occupant(&self, nick: &str) -> Occupant {
+        Occupant {
+            status: self.status.as_deref().map(str::to_owned),
+            show: self.show,
+            ..occupant(nick, self.affiliation, self.role)
+        }
+    }
 }
 
 /// A channel being joined or joined.
 struct Channel {
     name: String,
-    members: BTreeMap<String, Member>,
+    members: BTreeMap<Box<str>, Member>,
     /// NAMES finished and the self-join was reported.
     joined: bool,
 }
@@ -304,9 +330,13 @@ impl ServerTask {
         if self.away.is_some() {
             send_away(&live.writer, self.away.as_deref());
         }
-        let chantypes = live.me.isupport.clone();
-        self.resend_unconfirmed(&mut live, |e| !chantypes.is_channel(&e.target_name))
-            .await;
+        {
+            // Scoped: a copy kept alive through the loop below would cost
+            // every connection a second ISUPPORT table.
+            let chantypes = live.me.isupport.clone();
+            self.resend_unconfirmed(&mut live, |e| !chantypes.is_channel(&e.target_name))
+                .await;
+        }
         let ping_interval = self.options.ping_interval();
         let mut last_read = Instant::now();
         let mut pinged = false;
@@ -514,7 +544,7 @@ impl ServerTask {
                 let held = self
                     .channels
                     .get(&isupport.fold(&channel))
-                    .and_then(|ch| ch.members.get(&nick))
+                    .and_then(|ch| ch.members.get(nick.as_str()))
                     .map(|m| m.modes.clone())
                     .unwrap_or_default();
                 let mut changes = Vec::new();
@@ -586,11 +616,8 @@ impl ServerTask {
                     let joined_room = match self.channels.get_mut(&folded) {
                         Some(ch) => {
                             ch.members.insert(
-                                nick.clone(),
-                                Member {
-                                    occupant: occupant.clone(),
-                                    modes: Vec::new(),
-                                },
+                                nick.as_str().into(),
+                                Member::new(Affiliation::None, Role::Participant, Vec::new()),
                             );
                             ch.joined.then(|| ch.name.clone())
                         }
@@ -613,11 +640,8 @@ impl ServerTask {
                 if let Some(ch) = self.channels.get_mut(&folded) {
                     for entry in modes::parse_names(line.param(3), &isupport.prefix) {
                         let (affiliation, role) = entry.standing(&isupport.prefix);
-                        let member = Member {
-                            occupant: occupant(&entry.nick, affiliation, role),
-                            modes: entry.modes(&isupport.prefix),
-                        };
-                        ch.members.insert(entry.nick.clone(), member);
+                        let member = Member::new(affiliation, role, entry.modes(&isupport.prefix));
+                        ch.members.insert(entry.nick.as_str().into(), member);
                     }
                 }
             }
@@ -634,9 +658,9 @@ impl ServerTask {
                 let mut others = Vec::new();
                 for (nick, m) in &ch.members {
                     if isupport.fold(nick) == my_folded {
-                        own = Some(m.occupant.clone());
+                        own = Some(m.occupant(nick));
                     } else {
-                        others.push(m.occupant.clone());
+                        others.push(m.occupant(nick));
                     }
                 }
                 let own = own.unwrap_or_else(|| {
@@ -679,7 +703,7 @@ impl ServerTask {
                 let folded = isupport.fold(line.param(0));
                 let is_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
                 if let Some(ch) = self.channels.get_mut(&folded) {
-                    ch.members.remove(&nick);
+                    ch.members.remove(nick.as_str());
                     let room = self.room(&self.channels[&folded].name);
                     if is_self {
                         self.channels.remove(&folded);
@@ -696,7 +720,7 @@ impl ServerTask {
                 let nick = line.nick().unwrap_or_default().to_owned();
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if ch.members.remove(&nick).is_some() {
+                    if ch.members.remove(nick.as_str()).is_some() {
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -726,7 +750,7 @@ impl ServerTask {
                 let target = line.param(1).to_owned();
                 let is_self = isupport.fold(&target) == isupport.fold(&live.me.nick);
                 if let Some(ch) = self.channels.get_mut(&folded) {
-                    ch.members.remove(&target);
+                    ch.members.remove(target.as_str());
                     let room = self.room(&self.channels[&folded].name);
                     if is_self {
                         self.channels.remove(&folded);
@@ -749,9 +773,8 @@ impl ServerTask {
                 }
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if let Some(mut m) = ch.members.remove(&old) {
-                        m.occupant.nick = new.clone();
-                        ch.members.insert(new.clone(), m);
+                    if let Some(m) = ch.members.remove(old.as_str()) {
+                        ch.members.insert(new.as_str().into(), m);
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -851,8 +874,8 @@ impl ServerTask {
                     member.modes.retain(|m| *m != change.mode);
                 }
                 let (affiliation, role) = modes::standing_for_modes(member.modes.iter().copied());
-                member.occupant.affiliation = affiliation;
-                member.occupant.role = role;
+                member.affiliation = affiliation;
+                member.role = role;
                 changed.push((nick.to_owned(), affiliation, role));
             }
             if !ch.joined {
@@ -886,11 +909,11 @@ impl ServerTask {
         };
         let mut updates = Vec::new();
         for ch in self.channels.values_mut() {
-            if let Some(member) = ch.members.get_mut(&nick) {
-                member.occupant.show = show;
-                member.occupant.status = status.clone();
+            if let Some(member) = ch.members.get_mut(nick.as_str()) {
+                member.show = show;
+                member.status = status.as_deref().map(Box::from);
                 if ch.joined {
-                    updates.push((ch.name.clone(), member.occupant.clone()));
+                    updates.push((ch.name.clone(), member.occupant(&nick)));
                 }
             }
         }
