@@ -14,10 +14,10 @@ use std::time::Duration;
 /// How often the free heap is checked.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// Free heap worth handing back; below this a trim is not worth its walk.
-const THRESHOLD_BYTES: usize = 4 << 20;
+const THRESHOLD_BYTES: usize = 1 << 20;
 /// Trimmed pages still count as free, so a trim is repeated only once the
 /// free heap has changed by this much since the last one.
-const CHANGE_BYTES: usize = 1 << 20;
+const CHANGE_BYTES: usize = 256 << 10;
 
 /// Start the trimmer; it runs for the life of the runtime.
 pub fn spawn() {

@@ -30,7 +30,7 @@ fn room() -> String {
 
 /// A message said in `#room` by `nick`, as the network reports it.
 fn said(id: &str, nick: &str, text: &str, timestamp_ms: Option<i64>) -> RemoteEvent {
-    RemoteEvent::Message(RemoteMessage {
+    RemoteEvent::from(RemoteMessage {
         room: Some(RemoteAddress::new("#room")),
         nick: Some(nick.to_owned()),
         timestamp_ms,
@@ -216,7 +216,7 @@ async fn room_messages_are_archived_and_paged_through_mam() {
     fx.net
         .emit(
             ALICE,
-            RemoteEvent::Message(RemoteMessage {
+            RemoteEvent::from(RemoteMessage {
                 room: Some(RemoteAddress::new("#room")),
                 nick: Some("al".to_owned()),
                 from_self: true,

@@ -483,7 +483,7 @@ async fn remote_events_become_stanzas() {
     fx.net
         .emit(
             account,
-            RemoteEvent::Message(RemoteMessage::text(
+            RemoteEvent::from(RemoteMessage::text(
                 "c1",
                 carol.clone(),
                 "hello\u{3}4 \u{0}there",
@@ -604,7 +604,7 @@ async fn remote_events_become_stanzas() {
     fx.net
         .emit(
             account,
-            RemoteEvent::Message(RemoteMessage::text(
+            RemoteEvent::from(RemoteMessage::text(
                 "c2",
                 RemoteAddress::new("d'artagnan"),
                 "en garde",

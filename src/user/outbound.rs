@@ -20,7 +20,7 @@ const DELAY_THRESHOLD_MS: i64 = 5_000;
 
 pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
     match event {
-        RemoteEvent::Message(m) => user.on_remote_message(m).await,
+        RemoteEvent::Message(m) => user.on_remote_message(*m).await,
         RemoteEvent::Edit {
             room,
             sender,

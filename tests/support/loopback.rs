@@ -211,7 +211,7 @@ impl Session for LoopbackSession {
                     .map_err(|_| BridgeError::BadRequest("burst N".into()))?;
                 let events = (1..=n)
                     .map(|i| {
-                        RemoteEvent::Message(RemoteMessage::text(
+                        RemoteEvent::from(RemoteMessage::text(
                             self.net.id(),
                             echo.clone(),
                             format!("burst {i}"),
@@ -224,7 +224,7 @@ impl Session for LoopbackSession {
                     reply_to: Some(id.clone()),
                     ..RemoteMessage::text(self.net.id(), echo, format!("echo: {}", message.body))
                 };
-                self.emit_later(vec![RemoteEvent::Message(reply)], Duration::ZERO);
+                self.emit_later(vec![RemoteEvent::from(reply)], Duration::ZERO);
             }
         } else if to.as_str().starts_with('#') {
             let reply = RemoteMessage {
@@ -236,7 +236,7 @@ impl Session for LoopbackSession {
                     format!("bob heard: {}", message.body),
                 )
             };
-            self.emit_later(vec![RemoteEvent::Message(reply)], Duration::ZERO);
+            self.emit_later(vec![RemoteEvent::from(reply)], Duration::ZERO);
         } else if to.as_str() == "nobody" {
             return Err(BridgeError::NotFound("no user 'nobody'".to_owned()));
         }

@@ -129,7 +129,9 @@ pub struct RemotePresence {
 /// the core maps them to JIDs and stanza IDs through the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteEvent {
-    Message(RemoteMessage),
+    /// Boxed: by far the largest variant, and every event in a session's
+    /// queue takes the room of the largest.
+    Message(Box<RemoteMessage>),
     Edit {
         room: Option<RemoteAddress>,
         sender: RemoteAddress,
@@ -218,6 +220,12 @@ pub enum RemoteEvent {
         reason: String,
     },
     Reconnected,
+}
+
+impl From<RemoteMessage> for RemoteEvent {
+    fn from(message: RemoteMessage) -> RemoteEvent {
+        RemoteEvent::Message(Box::new(message))
+    }
 }
 
 /// The channel a session pushes its events into.

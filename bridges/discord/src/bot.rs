@@ -825,7 +825,7 @@ impl Bot {
             channel,
             message.id.get(),
             audience,
-            RemoteEvent::Message(remote),
+            RemoteEvent::from(remote),
         )
         .await;
     }
@@ -856,7 +856,7 @@ impl Bot {
             )
         };
         let audience = Audience::RoomExcept(channel, account);
-        self.relay_in_order(channel, id, audience, RemoteEvent::Message(remote))
+        self.relay_in_order(channel, id, audience, RemoteEvent::from(remote))
             .await;
     }
 

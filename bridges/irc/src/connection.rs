@@ -27,6 +27,12 @@ use crate::tls::{self, ReadHalf, WriteHalf};
 /// bytes of tags plus 512 for the rest); longer ones are skipped.
 const MAX_LINE: usize = 8191 + 512;
 
+/// Read buffer per connection. Lines are short and a gateway holds one
+/// connection per user and server, so a small buffer (a dozen lines per read)
+/// beats tokio's 8 KiB default; longer lines still arrive whole, over several
+/// reads.
+const READ_BUFFER: usize = 2048;
+
 /// How long one port gets to accept the TCP connection before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the TLS handshake may take once the port has accepted.
@@ -303,7 +309,7 @@ pub async fn connect(
         .and_then(|label| Encoding::for_label(label.as_bytes()))
         .unwrap_or(encoding_rs::WINDOWS_1252);
     let mut reader = LineReader {
-        reader: BufReader::new(read),
+        reader: BufReader::with_capacity(READ_BUFFER, read),
         buf: Vec::with_capacity(1024),
         fallback,
     };

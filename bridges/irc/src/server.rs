@@ -843,7 +843,7 @@ impl ServerTask {
                 text::irc_to_styling(&body),
             )
         };
-        self.emit(RemoteEvent::Message(message));
+        self.emit(RemoteEvent::from(message));
     }
 
     /// Status mode changes (`+o nick`) become role and affiliation changes.
@@ -990,7 +990,7 @@ impl ServerTask {
             from_self,
             attachments: Vec::new(),
         };
-        self.emit(RemoteEvent::Message(message));
+        self.emit(RemoteEvent::from(message));
     }
 }
 
@@ -1040,7 +1040,7 @@ impl ServerTask {
             from_self: true,
             attachments: Vec::new(),
         };
-        self.emit(RemoteEvent::Message(message));
+        self.emit(RemoteEvent::from(message));
     }
 }
 

@@ -332,7 +332,7 @@ fn timeline_event(
         "m.room.encrypted" => {
             let Some(id) = &event.event_id else { return };
             // Never silence: the user learns that something was said.
-            out.push(RemoteEvent::Message(RemoteMessage {
+            out.push(RemoteEvent::from(RemoteMessage {
                 room: who.room,
                 nick: who.nick,
                 kind: MessageKind::Notice,
@@ -420,7 +420,7 @@ fn room_message(event: &RawEvent, who: Shown, out: &mut Vec<RemoteEvent>) {
         ),
         _ => (MessageKind::Normal, body.to_owned()),
     };
-    out.push(RemoteEvent::Message(RemoteMessage {
+    out.push(RemoteEvent::from(RemoteMessage {
         room: who.room,
         nick: who.nick,
         kind,
