@@ -24,9 +24,9 @@ use tracing::{error, warn, Instrument};
 use crate::store::{ArchiveRange, ArchivedMessage, MessageRecord, Store, StoreError};
 
 /// Most messages written in one transaction.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 1024;
 /// Longest a message waits for others to share its transaction.
-pub const LINGER: Duration = Duration::from_millis(50);
+pub const LINGER: Duration = Duration::from_millis(100);
 /// Tries per batch before its messages are given up (and logged).
 const WRITE_ATTEMPTS: u32 = 3;
 /// How many recent remote ids the archiver remembers the stanza-id of.
