@@ -353,6 +353,12 @@ impl UserSession {
             }
         }
         if let Some(target) = &incoming.retract {
+            if !self.gw.info.capabilities.retractions {
+                // Before the lookup: on such networks own ids are not kept for long.
+                return Err(Failure::not_implemented(
+                    "this network cannot retract messages",
+                ));
+            }
             let record = self.own_message(address, target).await?;
             session
                 .retract_message(address, &record.remote_id)
@@ -413,20 +419,25 @@ impl UserSession {
             reply_to,
         };
         if let Some(target) = &incoming.replace {
+            if !self.gw.info.capabilities.edits {
+                return Err(Failure::not_implemented(
+                    "this network cannot edit messages",
+                ));
+            }
             let record = self.own_message(address, target).await?;
             let new_id = session
                 .edit_message(address, &record.remote_id, outgoing)
                 .await
                 .map_err(Failure::from)?;
             if let Some(remote_id) = new_id {
-                self.record_own(address, remote_id, &incoming).await;
+                self.record_own(address, remote_id, &incoming);
             }
             self.reflect(m, address);
             return Ok(());
         }
         match session.send_message(address, outgoing.clone()).await {
             Ok(remote_id) => {
-                self.record_own(address, remote_id, &incoming).await;
+                self.record_own(address, remote_id, &incoming);
                 if !self.gw.info.capabilities.echoes_own_messages {
                     self.reflect(m, address);
                 }
@@ -457,7 +468,7 @@ impl UserSession {
         }
     }
 
-    async fn record_own(&self, address: &RemoteAddress, remote_id: String, incoming: &Incoming) {
+    fn record_own(&mut self, address: &RemoteAddress, remote_id: String, incoming: &Incoming) {
         let record = MessageRecord {
             gateway: self.gw.domain.clone(),
             account: self.account.jid.clone(),
@@ -468,7 +479,7 @@ impl UserSession {
             stanza_id: crate::xmpp::stanza_id::fresh(),
             origin_id: incoming.origin_id.clone(),
         };
-        self.gw.messages.record(record);
+        self.awaiting_echo.keep(&self.gw, record);
     }
 
     /// One of the user's own messages, by the id their client used. Scoped to

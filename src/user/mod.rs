@@ -7,6 +7,7 @@ mod contacts;
 mod inbound;
 mod outbound;
 mod outbox;
+mod own_messages;
 mod room_settings;
 pub use room_settings::RoomSettings;
 mod rooms;
@@ -88,6 +89,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         room_settings: HashMap::new(),
         server_settings: HashMap::new(),
         offered_contacts: HashSet::new(),
+        awaiting_echo: Default::default(),
         keeps_session: keeps_session.clone(),
     };
     let task = tokio::spawn(user.run(rx).instrument(span));
@@ -112,6 +114,8 @@ pub(crate) struct UserSession {
     server_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
     /// Contacts already offered to the roster (a subscription request).
     offered_contacts: HashSet<RemoteAddress>,
+    /// Own messages sent where no id map keeps them, until their echo.
+    awaiting_echo: own_messages::AwaitingEcho,
     keeps_session: Arc<AtomicBool>,
 }
 

@@ -264,12 +264,17 @@ impl UserSession {
         }
         if m.from_self {
             // The network echoed the user's own message: reflect it under the id the user sent it with.
-            if let Ok(Some(record)) = self
-                .gw
-                .messages
-                .by_remote_id(&self.account.jid, chat.as_str(), &m.id)
-                .await
-            {
+            let awaited = self.awaiting_echo.take(chat.as_str(), &m.id);
+            let record = match awaited {
+                Some(record) => Ok(Some(record)),
+                None => {
+                    self.gw
+                        .messages
+                        .by_remote_id(&self.account.jid, chat.as_str(), &m.id)
+                        .await
+                }
+            };
+            if let Ok(Some(record)) = record {
                 if record.sender == Sender::Account {
                     if let Some(room) = &m.room {
                         self.reflect_echo(room, &m, &record);

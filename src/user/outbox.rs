@@ -91,7 +91,7 @@ impl UserSession {
                         stanza_id: queued.stanza_id.clone(),
                         origin_id: queued.origin_id.clone(),
                     };
-                    self.gw.messages.record(record);
+                    self.awaiting_echo.keep(&self.gw, record);
                     let _ = self.gw.store.outbox_done(item.id).await;
                 }
                 Err(e) if e.is_transient() => {

@@ -1,0 +1,95 @@
+//! Where the user's own messages are remembered once sent to the network.
+//!
+//! Their id records normally go to the store's id map, so that corrections,
+//! retractions, reactions and replies can find them, even after a restart.
+//! On a network where nothing can refer back to a message (IRC), a record is
+//! needed only until the network echoes the message, to reflect it under the
+//! id the user's client sent it with; there it is kept in memory instead,
+//! which spares the database a row and four index entries per message.
+
+use std::collections::VecDeque;
+
+use crate::store::MessageRecord;
+
+use crate::gateway::Gateway;
+
+/// Most own messages remembered while waiting for their echo; past this the
+/// oldest is dropped (its echo is long overdue, or the network never echoes).
+const MAX_AWAITING: usize = 4096;
+
+/// Own messages sent and not yet echoed, oldest first.
+#[derive(Debug, Default)]
+pub struct AwaitingEcho(VecDeque<MessageRecord>);
+
+impl AwaitingEcho {
+    fn push(&mut self, record: MessageRecord) {
+        if self.0.len() >= MAX_AWAITING {
+            self.0.pop_front();
+        }
+        self.0.push_back(record);
+    }
+
+    /// The record of the message `remote_id` in `chat`, forgotten once taken.
+    /// Echoes come back in order, so the search usually ends at the first.
+    pub fn take(&mut self, chat: &str, remote_id: &str) -> Option<MessageRecord> {
+        let at = self
+            .0
+            .iter()
+            .position(|r| r.remote_id == remote_id && r.chat == chat)?;
+        self.0.remove(at)
+    }
+}
+
+impl AwaitingEcho {
+    /// Remember one of the user's own messages, sent to the network through
+    /// the gateway `gw`. (A method here rather than on `UserSession`, so that
+    /// it borrows only this field while the session is in use.)
+    pub fn keep(&mut self, gw: &Gateway, record: MessageRecord) {
+        let capabilities = &gw.info.capabilities;
+        if capabilities.refers_to_messages() {
+            gw.messages.record(record);
+        } else if capabilities.echoes_own_messages {
+            self.push(record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Sender;
+
+    fn record(chat: &str, remote_id: &str) -> MessageRecord {
+        MessageRecord {
+            gateway: "irc.example.org".into(),
+            account: "alice@example.org".into(),
+            chat: chat.into(),
+            remote_id: remote_id.into(),
+            sender: Sender::Account,
+            xmpp_id: Some(format!("x-{remote_id}")),
+            stanza_id: format!("s-{remote_id}"),
+            origin_id: None,
+        }
+    }
+
+    #[test]
+    fn an_echo_takes_its_record_once() {
+        let mut awaiting = AwaitingEcho::default();
+        awaiting.push(record("#a%srv", "1"));
+        awaiting.push(record("#b%srv", "1"));
+        let taken = awaiting.take("#b%srv", "1").unwrap();
+        assert_eq!(taken.chat, "#b%srv");
+        assert!(awaiting.take("#b%srv", "1").is_none());
+        assert!(awaiting.take("#a%srv", "1").is_some());
+    }
+
+    #[test]
+    fn the_oldest_is_dropped_past_the_limit() {
+        let mut awaiting = AwaitingEcho::default();
+        for i in 0..=MAX_AWAITING {
+            awaiting.push(record("#a%srv", &i.to_string()));
+        }
+        assert!(awaiting.take("#a%srv", "0").is_none());
+        assert!(awaiting.take("#a%srv", &MAX_AWAITING.to_string()).is_some());
+    }
+}
