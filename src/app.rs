@@ -62,7 +62,6 @@ pub async fn start(config: Config, networks: &Networks) -> anyhow::Result<Runnin
         .await
         .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    crate::heap_trim::spawn();
     let mut gateways = Vec::new();
     let mut links = Vec::new();
     for gw_config in &config.gateways {

@@ -12,7 +12,6 @@ pub mod archive;
 pub mod component;
 pub mod config;
 pub mod gateway;
-pub mod heap_trim;
 pub mod message_map;
 pub mod networks;
 pub mod registration;

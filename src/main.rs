@@ -30,6 +30,28 @@ enum Command {
     },
 }
 
+/// jemalloc rather than glibc's malloc. The gateway holds many small,
+/// long-lived objects (member lists, one IRC connection per user) among
+/// bursts of short-lived stanzas; glibc's arenas fragment under that mix and
+/// keep the burst's peak resident. Measured with `cargo bench --bench
+/// irc_load`: resident memory per joined user 110–126 KB with glibc (even
+/// with `malloc_trim` once a second), 70 KB with jemalloc, and CPU per 1,000
+/// messages 38–42 ms against 31–34 ms.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at start-up: a background thread hands unused
+/// pages back to the system after a second (`dirty_decay_ms`) instead of
+/// keeping them for reuse indefinitely, and two arenas rather than four per
+/// core (fewer arenas hold less memory apart; measured 70 KB per user against
+/// 82 KB with the default on the two-core bench machine). A host with many
+/// cores and busy gateways may want more: the `MALLOC_CONF` environment
+/// variable overrides these, e.g. `MALLOC_CONF=narenas:8`.
+#[allow(non_upper_case_globals)]
+#[export_name = "malloc_conf"]
+pub static malloc_conf: &[u8] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2\0";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
