@@ -28,15 +28,11 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             target,
             body,
         } => {
-            let Some((to_id, from, type_)) =
-                user.resolve(&room, &sender, nick.as_deref(), &target).await
-            else {
-                return;
-            };
-            let id = crate::xmpp::stanza_id::fresh();
-            user.deliver(room.as_ref(), |to| {
-                message::correction(type_.clone(), from.clone(), to, &id, &to_id, &body)
-            });
+            let who = (&room, &sender, nick.as_deref());
+            user.relay_about(who, &target, |type_, from, to, id, to_id| {
+                message::correction(type_, from, to, id, to_id, &body)
+            })
+            .await;
         }
         RemoteEvent::Retract {
             room,
@@ -44,15 +40,8 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             nick,
             target,
         } => {
-            let Some((to_id, from, type_)) =
-                user.resolve(&room, &sender, nick.as_deref(), &target).await
-            else {
-                return;
-            };
-            let id = crate::xmpp::stanza_id::fresh();
-            user.deliver(room.as_ref(), |to| {
-                message::retraction(type_.clone(), from.clone(), to, &id, &to_id)
-            });
+            let who = (&room, &sender, nick.as_deref());
+            user.relay_about(who, &target, message::retraction).await;
         }
         RemoteEvent::Reaction {
             room,
@@ -61,15 +50,11 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             target,
             emojis,
         } => {
-            let Some((to_id, from, type_)) =
-                user.resolve(&room, &sender, nick.as_deref(), &target).await
-            else {
-                return;
-            };
-            let id = crate::xmpp::stanza_id::fresh();
-            user.deliver(room.as_ref(), |to| {
-                message::reactions(type_.clone(), from.clone(), to, &id, &to_id, &emojis)
-            });
+            let who = (&room, &sender, nick.as_deref());
+            user.relay_about(who, &target, |type_, from, to, id, to_id| {
+                message::reactions(type_, from, to, id, to_id, &emojis)
+            })
+            .await;
         }
         RemoteEvent::Typing {
             room,
@@ -228,6 +213,25 @@ impl UserSession {
                 MessageType::Chat,
             )),
         }
+    }
+
+    /// An event about an earlier message (an edit, a retraction, a reaction)
+    /// from `who` (room, sender, nick): shown to the user's clients under a
+    /// fresh id, pointing at the id they know the earlier message by.
+    async fn relay_about(
+        &self,
+        who: (&Option<RemoteAddress>, &RemoteAddress, Option<&str>),
+        target: &str,
+        build: impl Fn(MessageType, Jid, Jid, &str, &str) -> Message,
+    ) {
+        let (room, sender, nick) = who;
+        let Some((to_id, from, type_)) = self.resolve(room, sender, nick, target).await else {
+            return;
+        };
+        let id = crate::xmpp::stanza_id::fresh();
+        self.deliver(room.as_ref(), |to| {
+            build(type_.clone(), from.clone(), to, &id, &to_id)
+        });
     }
 
     /// The id the user's clients know a remote message by, plus sender JID and type.

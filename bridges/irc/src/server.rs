@@ -241,6 +241,16 @@ impl ServerTask {
         }
     }
 
+    /// The oldest backlogged event, into the room `permit` holds in the
+    /// core's queue; without a permit the core is gone, and the backlog with it.
+    fn pass_on_backlog(&mut self, permit: Option<tokio::sync::mpsc::Permit<'_, RemoteEvent>>) {
+        match (permit, self.backlog.pop_front()) {
+            (Some(permit), Some(event)) => permit.send(event),
+            (Some(_), None) => {}
+            (None, _) => self.backlog.clear(),
+        }
+    }
+
     /// While disconnected, answer commands with `Unavailable` so the core
     /// queues messages; returns true on Quit.
     async fn wait_while_down(&mut self) -> bool {
@@ -248,10 +258,7 @@ impl ServerTask {
             let events = self.events.clone();
             let command = tokio::select! {
                 permit = events.reserve(), if !self.backlog.is_empty() => {
-                    match permit {
-                        Some(permit) => permit.send(self.backlog.pop_front().expect("not empty")),
-                        None => self.backlog.clear(),
-                    }
+                    self.pass_on_backlog(permit);
                     continue;
                 }
                 command = self.commands.recv() => command,
@@ -350,10 +357,9 @@ impl ServerTask {
             // A clone, so that waiting for room does not borrow `self`.
             let events = self.events.clone();
             tokio::select! {
-                permit = events.reserve(), if !self.backlog.is_empty() => match permit {
-                    Some(permit) => permit.send(self.backlog.pop_front().expect("not empty")),
-                    None => self.backlog.clear(),
-                },
+                permit = events.reserve(), if !self.backlog.is_empty() => {
+                    self.pass_on_backlog(permit);
+                }
                 line = live.reader.next(), if self.backlog.is_empty() => match line {
                     Ok(Some(line)) => {
                         last_read = Instant::now();

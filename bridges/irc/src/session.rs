@@ -69,6 +69,23 @@ impl IrcSession {
             })
             .clone()
     }
+
+    /// A role and/or affiliation change in a channel, which becomes MODE.
+    fn change_standing(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        affiliation: Option<Affiliation>,
+        role: Option<Role>,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Standing {
+            channel: address.name,
+            nick: nick.to_owned(),
+            affiliation,
+            role,
+        })
+    }
 }
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BridgeError>>) -> Result<T, BridgeError> {
@@ -213,13 +230,7 @@ impl Session for IrcSession {
         role: Role,
         _reason: Option<&str>,
     ) -> Result<(), BridgeError> {
-        let address = self.parse(room)?;
-        self.server(&address.server).send(ServerCommand::Standing {
-            channel: address.name,
-            nick: nick.to_owned(),
-            affiliation: None,
-            role: Some(role),
-        })
+        self.change_standing(room, nick, None, Some(role))
     }
 
     async fn set_affiliation(
@@ -229,13 +240,7 @@ impl Session for IrcSession {
         affiliation: Affiliation,
         _reason: Option<&str>,
     ) -> Result<(), BridgeError> {
-        let address = self.parse(room)?;
-        self.server(&address.server).send(ServerCommand::Standing {
-            channel: address.name,
-            nick: nick.to_owned(),
-            affiliation: Some(affiliation),
-            role: None,
-        })
+        self.change_standing(room, nick, Some(affiliation), None)
     }
 
     async fn list_rooms(
