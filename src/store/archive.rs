@@ -71,7 +71,7 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         messages: &[ArchivedMessage],
     ) -> Result<()> {
-        for chunk in messages.chunks(super::ROWS_PER_STATEMENT) {
+        for chunk in super::statement_chunks(messages) {
             let sql = self.multi_row_insert(
                 "INSERT INTO archive (gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms)",
                 8,

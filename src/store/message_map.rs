@@ -85,7 +85,7 @@ impl Store {
         records: &[MessageRecord],
     ) -> Result<()> {
         let now = now_ms();
-        for chunk in records.chunks(super::ROWS_PER_STATEMENT) {
+        for chunk in super::statement_chunks(records) {
             let sql = self.multi_row_insert(
                 concat!("INSERT INTO message_map (", columns!(), ", created_at)"),
                 9,

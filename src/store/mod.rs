@@ -180,10 +180,26 @@ fn sqlite_dir(url: &str) -> Option<std::path::PathBuf> {
         .map(|p| p.to_owned())
 }
 
-/// Rows per multi-row statement: each statement is a round trip to the
-/// database (for SQLite, to sqlx's worker thread), so batched writers put many
-/// rows in one.
-pub(crate) const ROWS_PER_STATEMENT: usize = 64;
+/// Rows per multi-row statement, largest first: each statement is a round
+/// trip to the database (for SQLite, to sqlx's worker thread), so batched
+/// writers put many rows in one. Only these sizes are used, so that the few
+/// statements they make stay in sqlx's prepared-statement cache; a statement
+/// for every possible remainder (1 to 63 rows) would be parsed and planned
+/// again batch after batch.
+const ROWS_PER_STATEMENT: [usize; 4] = [64, 16, 4, 1];
+
+/// `rows` cut into slices of the [`ROWS_PER_STATEMENT`] sizes, in order.
+pub(crate) fn statement_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    for size in ROWS_PER_STATEMENT {
+        while rows.len() >= size {
+            let (chunk, rest) = rows.split_at(size);
+            chunks.push(chunk);
+            rows = rest;
+        }
+    }
+    chunks
+}
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -198,4 +214,20 @@ pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String> {
 
 pub(crate) fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>> {
     Ok(row.try_get::<Option<String>, _>(column)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_chunks;
+
+    #[test]
+    fn rows_are_cut_into_the_few_statement_sizes_in_order() {
+        let rows: Vec<usize> = (0..150).collect();
+        let chunks = statement_chunks(&rows);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 64, 16, 4, 1, 1]);
+        let joined: Vec<usize> = chunks.concat();
+        assert_eq!(joined, rows);
+        assert!(statement_chunks::<usize>(&[]).is_empty());
+    }
 }
