@@ -11,7 +11,7 @@ use estuary::app::{self, Running};
 use estuary::config::{ComponentConfig, Config, GatewayConfig, StoreConfig};
 use estuary::networks::Networks;
 use world::discord::{Community, DiscordDouble, MessageRec};
-use world::{attr, body, el, find_child, Element, Prosody, XmppClient};
+use world::{attr, body, el, find_child, moderation, Element, Prosody, XmppClient};
 
 const GW: &str = "discord.localhost";
 const TOKEN: &str = "bot-token-for-tests";
@@ -186,14 +186,6 @@ async fn expect_from(client: &mut XmppClient, channel: u64, nick: &str, text: &s
 }
 
 /// The XEP-0359 stanza-id the gateway gave a message.
-fn stanza_id(m: &Element) -> String {
-    attr(
-        find_child(m, "stanza-id", "urn:xmpp:sid:0").expect("stanza-id"),
-        "id",
-    )
-    .to_owned()
-}
-
 async fn send_groupchat(client: &mut XmppClient, channel: u64, id: &str, text: &str, extra: &str) {
     client
         .send(el(&format!(
@@ -405,7 +397,7 @@ async fn edits_deletes_reactions_and_replies_both_ways() {
     // Discord → XMPP.
     let hello = s.discord.post(c.bob, c.general, "helo");
     let shown = expect_from(&mut s.alice, c.general, "Bobby", "helo").await;
-    let shown_id = stanza_id(&shown);
+    let shown_id = world::stanza_id(&shown);
     s.discord.edit(hello, "hello");
     let fix = expect_from(&mut s.alice, c.general, "Bobby", "hello").await;
     assert_eq!(
@@ -452,7 +444,7 @@ async fn edits_deletes_reactions_and_replies_both_ways() {
             find_child(&retraction, "retract", "urn:xmpp:message-retract:1").unwrap(),
             "id"
         ),
-        stanza_id(&reply)
+        world::stanza_id(&reply)
     );
 
     // XMPP → Discord: the correction edits the webhook's message in place.
@@ -949,10 +941,10 @@ async fn edits_and_deletes_still_work_after_a_restart() {
             find_child(&fix, "replace", "urn:xmpp:message-correct:0").unwrap(),
             "id"
         ),
-        stanza_id(&shown)
+        world::stanza_id(&shown)
     );
     s.discord.delete(theirs);
-    let shown_id = stanza_id(&shown);
+    let shown_id = world::stanza_id(&shown);
     s.alice
         .expect(WAIT, |m| {
             find_child(m, "retract", "urn:xmpp:message-retract:1")
@@ -1012,7 +1004,7 @@ async fn xmpp_users_in_the_same_channel_see_each_other() {
             find_child(&fix, "replace", "urn:xmpp:message-correct:0").unwrap(),
             "id"
         ),
-        stanza_id(&seen)
+        world::stanza_id(&seen)
     );
     s.discord
         .wait_until(WAIT, "the edit", |st| {
@@ -1032,7 +1024,7 @@ async fn xmpp_users_in_the_same_channel_see_each_other() {
     // Both react with the same emoji: one Discord reaction, kept until both take it back.
     let hello = s.discord.post(c.bob, c.general, "react to me");
     let shown = expect_from(&mut dave, c.general, "Bobby", "react to me").await;
-    let target = stanza_id(&shown);
+    let target = world::stanza_id(&shown);
     let react = |id: &str, emojis: &str| {
         el(&format!(
             "<message to='{general}' type='groupchat' id='{id}'>\
@@ -1204,21 +1196,10 @@ async fn moderation_from_xmpp_is_refused_as_it_would_use_the_bots_rights() {
         .alice
         .expect(WAIT, |m| body(m).as_deref() == Some("mine, not yours"))
         .await;
-    let stanza_id = attr(
-        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
-        "id",
-    )
-    .to_owned();
+    let stanza_id = world::stanza_id(&shown);
     let refused = s
         .alice
-        .iq(
-            &room(c.general),
-            "set",
-            el(&format!(
-                "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
-                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
-            )),
-        )
+        .iq(&room(c.general), "set", moderation(&stanza_id))
         .await;
     assert_eq!(attr(&refused, "type"), "error");
     assert!(

@@ -16,7 +16,7 @@ use estuary::networks::Networks;
 use reqwest::Method;
 use serde_json::json;
 use world::synapse::{MatrixUser, Synapse};
-use world::{attr, body, el, find_child, Element, Prosody, XmppClient};
+use world::{attr, body, el, find_child, moderation, Element, Prosody, XmppClient};
 
 const GW: &str = "matrix.localhost";
 const WAIT: Duration = Duration::from_secs(15);
@@ -934,11 +934,7 @@ async fn edits_retractions_reactions_and_replies_both_ways() {
             from(m, &bob_occupant) && body(m).as_deref() == Some("teh typo")
         })
         .await;
-    let stanza_id = attr(
-        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").expect("stanza-id"),
-        "id",
-    )
-    .to_owned();
+    let stanza_id = world::stanza_id(&shown);
     bob.send(
         &room,
         "m.room.message",
@@ -1023,11 +1019,7 @@ async fn edits_retractions_reactions_and_replies_both_ways() {
         .alice
         .expect(WAIT, |m| body(m).as_deref() == Some("react to me"))
         .await;
-    let target = attr(
-        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
-        "id",
-    )
-    .to_owned();
+    let target = world::stanza_id(&shown);
     s.alice
         .send(el(&format!(
             "<message to='{room_jid}' type='groupchat' id='r1'>\
@@ -1205,11 +1197,7 @@ async fn bad_input_gets_clear_errors() {
         .alice
         .expect(WAIT, |m| body(m).as_deref() == Some("mine, not yours"))
         .await;
-    let stanza_id = attr(
-        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
-        "id",
-    )
-    .to_owned();
+    let stanza_id = world::stanza_id(&shown);
     for (id, spoof) in [(&stanza_id, "c1"), (&bobs, "c2")] {
         s.alice
             .send(el(&format!(
@@ -1485,22 +1473,8 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         .alice
         .expect(WAIT, |m| body(m).as_deref() == Some("spam"))
         .await;
-    let stanza_id = attr(
-        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
-        "id",
-    )
-    .to_owned();
-    let moderated = s
-        .alice
-        .iq(
-            &room_jid,
-            "set",
-            el(&format!(
-                "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
-                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
-            )),
-        )
-        .await;
+    let stanza_id = world::stanza_id(&shown);
+    let moderated = s.alice.iq(&room_jid, "set", moderation(&stanza_id)).await;
     assert_eq!(
         attr(&moderated, "type"),
         "result",
@@ -1547,22 +1521,8 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         .alice
         .expect(WAIT, |m| body(m).as_deref() == Some("more spam"))
         .await;
-    let stanza_id = attr(
-        find_child(&shown, "stanza-id", "urn:xmpp:sid:0").unwrap(),
-        "id",
-    )
-    .to_owned();
-    let not_allowed = s
-        .alice
-        .iq(
-            &room_jid,
-            "set",
-            el(&format!(
-                "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
-                 <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
-            )),
-        )
-        .await;
+    let stanza_id = world::stanza_id(&shown);
+    let not_allowed = s.alice.iq(&room_jid, "set", moderation(&stanza_id)).await;
     assert_eq!(
         error_condition(&not_allowed),
         "forbidden",

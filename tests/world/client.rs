@@ -279,6 +279,23 @@ pub fn body(el: &Element) -> Option<String> {
     find_child(el, "body", NS_CLIENT).map(Element::text)
 }
 
+/// The XEP-0359 stanza-id a message was given (panics when it has none).
+pub fn stanza_id(el: &Element) -> String {
+    attr(
+        find_child(el, "stanza-id", "urn:xmpp:sid:0").expect("a stanza-id"),
+        "id",
+    )
+    .to_owned()
+}
+
+/// A XEP-0425 moderation request: retract the message with this stanza-id.
+pub fn moderation(stanza_id: &str) -> Element {
+    el(&format!(
+        "<moderate xmlns='urn:xmpp:message-moderate:1' id='{stanza_id}'>\
+         <retract xmlns='urn:xmpp:message-retract:1'/></moderate>"
+    ))
+}
+
 /// `user@domain` part of a JID (strips any resource).
 pub fn bare_jid(jid: &str) -> &str {
     jid.split_once('/').map_or(jid, |(bare, _)| bare)

@@ -16,7 +16,7 @@ pub mod postgres;
 pub mod prosody;
 pub mod synapse;
 
-pub use client::{attr, body, el, find_child, XmppClient};
+pub use client::{attr, body, el, find_child, moderation, stanza_id, XmppClient};
 pub use inspircd::Inspircd;
 pub use irc_client::{IrcClient, IrcLine};
 pub use ports::free_port;
