@@ -160,7 +160,7 @@ async fn a_channel_round_trip_between_xmpp_and_irc() {
     .await;
     assert!(twice.is_err(), "reflected twice");
 
-    // IRC cannot edit or retract: both are refused as such, never sent as text.
+    // IRC cannot edit, retract or react: each is refused as such, never sent as text.
     s.alice
         .send(el(&format!(
             "<message to='{room}' type='groupchat' id='c1'><body>hello IRC</body>\
@@ -177,6 +177,16 @@ async fn a_channel_round_trip_between_xmpp_and_irc() {
         )))
         .await;
     let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "r1").await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("feature-not-implemented"));
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='e1'>\
+             <reactions xmlns='urn:xmpp:reactions:0' id='x1'><reaction>👍</reaction></reactions>\
+             </message>"
+        )))
+        .await;
+    let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "e1").await;
     assert_eq!(attr(&refused, "type"), "error");
     assert!(String::from(&refused).contains("feature-not-implemented"));
 
