@@ -63,7 +63,9 @@ fn config(prosody: &Prosody, dir: &std::path::Path) -> Config {
             host_domain: None,
             allowed: vec![],
             admins: vec![],
-            options: json!({ "state_dir": dir.join("matrix") }),
+            // The test's file server is on loopback, which a real gateway
+            // would refuse to fetch from.
+            options: json!({ "state_dir": dir.join("matrix"), "fetch_private_media": true }),
         }],
     }
 }
@@ -1597,4 +1599,66 @@ async fn unregistering_logs_the_matrix_device_out() {
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     let after = s.matrix_alice.call(Method::GET, "/devices", None).await;
     assert_eq!(devices(&after), 1, "{after}");
+}
+
+/// A file served on loopback, as an XMPP server's HTTP upload would serve it.
+async fn file_server(body: &'static [u8], content_type: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().route(
+        "/upload/cat.png",
+        axum::routing::get(move || async move { ([("content-type", content_type)], body) }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://127.0.0.1:{port}/upload/cat.png")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_link_from_xmpp_becomes_matrix_media() {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n not really an image, but bytes to compare";
+    let mut s = setup().await;
+    let bob = MatrixUser::new(s.synapse, "bob", "pw").await;
+    let (room, alias) = public_room(&bob, "files").await;
+    let room_jid = jid_of(&alias);
+    join(&mut s.alice, &room_jid, "alice").await;
+    let url = file_server(PNG, "image/png").await;
+
+    // What Conversations and Dino send for an HTTP upload: the URL as body and as OOB.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room_jid}' type='groupchat' id='f1'><body>{url}</body>\
+             <x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+        )))
+        .await;
+    let event = bob
+        .expect_event(&room, WAIT, |e| {
+            e["type"] == "m.room.message" && e["content"]["msgtype"] == "m.image"
+        })
+        .await;
+    let content = &event["content"];
+    assert_eq!(content["body"], "cat.png", "{content}");
+    assert_eq!(content["info"]["mimetype"], "image/png", "{content}");
+    assert_eq!(content["info"]["size"], PNG.len(), "{content}");
+    let mxc = content["url"].as_str().expect("an mxc URI");
+    assert_eq!(bob.download(mxc).await, PNG);
+
+    // The sender's reflection carries the link they sent, under their id.
+    let reflected = s.alice.expect(WAIT, |m| attr(m, "id") == "f1").await;
+    assert_eq!(body(&reflected).as_deref(), Some(url.as_str()));
+
+    // A link inside other text stays text.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room_jid}' type='groupchat' id='f2'><body>look: {url}</body>\
+             <x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+        )))
+        .await;
+    let text = bob
+        .expect_event(&room, WAIT, |e| {
+            e["content"]["body"].as_str() == Some(&format!("look: {url}"))
+        })
+        .await;
+    assert_eq!(text["content"]["msgtype"], "m.text");
 }

@@ -417,6 +417,7 @@ impl UserSession {
             body,
             kind: incoming.kind,
             reply_to,
+            attachments: incoming.attachments.clone(),
         };
         if let Some(target) = &incoming.replace {
             if !self.gw.info.capabilities.edits {
@@ -450,6 +451,11 @@ impl UserSession {
                     body: outgoing.body,
                     action: outgoing.kind == estuary_bridge::MessageKind::Action,
                     reply_to: outgoing.reply_to,
+                    attachments: outgoing
+                        .attachments
+                        .into_iter()
+                        .map(|a| (a.url, a.name))
+                        .collect(),
                     xmpp_id: incoming.id.clone(),
                     origin_id: incoming.origin_id.clone(),
                     stanza_id: crate::xmpp::stanza_id::fresh(),

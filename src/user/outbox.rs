@@ -18,6 +18,9 @@ pub struct QueuedSend {
     pub body: String,
     pub action: bool,
     pub reply_to: Option<String>,
+    /// Linked files: URL and name. Absent in entries queued before there were any.
+    #[serde(default)]
+    pub attachments: Vec<(String, Option<String>)>,
     pub xmpp_id: Option<String>,
     pub origin_id: Option<String>,
     pub stanza_id: String,
@@ -78,6 +81,14 @@ impl UserSession {
                     MessageKind::Normal
                 },
                 reply_to: queued.reply_to.clone(),
+                attachments: queued
+                    .attachments
+                    .iter()
+                    .map(|(url, name)| estuary_bridge::Attachment {
+                        url: url.clone(),
+                        name: name.clone(),
+                    })
+                    .collect(),
             };
             match session.send_message(&to, message).await {
                 Ok(remote_id) => {

@@ -18,6 +18,8 @@ pub struct Incoming {
     pub origin_id: Option<String>,
     pub body: Option<String>,
     pub kind: MessageKind,
+    /// XEP-0066: files linked (their URLs are also in `body`).
+    pub attachments: Vec<estuary_bridge::Attachment>,
     /// XEP-0308: the id of the message this one corrects.
     pub replace: Option<String>,
     /// XEP-0424: the id of the message to retract.
@@ -35,13 +37,20 @@ impl Incoming {
     pub fn parse(message: &Message) -> Incoming {
         let p = &message.payloads;
         let mut body = message.get_best_body(vec![]).map(|(_, b)| b.clone());
+        let mut attachments = Vec::new();
         // XEP-0066: a link the body does not already carry is added to it,
         // so that every network receives the file as a link.
-        if let Some(url) = payload(p, "x", NS_OOB)
-            .and_then(|x| x.get_child("url", NS_OOB))
-            .map(Element::text)
-            .filter(|u| !u.is_empty())
-        {
+        if let Some((url, desc)) = payload(p, "x", NS_OOB).and_then(|x| {
+            let url = x
+                .get_child("url", NS_OOB)
+                .map(|u| u.text().trim().to_owned())?;
+            let desc = x.get_child("desc", NS_OOB).map(Element::text);
+            (!url.is_empty()).then(|| (url, desc.filter(|d| !d.is_empty())))
+        }) {
+            attachments.push(estuary_bridge::Attachment {
+                url: url.clone(),
+                name: desc,
+            });
             body = match body {
                 Some(b) if b.contains(&url) => Some(b),
                 Some(b) if !b.is_empty() => Some(format!("{b}\n{url}")),
@@ -78,6 +87,7 @@ impl Incoming {
             origin_id: attr_of(p, "origin-id", NS_SID, "id"),
             body,
             kind,
+            attachments,
             replace: attr_of(p, "replace", NS_CORRECT, "id"),
             retract: attr_of(p, "retract", NS_RETRACT, "id"),
             reactions,

@@ -476,6 +476,26 @@ impl MatrixUser {
         (status, json)
     }
 
+    /// The bytes of an `mxc://server/id` URI, through the authenticated
+    /// media API.
+    pub async fn download(&self, mxc: &str) -> Vec<u8> {
+        let path = mxc.strip_prefix("mxc://").expect("an mxc URI");
+        let url = format!("{}/_matrix/client/v1/media/download/{path}", self.base);
+        let reply = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("synapse reachable");
+        assert!(
+            reply.status().is_success(),
+            "download {mxc}: {}",
+            reply.status()
+        );
+        reply.bytes().await.expect("the file").to_vec()
+    }
+
     fn txn(&self) -> String {
         format!("t{}", self.next_txn.fetch_add(1, Ordering::SeqCst))
     }

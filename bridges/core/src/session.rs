@@ -10,6 +10,10 @@ pub struct OutgoingMessage {
     pub kind: MessageKind,
     /// Remote ID of the message being answered (XEP-0461), already mapped by the core.
     pub reply_to: Option<String>,
+    /// Files linked with XEP-0066. Their URLs are in `body` as well, so a
+    /// network that cannot carry files still passes them on as links; one
+    /// that can (Matrix) may send the file instead.
+    pub attachments: Vec<crate::Attachment>,
 }
 
 /// A room as listed by the network.

@@ -15,6 +15,7 @@
 pub mod address;
 pub mod error;
 pub mod event;
+pub mod media;
 pub mod rooms;
 pub mod session;
 pub mod state;
@@ -61,16 +62,39 @@ pub struct MatrixOptions {
     /// Where each account's sync token is kept.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Largest file fetched from an XMPP link to be sent as Matrix media;
+    /// larger ones go as a link.
+    #[serde(default = "default_max_media_bytes")]
+    pub max_media_bytes: u64,
+    /// Also fetch links to loopback and private addresses. Off by default,
+    /// so that users cannot make the gateway fetch what only it can reach.
+    #[serde(default)]
+    pub fetch_private_media: bool,
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("data/matrix")
 }
 
+fn default_max_media_bytes() -> u64 {
+    50 * 1024 * 1024
+}
+
 impl Default for MatrixOptions {
     fn default() -> Self {
         MatrixOptions {
             state_dir: default_state_dir(),
+            max_media_bytes: default_max_media_bytes(),
+            fetch_private_media: false,
+        }
+    }
+}
+
+impl MatrixOptions {
+    fn fetch_policy(&self) -> media::FetchPolicy {
+        media::FetchPolicy {
+            max_bytes: self.max_media_bytes,
+            allow_private: self.fetch_private_media,
         }
     }
 }
@@ -315,7 +339,13 @@ impl Network for MatrixNetwork {
                 restored_client(homeserver, user_id.clone(), device_id, access_token).await?;
             let token_file = SyncTokenFile::new(&self.options.state_dir, account);
             let token = token_file.load().map_err(BridgeError::from)?;
-            let inner = Arc::new(Inner::new(client, user_id, events, token_file));
+            let inner = Arc::new(Inner::new(
+                client,
+                user_id,
+                events,
+                token_file,
+                self.options.fetch_policy(),
+            ));
             // Direct chats are needed before the first message to a contact;
             // an unreachable homeserver is not fatal here: the sync task
             // reports it and retries, and sends wait in the core's outbox.

@@ -200,6 +200,10 @@ pub struct RoomBook {
     pub typing: HashMap<OwnedRoomId, BTreeSet<OwnedUserId>>,
     /// Reactions by their own event ID, so that a redaction can take one back.
     pub reactions: HashMap<OwnedEventId, SeenReaction>,
+    /// Links the user sent from XMPP that went to Matrix as uploaded files,
+    /// by transaction ID (known before the event is sent, so the echo finds
+    /// it however soon it comes): the echo is shown with the link sent.
+    pub sent_links: HashMap<String, String>,
 }
 
 impl RoomBook {

@@ -72,6 +72,8 @@ pub(crate) struct Inner {
     /// What the user last set. Every `/sync` announces it, because a sync
     /// that said nothing would turn an "unavailable" user back to online.
     pub presence: Mutex<PresenceState>,
+    /// What may be fetched to send XMPP attachments as media.
+    pub fetch_policy: crate::media::FetchPolicy,
 }
 
 impl Inner {
@@ -80,6 +82,7 @@ impl Inner {
         user_id: OwnedUserId,
         events: EventSender,
         token_file: SyncTokenFile,
+        fetch_policy: crate::media::FetchPolicy,
     ) -> Inner {
         Inner {
             client,
@@ -88,6 +91,7 @@ impl Inner {
             book: Mutex::new(RoomBook::default()),
             token_file,
             presence: Mutex::new(PresenceState::Online),
+            fetch_policy,
         }
     }
 
@@ -120,17 +124,73 @@ impl Inner {
         event_type: MessageLikeEventType,
         content: Value,
     ) -> Result<OwnedEventId, BridgeError> {
+        self.send_event_as(room, event_type, content, self.txn_id())
+            .await
+    }
+
+    /// [`Inner::send_event`] under a transaction ID chosen by the caller.
+    pub async fn send_event_as(
+        &self,
+        room: &OwnedRoomId,
+        event_type: MessageLikeEventType,
+        content: Value,
+        txn: OwnedTransactionId,
+    ) -> Result<OwnedEventId, BridgeError> {
         let raw: Raw<AnyMessageLikeEventContent> = Raw::new(&content)
             .map_err(|e| BridgeError::BadRequest(e.to_string()))?
             .cast_unchecked();
-        let request =
-            send_message_event::v3::Request::new_raw(room.clone(), self.txn_id(), event_type, raw);
+        let request = send_message_event::v3::Request::new_raw(room.clone(), txn, event_type, raw);
         let response = self
             .client
             .send(request)
             .await
             .map_err(|e| http_error("sending to the room failed", &e))?;
         Ok(response.event_id)
+    }
+
+    /// Upload a file to the user's homeserver; its `mxc://` URI.
+    pub async fn upload(&self, fetched: &crate::media::Fetched) -> Result<String, BridgeError> {
+        use matrix_sdk::ruma::api::client::media::create_content;
+        let mut request = create_content::v3::Request::new(fetched.bytes.clone());
+        request.filename = Some(fetched.name.clone());
+        request.content_type = Some(fetched.content_type.clone());
+        let response = self
+            .client
+            .send(request)
+            .await
+            .map_err(|e| http_error("uploading the file failed", &e))?;
+        Ok(response.content_uri.to_string())
+    }
+
+    /// A message that is only a link to a file, as Matrix media; `None`
+    /// (after a log line) when the file cannot be fetched or uploaded, and
+    /// the link is sent as text instead.
+    async fn media_content(&self, message: &OutgoingMessage) -> Option<Value> {
+        let [attachment] = message.attachments.as_slice() else {
+            return None;
+        };
+        if message.body.trim() != attachment.url {
+            // Text around the link: it goes as text, link included.
+            return None;
+        }
+        let fetched = match crate::media::fetch(&attachment.url, &self.fetch_policy).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                warn!(error = %e, "an attachment is sent as a link: it cannot be fetched");
+                return None;
+            }
+        };
+        match self.upload(&fetched).await {
+            Ok(mxc) => Some(crate::media::content(
+                &fetched,
+                attachment.name.as_deref(),
+                &mxc,
+            )),
+            Err(e) => {
+                warn!(error = %e, "an attachment is sent as a link: the upload failed");
+                None
+            }
+        }
     }
 
     /// The reactions of `sender` on `target` (event and key), as the
@@ -514,14 +574,25 @@ impl Session for MatrixSession {
         message: OutgoingMessage,
     ) -> Result<String, BridgeError> {
         let room = self.inner.room_for(to).await?;
-        let mut content = message_content(&message);
+        let txn = self.inner.txn_id();
+        let txn_key = txn.to_string();
+        let media = self.inner.media_content(&message).await;
+        if media.is_some() {
+            let link = message.body.trim().to_owned();
+            self.inner.book().sent_links.insert(txn_key.clone(), link);
+        }
+        let mut content = media.unwrap_or_else(|| message_content(&message));
         if let Some(reply_to) = &message.reply_to {
             content["m.relates_to"] = json!({ "m.in_reply_to": { "event_id": reply_to } });
         }
-        let id = self
+        let sent = self
             .inner
-            .send_event(&room, MessageLikeEventType::RoomMessage, content)
-            .await?;
+            .send_event_as(&room, MessageLikeEventType::RoomMessage, content, txn)
+            .await;
+        if sent.is_err() {
+            self.inner.book().sent_links.remove(&txn_key);
+        }
+        let id = sent?;
         debug!(%room, event = %id, "message sent");
         Ok(id.to_string())
     }

@@ -328,7 +328,7 @@ fn timeline_event(
     }
     let who = shown(inner, room, &chat, &sender);
     match event.kind.as_str() {
-        "m.room.message" => room_message(event, who, out),
+        "m.room.message" => room_message(inner, event, who, out),
         "m.room.encrypted" => {
             let Some(id) = &event.event_id else { return };
             // Never silence: the user learns that something was said.
@@ -378,7 +378,7 @@ fn timeline_event(
     }
 }
 
-fn room_message(event: &RawEvent, who: Shown, out: &mut Vec<RemoteEvent>) {
+fn room_message(inner: &Inner, event: &RawEvent, who: Shown, out: &mut Vec<RemoteEvent>) {
     let Some(id) = &event.event_id else { return };
     if event.relation_type() == Some("m.replace") {
         let Some(target) = event.related_event() else {
@@ -414,10 +414,22 @@ fn room_message(event: &RawEvent, who: Shown, out: &mut Vec<RemoteEvent>) {
     let (kind, body) = match event.content_str("msgtype") {
         Some("m.emote") => (MessageKind::Action, body.to_owned()),
         Some("m.notice") => (MessageKind::Notice, body.to_owned()),
-        Some("m.image" | "m.file" | "m.video" | "m.audio") => (
-            MessageKind::Normal,
-            format!("[attachment, not bridged yet: {body}]"),
-        ),
+        Some("m.image" | "m.file" | "m.video" | "m.audio") => {
+            let sent_link = event
+                .unsigned
+                .transaction_id
+                .as_deref()
+                .filter(|_| who.from_self)
+                .and_then(|txn| inner.book().sent_links.remove(txn));
+            match sent_link {
+                // The echo of a link the user sent: shown as they sent it.
+                Some(link) => (MessageKind::Normal, link),
+                None => (
+                    MessageKind::Normal,
+                    format!("[attachment, not bridged yet: {body}]"),
+                ),
+            }
+        }
         _ => (MessageKind::Normal, body.to_owned()),
     };
     out.push(RemoteEvent::from(RemoteMessage {
