@@ -44,6 +44,10 @@ fn init_logging() {
 }
 
 fn config(prosody: &Prosody, dir: &std::path::Path) -> Config {
+    let media_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     Config {
         component: ComponentConfig {
             server: prosody.component_addr(),
@@ -64,8 +68,14 @@ fn config(prosody: &Prosody, dir: &std::path::Path) -> Config {
             allowed: vec![],
             admins: vec![],
             // The test's file server is on loopback, which a real gateway
-            // would refuse to fetch from.
-            options: json!({ "state_dir": dir.join("matrix"), "fetch_private_media": true }),
+            // would refuse to fetch from. The media proxy listens on a free
+            // loopback port and is reached there directly.
+            options: json!({
+                "state_dir": dir.join("matrix"),
+                "fetch_private_media": true,
+                "media_listen": format!("127.0.0.1:{media_port}"),
+                "media_url": format!("http://127.0.0.1:{media_port}"),
+            }),
         }],
     }
 }
@@ -1661,4 +1671,52 @@ async fn a_file_link_from_xmpp_becomes_matrix_media() {
         })
         .await;
     assert_eq!(text["content"]["msgtype"], "m.text");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_from_matrix_is_a_link_the_xmpp_client_can_open() {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n bytes of a picture sent from Matrix";
+    let mut s = setup().await;
+    let bob = MatrixUser::new(s.synapse, "bob", "pw").await;
+    let (room, alias) = public_room(&bob, "pictures").await;
+    let room_jid = jid_of(&alias);
+    join(&mut s.alice, &room_jid, "alice").await;
+
+    let mxc = bob.upload(PNG, "image/png", "sunset.png").await;
+    bob.send(
+        &room,
+        "m.room.message",
+        json!({
+            "msgtype": "m.image", "body": "sunset.png", "url": mxc,
+            "info": {"mimetype": "image/png", "size": PNG.len()},
+        }),
+    )
+    .await;
+    let shown = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && find_child(m, "x", "jabber:x:oob").is_some()
+        })
+        .await;
+    let oob = find_child(&shown, "x", "jabber:x:oob").unwrap();
+    let url = find_child(oob, "url", "jabber:x:oob").unwrap().text();
+    // The body is the link alone, which is what makes clients show it inline.
+    assert_eq!(body(&shown).as_deref(), Some(url.as_str()));
+    assert!(url.ends_with("/sunset.png"), "{url}");
+
+    // The XMPP client opens it without any Matrix credentials.
+    let http = reqwest::Client::new();
+    let reply = http.get(&url).send().await.unwrap();
+    assert!(reply.status().is_success(), "{}", reply.status());
+    assert_eq!(reply.headers()["content-type"], "image/png");
+    assert_eq!(reply.bytes().await.unwrap().as_ref(), PNG);
+
+    // A link the gateway did not make opens nothing.
+    let (head, tail) = url.split_at(url.len() - "/sunset.png".len());
+    let (base, media) = head.rsplit_once('/').unwrap(); // media id
+    let (base, server) = base.rsplit_once('/').unwrap();
+    let (base, _signature) = base.rsplit_once('/').unwrap();
+    let forged = format!("{base}/{}/{server}/{media}{tail}", "0".repeat(32));
+    let reply = http.get(&forged).send().await.unwrap();
+    assert_eq!(reply.status(), reqwest::StatusCode::NOT_FOUND);
 }

@@ -476,6 +476,26 @@ impl MatrixUser {
         (status, json)
     }
 
+    /// Uploads a file; its `mxc://` URI.
+    pub async fn upload(&self, bytes: &[u8], content_type: &str, name: &str) -> String {
+        let url = format!("{}/_matrix/media/v3/upload?filename={name}", self.base);
+        let reply = self
+            .http
+            .post(url)
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("synapse reachable");
+        assert!(reply.status().is_success(), "upload: {}", reply.status());
+        let json: serde_json::Value = reply.json().await.expect("JSON");
+        json["content_uri"]
+            .as_str()
+            .expect("content_uri")
+            .to_owned()
+    }
+
     /// The bytes of an `mxc://server/id` URI, through the authenticated
     /// media API.
     pub async fn download(&self, mxc: &str) -> Vec<u8> {

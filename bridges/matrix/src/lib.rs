@@ -16,6 +16,7 @@ pub mod address;
 pub mod error;
 pub mod event;
 pub mod media;
+pub mod media_proxy;
 pub mod rooms;
 pub mod session;
 pub mod state;
@@ -70,6 +71,14 @@ pub struct MatrixOptions {
     /// so that users cannot make the gateway fetch what only it can reach.
     #[serde(default)]
     pub fetch_private_media: bool,
+    /// Where the media proxy listens, e.g. `127.0.0.1:8470`; with
+    /// `media_url`, files from Matrix reach XMPP clients as links to it.
+    #[serde(default)]
+    pub media_listen: Option<std::net::SocketAddr>,
+    /// The public URL under which `media_listen` is reachable (behind the
+    /// admin's reverse proxy), e.g. `https://matrix.example.org/media`.
+    #[serde(default)]
+    pub media_url: Option<String>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -86,6 +95,8 @@ impl Default for MatrixOptions {
             state_dir: default_state_dir(),
             max_media_bytes: default_max_media_bytes(),
             fetch_private_media: false,
+            media_listen: None,
+            media_url: None,
         }
     }
 }
@@ -102,6 +113,8 @@ impl MatrixOptions {
 #[derive(Debug, Default)]
 pub struct MatrixNetwork {
     options: MatrixOptions,
+    /// Started with the first session, when configured.
+    media_proxy: tokio::sync::OnceCell<Option<Arc<media_proxy::MediaProxy>>>,
 }
 
 impl MatrixNetwork {
@@ -113,7 +126,44 @@ impl MatrixNetwork {
             serde_json::from_value(value.clone())
                 .map_err(|e| format!("invalid Matrix options: {e}"))?
         };
-        Ok(MatrixNetwork { options })
+        if options.media_listen.is_some() != options.media_url.is_some() {
+            return Err("invalid Matrix options: media_listen and media_url go together".into());
+        }
+        Ok(MatrixNetwork {
+            options,
+            media_proxy: Default::default(),
+        })
+    }
+
+    /// The media proxy, started on first use; `None` when not configured or
+    /// when it cannot start (logged: files from Matrix then arrive as text).
+    async fn media_proxy(&self) -> Option<Arc<media_proxy::MediaProxy>> {
+        let (Some(listen), Some(url)) = (self.options.media_listen, &self.options.media_url) else {
+            return None;
+        };
+        self.media_proxy
+            .get_or_init(|| async {
+                let key_file = self.options.state_dir.join("media.key");
+                match media_proxy::MediaProxy::start(
+                    listen,
+                    url,
+                    &key_file,
+                    self.options.max_media_bytes,
+                )
+                .await
+                {
+                    Ok(proxy) => {
+                        info!(%listen, %url, "media proxy started");
+                        Some(proxy)
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}; files from Matrix arrive as their names only");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
     }
 }
 
@@ -339,13 +389,18 @@ impl Network for MatrixNetwork {
                 restored_client(homeserver, user_id.clone(), device_id, access_token).await?;
             let token_file = SyncTokenFile::new(&self.options.state_dir, account);
             let token = token_file.load().map_err(BridgeError::from)?;
+            let media_proxy = self.media_proxy().await;
             let inner = Arc::new(Inner::new(
                 client,
                 user_id,
                 events,
                 token_file,
                 self.options.fetch_policy(),
+                media_proxy.clone(),
             ));
+            if let Some(proxy) = &media_proxy {
+                proxy.add_session(&inner);
+            }
             // Direct chats are needed before the first message to a contact;
             // an unreachable homeserver is not fatal here: the sync task
             // reports it and retries, and sends wait in the core's outbox.

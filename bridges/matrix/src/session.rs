@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     pub presence: Mutex<PresenceState>,
     /// What may be fetched to send XMPP attachments as media.
     pub fetch_policy: crate::media::FetchPolicy,
+    /// Links files from Matrix for XMPP clients, when configured.
+    pub media_proxy: Option<Arc<crate::media_proxy::MediaProxy>>,
 }
 
 impl Inner {
@@ -83,6 +85,7 @@ impl Inner {
         events: EventSender,
         token_file: SyncTokenFile,
         fetch_policy: crate::media::FetchPolicy,
+        media_proxy: Option<Arc<crate::media_proxy::MediaProxy>>,
     ) -> Inner {
         Inner {
             client,
@@ -92,6 +95,7 @@ impl Inner {
             token_file,
             presence: Mutex::new(PresenceState::Online),
             fetch_policy,
+            media_proxy,
         }
     }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use estuary_bridge::{
-    BridgeError, ChatState, MessageKind, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage,
-    RemotePresence,
+    Attachment, BridgeError, ChatState, MessageKind, PresenceShow, RemoteAddress, RemoteEvent,
+    RemoteMessage, RemotePresence,
 };
 use matrix_sdk::config::RequestConfig;
 use matrix_sdk::ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
@@ -411,6 +411,7 @@ fn room_message(inner: &Inner, event: &RawEvent, who: Shown, out: &mut Vec<Remot
     } else {
         &text
     };
+    let mut attachments = Vec::new();
     let (kind, body) = match event.content_str("msgtype") {
         Some("m.emote") => (MessageKind::Action, body.to_owned()),
         Some("m.notice") => (MessageKind::Notice, body.to_owned()),
@@ -421,13 +422,22 @@ fn room_message(inner: &Inner, event: &RawEvent, who: Shown, out: &mut Vec<Remot
                 .as_deref()
                 .filter(|_| who.from_self)
                 .and_then(|txn| inner.book().sent_links.remove(txn));
-            match sent_link {
+            let proxied = inner.media_proxy.as_ref().and_then(|proxy| {
+                let name = event.content_str("filename").unwrap_or(body);
+                proxy.link(event.content_str("url")?, name)
+            });
+            match (sent_link, proxied) {
                 // The echo of a link the user sent: shown as they sent it.
-                Some(link) => (MessageKind::Normal, link),
-                None => (
-                    MessageKind::Normal,
-                    format!("[attachment, not bridged yet: {body}]"),
-                ),
+                (Some(link), _) => (MessageKind::Normal, link),
+                // The link is the body, as HTTP-upload clients expect.
+                (None, Some(url)) => {
+                    attachments.push(Attachment {
+                        url,
+                        name: Some(body.to_owned()),
+                    });
+                    (MessageKind::Normal, String::new())
+                }
+                (None, None) => (MessageKind::Normal, format!("[file: {body}]")),
             }
         }
         _ => (MessageKind::Normal, body.to_owned()),
@@ -439,6 +449,7 @@ fn room_message(inner: &Inner, event: &RawEvent, who: Shown, out: &mut Vec<Remot
         reply_to: reply_to.map(|r| r.to_string()),
         timestamp_ms: event.origin_server_ts,
         from_self: who.from_self,
+        attachments,
         ..RemoteMessage::text(id.to_string(), who.sender, body)
     }));
 }
