@@ -1720,3 +1720,77 @@ async fn a_file_from_matrix_is_a_link_the_xmpp_client_can_open() {
     let reply = http.get(&forged).send().await.unwrap();
     assert_eq!(reply.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_to_rooms_both_ways() {
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    let mut s = setup().await;
+    let bob = MatrixUser::new(s.synapse, "bob", "pw").await;
+    let carol = MatrixUser::new(s.synapse, "carol", "pw").await;
+    let room = bob
+        .create_room(json!({ "preset": "private_chat", "name": "Secret" }))
+        .await;
+
+    // Matrix → XMPP: a mediated invitation from the room, naming the inviter.
+    bob.call(
+        Method::POST,
+        &format!("/rooms/{}/invite", world::synapse::encode(&room)),
+        Some(json!({ "user_id": s.matrix_alice.user_id, "reason": "come in" })),
+    )
+    .await;
+    let invitation = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message"
+                && find_child(m, "x", MUC_USER)
+                    .is_some_and(|x| x.get_child("invite", MUC_USER).is_some())
+        })
+        .await;
+    let room_jid = attr(&invitation, "from").to_owned();
+    // The room's ID as its JID (IDs of room version 12 have no server part).
+    assert!(
+        room_jid.starts_with('!') && room_jid.ends_with(&format!("@{GW}")),
+        "{room_jid}"
+    );
+    let invite = find_child(&invitation, "x", MUC_USER)
+        .and_then(|x| x.get_child("invite", MUC_USER))
+        .unwrap();
+    assert_eq!(attr(invite, "from"), jid_of(&bob.user_id));
+    assert_eq!(
+        invite
+            .get_child("reason", MUC_USER)
+            .map(Element::text)
+            .as_deref(),
+        Some("come in")
+    );
+
+    // Accepting is joining the MUC.
+    join(&mut s.alice, &room_jid, "alice").await;
+
+    // XMPP → Matrix: a mediated invitation sent to the room invites carol.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room_jid}'><x xmlns='{MUC_USER}'>\
+             <invite to='{}'><reason>join us</reason></invite></x></message>",
+            jid_of(&carol.user_id)
+        )))
+        .await;
+    let path = format!(
+        "/rooms/{}/state/m.room.member/{}",
+        world::synapse::encode(&room),
+        world::synapse::encode(&carol.user_id)
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, member) = bob.try_call(Method::GET, &path, None).await;
+        if status.is_success() && member["membership"] == "invite" {
+            assert_eq!(member["reason"], "join us");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol was not invited: {member}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

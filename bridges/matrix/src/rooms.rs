@@ -5,7 +5,7 @@
 //! Room state is read from the homeserver when a room is joined and then
 //! kept up to date from `/sync`, so it never depends on an SDK store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
@@ -204,6 +204,8 @@ pub struct RoomBook {
     /// by transaction ID (known before the event is sent, so the echo finds
     /// it however soon it comes): the echo is shown with the link sent.
     pub sent_links: HashMap<String, String>,
+    /// Rooms (not direct chats) the user was invited to and told about.
+    pub invitations: HashSet<OwnedRoomId>,
 }
 
 impl RoomBook {

@@ -20,7 +20,9 @@ use matrix_sdk::ruma::api::client::{
     alias::get_alias,
     config::get_global_account_data,
     config::set_global_account_data,
-    membership::{ban_user, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room},
+    membership::{
+        ban_user, invite_user, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room,
+    },
     message::send_message_event,
     presence::set_presence,
     profile::get_profile,
@@ -672,6 +674,27 @@ impl Session for MatrixSession {
 
     async fn join_room(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
         self.inner.join_muc(room, nick).await
+    }
+
+    async fn invite(
+        &self,
+        room: &RemoteAddress,
+        user: &RemoteAddress,
+        reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        let room = self.inner.room_for(room).await?;
+        let MatrixAddress::User(user) = MatrixAddress::parse(user)? else {
+            return Err(BridgeError::BadRequest("only a user can be invited".into()));
+        };
+        let mut recipient = invite_user::v3::InviteUserId::new(user);
+        recipient.reason = reason.map(str::to_owned);
+        let request = invite_user::v3::Request::new(room, recipient.into());
+        self.inner
+            .client
+            .send(request)
+            .await
+            .map_err(|e| http_error("inviting failed", &e))?;
+        Ok(())
     }
 
     async fn leave_room(&self, room: &RemoteAddress) -> Result<(), BridgeError> {

@@ -138,10 +138,10 @@ fn account_data(inner: &Inner, response: &sync_events::Response) {
 /// Hand one sync batch to the core. False once the core is gone.
 async fn dispatch(inner: &Arc<Inner>, response: sync_events::Response) -> bool {
     account_data(inner, &response);
-    for (room, invited) in &response.rooms.invite {
-        accept_direct_invite(inner, room, &invited.invite_state.events).await;
-    }
     let mut events = Vec::new();
+    for (room, invited) in &response.rooms.invite {
+        on_invite(inner, room, &invited.invite_state.events, &mut events).await;
+    }
     let mut refresh = Vec::new();
     for (room, joined) in &response.rooms.join {
         let span = info_span!("room", %room);
@@ -189,10 +189,15 @@ fn parse<T>(raw: &Raw<T>) -> Option<RawEvent> {
     }
 }
 
-/// Someone opened a direct chat with the user: join it and record it in
-/// `m.direct`, so that it shows up as a contact. Other invites are left for
-/// the user to answer from a Matrix client.
-async fn accept_direct_invite(inner: &Inner, room: &OwnedRoomId, state: &[Raw<impl Sized>]) {
+/// An invitation. To a direct chat, it is accepted at once and recorded in
+/// `m.direct`, so that it shows up as a contact. To any other room, it goes
+/// to the user as a MUC invitation, answered by joining (or not).
+async fn on_invite(
+    inner: &Inner,
+    room: &OwnedRoomId,
+    state: &[Raw<impl Sized>],
+    out: &mut Vec<RemoteEvent>,
+) {
     let invite = state.iter().filter_map(|raw| parse(raw)).find(|e| {
         e.kind == "m.room.member"
             && e.state_key.as_deref() == Some(inner.user_id.as_str())
@@ -203,7 +208,19 @@ async fn accept_direct_invite(inner: &Inner, room: &OwnedRoomId, state: &[Raw<im
     let Some(inviter) = invite.sender.clone() else {
         return;
     };
-    if !is_direct || inner.book().direct.contains_key(room) {
+    if !is_direct {
+        // Each invitation once, though later syncs may repeat its state.
+        if inner.book().invitations.insert(room.clone()) {
+            info!(%room, %inviter, "invited to a room");
+            out.push(RemoteEvent::Invited {
+                room: crate::address::room_address(room),
+                by: crate::address::user_address(&inviter),
+                reason: invite.content_str("reason").map(str::to_owned),
+            });
+        }
+        return;
+    }
+    if inner.book().direct.contains_key(room) {
         return;
     }
     let request = join_room_by_id::v3::Request::new(room.clone());
