@@ -211,12 +211,7 @@ impl Pending {
         let result = if records.is_empty() && self.messages.is_empty() {
             Ok(())
         } else {
-            let rows = records.len() + self.messages.len();
-            let messages = &self.messages;
-            with_retries("writing the archive and message ids", rows, || {
-                store.write_batch(messages, &records)
-            })
-            .await
+            write_with_retries(store, &self.messages, &records).await
         };
         lock(&self.unwritten).drain(..records.len());
         self.messages.clear();
@@ -264,24 +259,31 @@ async fn run(
     let _ = pending.write(&store).await;
 }
 
-/// One batched write, tried [`WRITE_ATTEMPTS`] times with growing pauses;
-/// a batch that still fails is logged as lost.
-async fn with_retries<F, Fut>(what: &str, rows: usize, write: F) -> Result<(), String>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
-{
+/// One batch, tried [`WRITE_ATTEMPTS`] times with growing pauses; a batch
+/// that still fails is logged as lost.
+async fn write_with_retries(
+    store: &Store,
+    messages: &[ArchivedMessage],
+    records: &[MessageRecord],
+) -> Result<(), String> {
     let mut attempt = 1;
     loop {
-        match write().await {
+        match store.write_batch(messages, records).await {
             Ok(()) => return Ok(()),
             Err(e) if attempt < WRITE_ATTEMPTS => {
-                warn!(attempt, "{what} failed; retrying: {e}");
+                warn!(
+                    attempt,
+                    "writing the archive and message ids failed; retrying: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100) * attempt).await;
                 attempt += 1;
             }
             Err(e) => {
-                error!(rows, "{what} failed; these rows are lost: {e}");
+                error!(
+                    messages = messages.len(),
+                    records = records.len(),
+                    "writing the archive and message ids failed; these rows are lost: {e}"
+                );
                 return Err(e.to_string());
             }
         }

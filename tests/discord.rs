@@ -350,14 +350,7 @@ async fn a_channel_is_a_room_and_messages_flow_both_ways() {
     );
 
     // disco#items on the guild lists its text channels (not the hidden one).
-    let items = s
-        .alice
-        .iq(
-            &format!("{}@{GW}", c.guild),
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
-        )
-        .await;
+    let items = s.alice.disco_items(&format!("{}@{GW}", c.guild)).await;
     let listed: Vec<String> = items
         .children()
         .flat_map(|q| q.children())
@@ -372,14 +365,7 @@ async fn a_channel_is_a_room_and_messages_flow_both_ways() {
         ]
     );
     // ... and disco#items on the gateway lists the guilds.
-    let top = s
-        .alice
-        .iq(
-            GW,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
-        )
-        .await;
+    let top = s.alice.disco_items(GW).await;
     assert!(
         String::from(&top).contains(&format!("jid='{}@{GW}'", c.guild)),
         "{}",

@@ -510,14 +510,7 @@ async fn channel_list_nick_change_and_closing_after_the_last_part() {
         bob.join(chan).await;
     }
     let server = format!("localhost@{GW}");
-    let list = s
-        .alice
-        .iq(
-            &server,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
-        )
-        .await;
+    let list = s.alice.disco_items(&server).await;
     let xml = String::from(&list);
     for chan in ["#alpha", "#beta", "#gamma"] {
         assert!(
@@ -1289,14 +1282,7 @@ async fn users_configure_their_own_server_settings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_lists_its_servers_to_a_registered_user() {
     let mut s = setup().await;
-    let items = s
-        .alice
-        .iq(
-            GW,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
-        )
-        .await;
+    let items = s.alice.disco_items(GW).await;
     assert_eq!(attr(&items, "type"), "result");
     assert!(
         String::from(&items).contains(&format!("jid='localhost@{GW}'")),

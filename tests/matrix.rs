@@ -490,14 +490,7 @@ async fn a_room_is_a_muc_with_occupants_subject_and_messages_both_ways() {
     assert_eq!(standing(&own), ("member".into(), "participant".into()));
 
     // disco#items on the gateway lists the joined room, by its alias.
-    let items = s
-        .alice
-        .iq(
-            GW,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
-        )
-        .await;
+    let items = s.alice.disco_items(GW).await;
     assert!(
         String::from(&items).contains(&format!("jid='{room_jid}'")),
         "{}",
@@ -669,12 +662,7 @@ async fn a_room_is_a_muc_with_occupants_subject_and_messages_both_ways() {
                 && attr(p, "type").is_empty()
         })
         .await;
-    dave.call(
-        Method::POST,
-        &format!("/rooms/{}/leave", world::synapse::encode(&room)),
-        Some(json!({})),
-    )
-    .await;
+    dave.room_action(&room, "leave", json!({})).await;
     s.alice
         .expect(WAIT, |p| {
             p.name() == "presence"
@@ -684,10 +672,10 @@ async fn a_room_is_a_muc_with_occupants_subject_and_messages_both_ways() {
         .await;
 
     // Kicked on Matrix: the user's own occupant is gone with 307.
-    bob.call(
-        Method::POST,
-        &format!("/rooms/{}/kick", world::synapse::encode(&room)),
-        Some(json!({"user_id": s.matrix_alice.user_id, "reason": "enough"})),
+    bob.room_action(
+        &room,
+        "kick",
+        json!({"user_id": s.matrix_alice.user_id, "reason": "enough"}),
     )
     .await;
     let kicked = s
@@ -1571,14 +1559,7 @@ async fn a_room_without_alias_is_joined_by_its_id_capitals_and_all() {
     bob.expect_event(&room, WAIT, |e| e["content"]["body"] == "found it")
         .await;
     // The gateway lists it under the same JID.
-    let items = s
-        .alice
-        .iq(
-            GW,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
-        )
-        .await;
+    let items = s.alice.disco_items(GW).await;
     assert!(
         String::from(&items).contains(&format!("jid='{room_jid}'")),
         "{}",
@@ -1732,10 +1713,10 @@ async fn invitations_to_rooms_both_ways() {
         .await;
 
     // Matrix → XMPP: a mediated invitation from the room, naming the inviter.
-    bob.call(
-        Method::POST,
-        &format!("/rooms/{}/invite", world::synapse::encode(&room)),
-        Some(json!({ "user_id": s.matrix_alice.user_id, "reason": "come in" })),
+    bob.room_action(
+        &room,
+        "invite",
+        json!({ "user_id": s.matrix_alice.user_id, "reason": "come in" }),
     )
     .await;
     let invitation = s

@@ -52,8 +52,15 @@ impl UserSession {
         }
     }
 
-    /// A remote room message, shown under `stanza_id`.
-    pub(super) fn archive_remote(&self, room: &RemoteAddress, m: &RemoteMessage, stanza_id: &str) {
+    /// A remote room message, shown under `stanza_id` with `body` (its text
+    /// and attachment links).
+    pub(super) fn archive_remote(
+        &self,
+        room: &RemoteAddress,
+        m: &RemoteMessage,
+        body: &str,
+        stanza_id: &str,
+    ) {
         let nick = clean_text(m.nick.as_deref().unwrap_or(m.sender.as_str()));
         self.archive(
             room,
@@ -61,10 +68,7 @@ impl UserSession {
                 remote_id: Some(m.id.clone()),
                 sender: Some(m.sender.to_string()),
                 // Attachments are kept as their links, as clients without OOB see them.
-                body: shown_body(
-                    &crate::xmpp::message::body_with_attachments(&m.body, &m.attachments),
-                    m.kind,
-                ),
+                body: shown_body(body, m.kind),
                 ts_ms: m.timestamp_ms.unwrap_or_else(now_ms),
                 ..self.archived(room, stanza_id, &nick)
             },

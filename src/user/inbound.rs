@@ -353,12 +353,7 @@ impl UserSession {
             }
         }
         if let Some(target) = &incoming.retract {
-            if !self.gw.info.capabilities.retractions {
-                // Before the lookup: on such networks own ids are not kept for long.
-                return Err(Failure::not_implemented(
-                    "this network cannot retract messages",
-                ));
-            }
+            network_can(self.gw.info.capabilities.retractions, "retract messages")?;
             let record = self.own_message(address, target).await?;
             session
                 .retract_message(address, &record.remote_id)
@@ -368,10 +363,7 @@ impl UserSession {
             return Ok(());
         }
         if let Some((target, emojis)) = &incoming.reactions {
-            if !self.gw.info.capabilities.reactions {
-                // Before the lookup: on such networks others' ids are not kept.
-                return Err(Failure::not_implemented("this network has no reactions"));
-            }
+            network_can(self.gw.info.capabilities.reactions, "react to messages")?;
             let record = self.visible_message(address, target).await?;
             session
                 .react(address, &record.remote_id, emojis.clone())
@@ -420,11 +412,7 @@ impl UserSession {
             attachments: incoming.attachments.clone(),
         };
         if let Some(target) = &incoming.replace {
-            if !self.gw.info.capabilities.edits {
-                return Err(Failure::not_implemented(
-                    "this network cannot edit messages",
-                ));
-            }
+            network_can(self.gw.info.capabilities.edits, "edit messages")?;
             let record = self.own_message(address, target).await?;
             let new_id = session
                 .edit_message(address, &record.remote_id, outgoing)
@@ -678,5 +666,18 @@ impl UserSession {
         if emptied && !self.settings_of(address).persistent {
             self.forget_room(address).await;
         }
+    }
+}
+
+/// Refuse what the network cannot do at all, before any id lookup: where
+/// nothing refers back to messages, their ids are not kept, and a lookup
+/// would answer `item-not-found` instead of `feature-not-implemented`.
+fn network_can(capable: bool, what: &str) -> Result<(), Failure> {
+    if capable {
+        Ok(())
+    } else {
+        Err(Failure::not_implemented(format!(
+            "this network cannot {what}"
+        )))
     }
 }

@@ -339,11 +339,11 @@ impl UserSession {
             .timestamp_ms
             .filter(|ts| now_ms() - ts > DELAY_THRESHOLD_MS);
         let room_ref = m.room.clone();
+        let body = message::body_with_attachments(&m.body, &m.attachments);
         // Archived before it is shown: a client that saw it finds it in MAM.
         if let Some(room) = &m.room {
-            self.archive_remote(room, &m, &stanza_id);
+            self.archive_remote(room, &m, &body, &stanza_id);
         }
-        let body = message::body_with_attachments(&m.body, &m.attachments);
         self.deliver(room_ref.as_ref(), |to| {
             let mut stanza = message::text(
                 type_.clone(),

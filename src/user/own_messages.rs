@@ -9,9 +9,8 @@
 
 use std::collections::VecDeque;
 
-use crate::store::MessageRecord;
-
 use crate::gateway::Gateway;
+use crate::store::MessageRecord;
 
 /// Most own messages remembered while waiting for their echo; past this the
 /// oldest is dropped (its echo is long overdue, or the network never echoes).
@@ -38,9 +37,7 @@ impl AwaitingEcho {
             .position(|r| r.remote_id == remote_id && r.chat == chat)?;
         self.0.remove(at)
     }
-}
 
-impl AwaitingEcho {
     /// Remember one of the user's own messages, sent to the network through
     /// the gateway `gw`. (A method here rather than on `UserSession`, so that
     /// it borrows only this field while the session is in use.)

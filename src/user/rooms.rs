@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role};
+use estuary_bridge::{Affiliation, Occupant, RemoteAddress, Role, Standing};
 use xmpp_parsers::jid::{FullJid, Jid};
 
 use crate::gateway::Gateway;
@@ -26,44 +26,10 @@ pub struct RoomState {
 /// The occupants of one room, by nick.
 ///
 /// Every user of a busy channel has one of these per room, so it is kept
-/// compact: the nick is stored once (as the key) and the rest in a small
+/// compact: the nick is stored once (as the key) and the rest in a
 /// [`Standing`], rather than as whole [`Occupant`]s.
 #[derive(Debug, Default)]
 pub struct OccupantList(BTreeMap<Box<str>, Standing>);
-
-/// What is remembered of an occupant besides the nick.
-#[derive(Debug, Clone)]
-struct Standing {
-    user: Option<RemoteAddress>,
-    status: Option<Box<str>>,
-    affiliation: Affiliation,
-    role: Role,
-    show: PresenceShow,
-}
-
-impl Standing {
-    fn of(occupant: Occupant) -> (Box<str>, Standing) {
-        let standing = Standing {
-            user: occupant.user,
-            status: occupant.status.map(String::into_boxed_str),
-            affiliation: occupant.affiliation,
-            role: occupant.role,
-            show: occupant.show,
-        };
-        (occupant.nick.into_boxed_str(), standing)
-    }
-
-    fn occupant(&self, nick: &str) -> Occupant {
-        Occupant {
-            user: self.user.clone(),
-            nick: nick.to_owned(),
-            affiliation: self.affiliation,
-            role: self.role,
-            show: self.show,
-            status: self.status.as_deref().map(str::to_owned),
-        }
-    }
-}
 
 impl OccupantList {
     pub fn insert(&mut self, occupant: Occupant) {

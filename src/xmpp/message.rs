@@ -255,7 +255,13 @@ pub const NS_OOB: &str = "jabber:x:oob";
 /// line of its own, so that clients without XEP-0066 still show them. A lone
 /// attachment without text is the link alone, which clients such as
 /// Conversations show inline when it equals the OOB URL.
-pub fn body_with_attachments(text: &str, attachments: &[estuary_bridge::Attachment]) -> String {
+pub fn body_with_attachments<'a>(
+    text: &'a str,
+    attachments: &[estuary_bridge::Attachment],
+) -> std::borrow::Cow<'a, str> {
+    if attachments.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
     let mut body = text.to_owned();
     for attachment in attachments {
         if !body.is_empty() {
@@ -263,7 +269,7 @@ pub fn body_with_attachments(text: &str, attachments: &[estuary_bridge::Attachme
         }
         body.push_str(&attachment.url);
     }
-    body
+    std::borrow::Cow::Owned(body)
 }
 
 /// `<x xmlns='jabber:x:oob'><url/><desc/></x>` for one attachment.

@@ -5,8 +5,8 @@ use xmpp_parsers::minidom::Element;
 
 use super::mam::NS_MAM;
 use super::xml::{
-    element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_GATEWAY, NS_MUC, NS_PING,
-    NS_REGISTER, NS_VERSION,
+    clean_text, element, text_element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS,
+    NS_GATEWAY, NS_MUC, NS_PING, NS_REGISTER, NS_VERSION,
 };
 
 /// disco#info of the gateway domain.
@@ -32,26 +32,20 @@ pub fn gateway_info(info: &NetworkInfo) -> Element {
     with_features(query, &features)
 }
 
-/// disco#info of a remote entity, from its kind alone.
 /// XEP-0054 vcard-temp.
 pub const NS_VCARD: &str = "vcard-temp";
 
 /// A contact's vCard from what the network tells.
 pub fn vcard(info: &estuary_bridge::ContactInfo) -> Element {
     let mut card = element("vCard", NS_VCARD);
-    if let Some(name) = &info.full_name {
-        card = card.append(
-            element("FN", NS_VCARD)
-                .append(super::xml::clean_text(name).into_owned())
-                .build(),
-        );
-    }
-    if let Some(nick) = &info.nickname {
-        card = card.append(
-            element("NICKNAME", NS_VCARD)
-                .append(super::xml::clean_text(nick).into_owned())
-                .build(),
-        );
+    for (field, value) in [("FN", &info.full_name), ("NICKNAME", &info.nickname)] {
+        if let Some(value) = value {
+            card = card.append(text_element(
+                field,
+                NS_VCARD,
+                clean_text(value).into_owned(),
+            ));
+        }
     }
     card.build()
 }
@@ -59,18 +53,13 @@ pub fn vcard(info: &estuary_bridge::ContactInfo) -> Element {
 /// XEP-0425 message moderation.
 pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
 
+/// disco#info of a remote entity, from its kind alone.
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
+    const ROOM: &[&str] = &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS, NS_MODERATE];
     let (category, type_, features): (&str, &str, &[&str]) = match kind {
-        AddressKind::Room if info.capabilities.moderation => (
-            "conference",
-            "text",
-            &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS, NS_MODERATE],
-        ),
-        AddressKind::Room => (
-            "conference",
-            "text",
-            &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS],
-        ),
+        // Moderation is advertised only where the network allows it.
+        AddressKind::Room if info.capabilities.moderation => ("conference", "text", ROOM),
+        AddressKind::Room => ("conference", "text", &ROOM[..ROOM.len() - 1]),
         AddressKind::User => ("client", "pc", &[NS_DISCO_INFO]),
         AddressKind::Server => ("gateway", info.kind, &[NS_DISCO_INFO, NS_DISCO_ITEMS]),
     };

@@ -177,6 +177,16 @@ impl XmppClient {
 
     /// Sends an iq of `type_` ("get"/"set") carrying `payload` to `to` and
     /// returns the whole reply (type result or error). Waits 10 s.
+    /// disco#items of `to`: the whole reply.
+    pub async fn disco_items(&mut self, to: &str) -> Element {
+        self.iq(
+            to,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#items'/>"),
+        )
+        .await
+    }
+
     pub async fn iq(&mut self, to: &str, type_: &str, payload: Element) -> Element {
         let id = next_id();
         let mut iq = el(&format!(

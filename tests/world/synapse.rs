@@ -537,6 +537,17 @@ impl MatrixUser {
         .await;
     }
 
+    /// `POST /rooms/{room}/{action}` (invite, kick, ban, leave …); the reply.
+    pub async fn room_action(
+        &self,
+        room: &str,
+        action: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let path = format!("/rooms/{}/{action}", encode(room));
+        self.call(reqwest::Method::POST, &path, Some(body)).await
+    }
+
     /// Sends a message-like event; returns its event ID.
     pub async fn send(&self, room: &str, kind: &str, content: serde_json::Value) -> String {
         let path = format!("/rooms/{}/send/{kind}/{}", encode(room), self.txn());
@@ -636,7 +647,6 @@ impl MatrixUser {
         }
     }
 
-    /// Whether `/sync` shows `user` typing in `room` within `timeout`.
     /// Whether `user` has a read receipt on `event` in `room`, within `timeout`.
     pub async fn sees_read_receipt(
         &self,
@@ -644,6 +654,31 @@ impl MatrixUser {
         user: &str,
         event: &str,
         timeout: Duration,
+    ) -> bool {
+        self.sees_ephemeral(room, "m.receipt", timeout, |content| {
+            !content[event]["m.read"][user].is_null()
+        })
+        .await
+    }
+
+    /// Whether `/sync` shows `user` typing in `room` within `timeout`.
+    pub async fn sees_typing(&self, room: &str, user: &str, timeout: Duration) -> bool {
+        self.sees_ephemeral(room, "m.typing", timeout, |content| {
+            content["user_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|id| id == user))
+        })
+        .await
+    }
+
+    /// Whether `/sync` shows, within `timeout`, an ephemeral event of `kind`
+    /// in `room` whose content matches.
+    async fn sees_ephemeral(
+        &self,
+        room: &str,
+        kind: &str,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
     ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut since: Option<String> = None;
@@ -657,36 +692,9 @@ impl MatrixUser {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|e| e["type"] == "m.receipt")
-                .any(|e| !e["content"][event]["m.read"][user].is_null());
+                .filter(|e| e["type"] == kind)
+                .any(|e| matches(&e["content"]));
             if seen {
-                return true;
-            }
-            since = reply["next_batch"].as_str().map(str::to_owned);
-        }
-        false
-    }
-
-    pub async fn sees_typing(&self, room: &str, user: &str, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut since: Option<String> = None;
-        while tokio::time::Instant::now() < deadline {
-            let path = match &since {
-                Some(token) => format!("/sync?timeout=1000&since={}", encode(token)),
-                None => "/sync?timeout=0".to_owned(),
-            };
-            let reply = self.call(reqwest::Method::GET, &path, None).await;
-            let typing = reply["rooms"]["join"][room]["ephemeral"]["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|e| e["type"] == "m.typing")
-                .any(|e| {
-                    e["content"]["user_ids"]
-                        .as_array()
-                        .is_some_and(|ids| ids.iter().any(|id| id == user))
-                });
-            if typing {
                 return true;
             }
             since = reply["next_batch"].as_str().map(str::to_owned);

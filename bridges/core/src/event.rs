@@ -68,6 +68,56 @@ pub struct Occupant {
     pub status: Option<String>,
 }
 
+/// An occupant without the nick, for member lists keyed by nick. A gateway
+/// keeps such a list per user and room (the core, and the IRC bridge per
+/// connection), so this stays small and the [`Occupant`] is built only when
+/// an event needs one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub user: Option<RemoteAddress>,
+    pub status: Option<Box<str>>,
+    pub affiliation: Affiliation,
+    pub role: Role,
+    pub show: PresenceShow,
+}
+
+impl Standing {
+    /// Someone with this standing, present, with no status and no known user.
+    pub fn new(affiliation: Affiliation, role: Role) -> Standing {
+        Standing {
+            user: None,
+            status: None,
+            affiliation,
+            role,
+            show: PresenceShow::Online,
+        }
+    }
+
+    /// An occupant split into its nick and the rest.
+    pub fn of(occupant: Occupant) -> (Box<str>, Standing) {
+        let standing = Standing {
+            user: occupant.user,
+            status: occupant.status.map(String::into_boxed_str),
+            affiliation: occupant.affiliation,
+            role: occupant.role,
+            show: occupant.show,
+        };
+        (occupant.nick.into_boxed_str(), standing)
+    }
+
+    /// The occupant with this standing under `nick`.
+    pub fn occupant(&self, nick: &str) -> Occupant {
+        Occupant {
+            user: self.user.clone(),
+            nick: nick.to_owned(),
+            affiliation: self.affiliation,
+            role: self.role,
+            show: self.show,
+            status: self.status.as_deref().map(str::to_owned),
+        }
+    }
+}
+
 /// A message that arrived from the remote network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteMessage {

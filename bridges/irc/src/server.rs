@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use estuary_bridge::{
     Affiliation, BridgeError, EventSender, MessageKind, Occupant, PresenceShow, RemoteAddress,
-    RemoteEvent, RemoteMessage, Role, RoomInfo,
+    RemoteEvent, RemoteMessage, Role, RoomInfo, Standing,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -120,33 +120,17 @@ pub fn spawn(
 
 /// Someone in a channel (the nick is the key of `Channel::members`): what
 /// the XMPP side sees, plus the prefix modes held, which role and affiliation
-/// changes are computed from. Every IRC connection keeps the member list of
-/// each of its channels, so this stays small and the [`Occupant`] is built
-/// only when an event needs one.
+/// changes are computed from.
 struct Member {
     modes: Vec<char>,
-    status: Option<Box<str>>,
-    affiliation: Affiliation,
-    role: Role,
-    show: PresenceShow,
+    standing: Standing,
 }
 
 impl Member {
     fn new(affiliation: Affiliation, role: Role, modes: Vec<char>) -> Member {
         Member {
             modes,
-            status: None,
-            affiliation,
-            role,
-            show: PresenceShow::Online,
-        }
-    }
-
-    fn occupant(&self, nick: &str) -> Occupant {
-        Occupant {
-            status: self.status.as_deref().map(str::to_owned),
-            show: self.show,
-            ..occupant(nick, self.affiliation, self.role)
+            standing: Standing::new(affiliation, role),
         }
     }
 }
@@ -664,9 +648,9 @@ impl ServerTask {
                 let mut others = Vec::new();
                 for (nick, m) in &ch.members {
                     if isupport.fold(nick) == my_folded {
-                        own = Some(m.occupant(nick));
+                        own = Some(m.standing.occupant(nick));
                     } else {
-                        others.push(m.occupant(nick));
+                        others.push(m.standing.occupant(nick));
                     }
                 }
                 let own = own.unwrap_or_else(|| {
@@ -880,8 +864,8 @@ impl ServerTask {
                     member.modes.retain(|m| *m != change.mode);
                 }
                 let (affiliation, role) = modes::standing_for_modes(member.modes.iter().copied());
-                member.affiliation = affiliation;
-                member.role = role;
+                member.standing.affiliation = affiliation;
+                member.standing.role = role;
                 changed.push((nick.to_owned(), affiliation, role));
             }
             if !ch.joined {
@@ -916,10 +900,10 @@ impl ServerTask {
         let mut updates = Vec::new();
         for ch in self.channels.values_mut() {
             if let Some(member) = ch.members.get_mut(nick.as_str()) {
-                member.show = show;
-                member.status = status.as_deref().map(Box::from);
+                member.standing.show = show;
+                member.standing.status = status.as_deref().map(Box::from);
                 if ch.joined {
-                    updates.push((ch.name.clone(), member.occupant(&nick)));
+                    updates.push((ch.name.clone(), member.standing.occupant(&nick)));
                 }
             }
         }
@@ -1055,14 +1039,7 @@ fn unavailable() -> BridgeError {
 }
 
 fn occupant(nick: &str, affiliation: Affiliation, role: Role) -> Occupant {
-    Occupant {
-        user: None,
-        nick: nick.to_owned(),
-        affiliation,
-        role,
-        show: PresenceShow::Online,
-        status: None,
-    }
+    Standing::new(affiliation, role).occupant(nick)
 }
 
 /// Reconnection delay: exponential, capped at five minutes, with jitter.

@@ -89,6 +89,11 @@ pub fn room_address(room: &matrix_sdk::ruma::RoomId) -> RemoteAddress {
     }
 }
 
+/// `#alias:matrix.org` → `#alias%matrix.org` (aliases keep their case in JIDs).
+pub fn alias_address(alias: &matrix_sdk::ruma::RoomAliasId) -> RemoteAddress {
+    RemoteAddress::new(format!("#{}%{}", alias.alias(), alias.server_name()))
+}
+
 /// The address of a room ID given as text (`!AbC:example.org`).
 pub fn room_id_address(id: &str) -> Result<RemoteAddress, BridgeError> {
     let id = OwnedRoomId::try_from(id)

@@ -39,12 +39,20 @@ pub enum FetchError {
     Http(String),
 }
 
-/// A fetched file.
+/// A fetched file: what is known of it, and its bytes, kept apart so that
+/// the bytes can be handed to the upload without a copy.
 #[derive(Debug)]
 pub struct Fetched {
+    pub info: FileInfo,
     pub bytes: Vec<u8>,
-    pub content_type: String,
+}
+
+/// What is known of a fetched file.
+#[derive(Debug)]
+pub struct FileInfo {
     pub name: String,
+    pub content_type: String,
+    pub size: usize,
 }
 
 /// Fetch `url` under `policy`.
@@ -106,9 +114,12 @@ pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Fetched, FetchErro
         bytes.extend_from_slice(&chunk);
     }
     Ok(Fetched {
+        info: FileInfo {
+            name: file_name(&parsed),
+            content_type,
+            size: bytes.len(),
+        },
         bytes,
-        content_type,
-        name: file_name(&parsed),
     })
 }
 
@@ -151,8 +162,8 @@ fn is_public(ip: IpAddr) -> bool {
 }
 
 /// The `m.room.message` content for an uploaded file.
-pub fn content(fetched: &Fetched, name: Option<&str>, mxc: &str) -> Value {
-    let msgtype = match fetched.content_type.split('/').next() {
+pub fn content(file: &FileInfo, name: Option<&str>, mxc: &str) -> Value {
+    let msgtype = match file.content_type.split('/').next() {
         Some("image") => "m.image",
         Some("video") => "m.video",
         Some("audio") => "m.audio",
@@ -160,10 +171,10 @@ pub fn content(fetched: &Fetched, name: Option<&str>, mxc: &str) -> Value {
     };
     json!({
         "msgtype": msgtype,
-        "body": name.unwrap_or(&fetched.name),
-        "filename": fetched.name,
+        "body": name.unwrap_or(&file.name),
+        "filename": file.name,
         "url": mxc,
-        "info": { "mimetype": fetched.content_type, "size": fetched.bytes.len() },
+        "info": { "mimetype": file.content_type, "size": file.size },
     })
 }
 
@@ -211,10 +222,10 @@ mod tests {
 
     #[test]
     fn msgtype_follows_the_content_type() {
-        let fetched = |t: &str| Fetched {
-            bytes: vec![1, 2, 3],
-            content_type: t.into(),
+        let fetched = |t: &str| FileInfo {
             name: "f".into(),
+            content_type: t.into(),
+            size: 3,
         };
         assert_eq!(
             content(&fetched("image/png"), None, "mxc://a/b")["msgtype"],

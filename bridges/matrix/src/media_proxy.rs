@@ -32,6 +32,8 @@ pub struct MediaProxy {
     key: Vec<u8>,
     sessions: Mutex<Vec<Weak<Inner>>>,
     max_bytes: u64,
+    /// One client for every request, so connections to the homeserver are reused.
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for MediaProxy {
@@ -58,6 +60,7 @@ impl MediaProxy {
             key,
             sessions: Mutex::new(Vec::new()),
             max_bytes,
+            http: reqwest::Client::new(),
         });
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -89,7 +92,7 @@ impl MediaProxy {
         if !is_token(server) || !is_token(id) {
             return None;
         }
-        let signature = hex(&self.sign(server, id)[..SIGNATURE_BYTES]);
+        let signature = hex(&self.mac(server, id).finalize().into_bytes()[..SIGNATURE_BYTES]);
         let name = encode_segment(if name.is_empty() { "file" } else { name });
         Some(format!(
             "{}/{signature}/{server}/{id}/{name}",
@@ -97,23 +100,21 @@ impl MediaProxy {
         ))
     }
 
-    fn sign(&self, server: &str, id: &str) -> Vec<u8> {
+    /// The HMAC of one media address, before it is finished.
+    fn mac(&self, server: &str, id: &str) -> Signer {
         let mut mac = Signer::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(server.as_bytes());
         mac.update(b"/");
         mac.update(id.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+        mac
     }
 
+    /// Constant-time, so that a signature cannot be guessed byte by byte.
     fn verify(&self, signature: &str, server: &str, id: &str) -> bool {
         let Some(given) = unhex(signature) else {
             return false;
         };
-        let mut mac = Signer::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(server.as_bytes());
-        mac.update(b"/");
-        mac.update(id.as_bytes());
-        given.len() == SIGNATURE_BYTES && mac.verify_truncated_left(&given).is_ok()
+        given.len() == SIGNATURE_BYTES && self.mac(server, id).verify_truncated_left(&given).is_ok()
     }
 
     fn session(&self) -> Option<Arc<Inner>> {
@@ -140,12 +141,7 @@ async fn serve(
         "{}/_matrix/client/v1/media/download/{server}/{id}",
         client.homeserver().as_str().trim_end_matches('/')
     );
-    let reply = match reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-    {
+    let reply = match proxy.http.get(url).bearer_auth(token).send().await {
         Ok(reply) => reply,
         Err(e) => {
             warn!(error = %e, "the homeserver did not serve a file");
@@ -253,6 +249,7 @@ mod tests {
             key: vec![7; 32],
             sessions: Mutex::new(Vec::new()),
             max_bytes: 1024,
+            http: reqwest::Client::new(),
         }
     }
 

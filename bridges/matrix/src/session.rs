@@ -43,14 +43,14 @@ use matrix_sdk::ruma::events::{
 use matrix_sdk::ruma::presence::PresenceState;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::{
-    EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, UserId,
+    EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId, UserId,
 };
 use matrix_sdk::Client;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::address::{room_address, MatrixAddress};
+use crate::address::{alias_address, room_address, MatrixAddress};
 use crate::error::http_error;
 use crate::event::RawEvent;
 use crate::rooms::{Member, MucRoom, PowerLevels, RoomBook, SeenReaction};
@@ -155,11 +155,15 @@ impl Inner {
     }
 
     /// Upload a file to the user's homeserver; its `mxc://` URI.
-    pub async fn upload(&self, fetched: &crate::media::Fetched) -> Result<String, BridgeError> {
+    pub async fn upload(
+        &self,
+        file: &crate::media::FileInfo,
+        bytes: Vec<u8>,
+    ) -> Result<String, BridgeError> {
         use matrix_sdk::ruma::api::client::media::create_content;
-        let mut request = create_content::v3::Request::new(fetched.bytes.clone());
-        request.filename = Some(fetched.name.clone());
-        request.content_type = Some(fetched.content_type.clone());
+        let mut request = create_content::v3::Request::new(bytes);
+        request.filename = Some(file.name.clone());
+        request.content_type = Some(file.content_type.clone());
         let response = self
             .client
             .send(request)
@@ -186,9 +190,9 @@ impl Inner {
                 return None;
             }
         };
-        match self.upload(&fetched).await {
+        match self.upload(&fetched.info, fetched.bytes).await {
             Ok(mxc) => Some(crate::media::content(
-                &fetched,
+                &fetched.info,
                 attachment.name.as_deref(),
                 &mxc,
             )),
@@ -924,11 +928,8 @@ impl Session for MatrixSession {
             let name = self
                 .state_field(&room, StateEventType::RoomName, "name")
                 .await;
-            let address = match alias.as_deref().and_then(|a| a.strip_prefix('#')) {
-                Some(alias) => match alias.split_once(':') {
-                    Some((local, server)) => RemoteAddress::new(format!("#{local}%{server}")),
-                    None => room_address(&room),
-                },
+            let address = match alias.and_then(|a| OwnedRoomAliasId::try_from(a).ok()) {
+                Some(alias) => alias_address(&alias),
                 None => room_address(&room),
             };
             rooms.push(RoomInfo {

@@ -269,6 +269,29 @@ impl DiscordDouble {
 
     /// `user` posts `content` in `channel` as a reply to `reply_to`.
     pub fn post_reply(&self, user: u64, channel: u64, content: &str, reply_to: Option<u64>) -> u64 {
+        self.post_message(user, channel, content, reply_to, Vec::new())
+    }
+
+    /// `user` posts `content` with a file in `channel`; returns the message id.
+    pub fn post_with_file(
+        &self,
+        user: u64,
+        channel: u64,
+        content: &str,
+        file: (&str, &str),
+    ) -> u64 {
+        let file = (file.0.to_owned(), file.1.to_owned());
+        self.post_message(user, channel, content, None, vec![file])
+    }
+
+    fn post_message(
+        &self,
+        user: u64,
+        channel: u64,
+        content: &str,
+        reply_to: Option<u64>,
+        attachments: Vec<(String, String)>,
+    ) -> u64 {
         let mut state = self.lock();
         let guild_id = state.guild_of(channel);
         let author_name = state.user(user).username.clone();
@@ -284,35 +307,7 @@ impl DiscordDouble {
                 reply_to,
                 edited_ms: None,
                 deleted: false,
-                attachments: Vec::new(),
-            })
-            .id
-    }
-
-    /// `user` posts `content` with a file in `channel`; returns the message id.
-    pub fn post_with_file(
-        &self,
-        user: u64,
-        channel: u64,
-        content: &str,
-        file: (&str, &str),
-    ) -> u64 {
-        let mut state = self.lock();
-        let guild_id = state.guild_of(channel);
-        let author_name = state.user(user).username.clone();
-        state
-            .create_message(MessageRec {
-                id: 0,
-                channel_id: channel,
-                guild_id,
-                author_id: user,
-                author_name,
-                webhook_id: None,
-                content: content.to_owned(),
-                reply_to: None,
-                edited_ms: None,
-                deleted: false,
-                attachments: vec![(file.0.to_owned(), file.1.to_owned())],
+                attachments,
             })
             .id
     }
