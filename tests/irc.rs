@@ -161,34 +161,32 @@ async fn a_channel_round_trip_between_xmpp_and_irc() {
     assert!(twice.is_err(), "reflected twice");
 
     // IRC cannot edit, retract or react: each is refused as such, never sent as text.
-    s.alice
-        .send(el(&format!(
-            "<message to='{room}' type='groupchat' id='c1'><body>hello IRC</body>\
-             <replace xmlns='urn:xmpp:message-correct:0' id='x1'/></message>"
-        )))
-        .await;
-    let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "c1").await;
-    assert_eq!(attr(&refused, "type"), "error");
-    assert!(String::from(&refused).contains("feature-not-implemented"));
-    s.alice
-        .send(el(&format!(
-            "<message to='{room}' type='groupchat' id='r1'>\
-             <retract xmlns='urn:xmpp:message-retract:1' id='x1'/></message>"
-        )))
-        .await;
-    let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "r1").await;
-    assert_eq!(attr(&refused, "type"), "error");
-    assert!(String::from(&refused).contains("feature-not-implemented"));
-    s.alice
-        .send(el(&format!(
-            "<message to='{room}' type='groupchat' id='e1'>\
-             <reactions xmlns='urn:xmpp:reactions:0' id='x1'><reaction>👍</reaction></reactions>\
-             </message>"
-        )))
-        .await;
-    let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "e1").await;
-    assert_eq!(attr(&refused, "type"), "error");
-    assert!(String::from(&refused).contains("feature-not-implemented"));
+    for (id, payload) in [
+        (
+            "c1",
+            "<body>hello IRC</body><replace xmlns='urn:xmpp:message-correct:0' id='x1'/>",
+        ),
+        (
+            "r1",
+            "<retract xmlns='urn:xmpp:message-retract:1' id='x1'/>",
+        ),
+        (
+            "e1",
+            "<reactions xmlns='urn:xmpp:reactions:0' id='x1'><reaction>👍</reaction></reactions>",
+        ),
+    ] {
+        s.alice
+            .send(el(&format!(
+                "<message to='{room}' type='groupchat' id='{id}'>{payload}</message>"
+            )))
+            .await;
+        let refused = s.alice.expect(WAIT, |m| attr(m, "id") == id).await;
+        assert_eq!(attr(&refused, "type"), "error", "{id}");
+        assert!(
+            String::from(&refused).contains("feature-not-implemented"),
+            "{id}"
+        );
+    }
 
     // A long line is split under 512 bytes, on word boundaries, losing nothing.
     let words: Vec<String> = (0..200).map(|i| format!("word{i}")).collect();
