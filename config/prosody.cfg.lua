@@ -38,6 +38,18 @@ network_settings = { nagle = false }
 ---------------------------------------------------------------------------
 
 VirtualHost "example.org"
+    -- Optional: let the gateways put contacts straight into users' rosters
+    -- (XEP-0356), instead of sending a subscription request per contact.
+    -- Needs mod_privilege (Debian: apt install prosody-modules), enabled
+    -- here and in each Component block below, e.g.
+    --   modules_enabled = { "privilege" }
+    --   privileged_entities = {
+    --       ["matrix.example.org"] = { roster = "both" };
+    --       ["discord.example.org"] = { roster = "both" };
+    --   }
+    -- Estuary writes a roster only to add or remove its own gateway and
+    -- contacts.
+
     -- Prosody lists every Component that is a subdomain of a VirtualHost
     -- (irc.example.org here) in the host's service discovery by itself, so
     -- clients find the gateways under "Services" without anything more. A
@@ -61,6 +73,8 @@ Component "irc.example.org"
 
 Component "matrix.example.org"
     component_secret = "change-me-matrix-secret"
+    -- With the roster privilege above:
+    --   modules_enabled = { "privilege" }
 
 Component "discord.example.org"
     component_secret = "change-me-discord-secret"

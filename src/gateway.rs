@@ -1,13 +1,14 @@
 //! What every part of one gateway domain shares: its network, store, access
 //! list, and the way out to the XMPP server.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use estuary_bridge::{Network, NetworkInfo, RegistrationField};
 use tokio::sync::mpsc;
 use tracing::warn;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::message::Message;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::Presence;
@@ -18,6 +19,8 @@ use crate::archive::Archiver;
 use crate::message_map::MessageMap;
 use crate::store::Store;
 use crate::xmpp::errors::{self, Failure};
+use crate::xmpp::privilege::{self, RosterEdit};
+use crate::xmpp::stanza_id;
 
 pub struct Gateway {
     pub domain: String,
@@ -31,6 +34,8 @@ pub struct Gateway {
     pub archiver: Archiver,
     /// Remote message ids ↔ XMPP ids, written behind by the archiver.
     pub messages: MessageMap,
+    /// Servers that let the gateway write their users' rosters (XEP-0356).
+    roster_writers: Mutex<HashSet<String>>,
     out: mpsc::UnboundedSender<Stanza>,
 }
 
@@ -53,8 +58,30 @@ impl Gateway {
             network,
             store,
             access,
+            roster_writers: Mutex::new(HashSet::new()),
             out,
         })
+    }
+
+    /// What `server` said, when the link connected, about writing its users' rosters.
+    pub fn set_roster_privilege(&self, server: &str, granted: bool) {
+        let mut writers = self
+            .roster_writers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if granted {
+            writers.insert(server.to_owned());
+        } else {
+            writers.remove(server);
+        }
+    }
+
+    /// Whether the gateway may put contacts into the rosters of `server`'s users.
+    pub fn may_write_roster(&self, server: &str) -> bool {
+        self.roster_writers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(server)
     }
 
     /// Queue a stanza for the server. The link never drops it, so the only
@@ -71,6 +98,21 @@ impl Gateway {
 
     pub fn send_presence(&self, p: Presence) {
         self.send(Stanza::Presence(p));
+    }
+
+    /// Edit a user's roster, where their server granted the privilege;
+    /// false when it did not, and the caller falls back to presence
+    /// subscriptions. The server's answer comes back to the router, which
+    /// logs a refusal.
+    pub fn write_roster(&self, user: &BareJid, item: &BareJid, edit: RosterEdit) -> bool {
+        if !self.may_write_roster(user.domain().as_str()) {
+            return false;
+        }
+        let id = format!("roster-{}", stanza_id::fresh());
+        self.send(Stanza::Iq(privilege::roster_set(
+            id, &self.jid, user, item, edit,
+        )));
+        true
     }
 
     /// Answer a stanza with an error, unless it is one that must not be answered.

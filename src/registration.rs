@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use estuary_bridge::RemoteAddress;
+
 use tracing::{info, warn};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -14,9 +16,12 @@ use xmpp_parsers::stanza::Stanza;
 use crate::gateway::Gateway;
 use crate::router::RouterNote;
 use crate::store::Account;
+use crate::user;
+use crate::xmpp::address::bare_jid;
 use crate::xmpp::adhoc;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::forms::{registration_form, submitted_values, validate};
+use crate::xmpp::privilege::RosterEdit;
 use crate::xmpp::register::{self, RegisterRequest};
 use crate::xmpp::service;
 use crate::xmpp::xml::{NS_COMMANDS, NS_REGISTER};
@@ -150,8 +155,16 @@ async fn register_account(
     info!(new = !existed, "user registered");
     if !existed {
         // XEP-0100: the gateway asks to see the user's presence, which is how
-        // it learns when to log them in.
-        send_presence(gw, &bare, PresenceType::Subscribe);
+        // it learns when to log them in; with the roster privilege it puts
+        // itself in the roster instead.
+        let group = &gw.info.name;
+        let edit = RosterEdit::Add {
+            name: Some(group),
+            group,
+        };
+        if !gw.write_roster(&bare, &gw.jid.to_bare(), edit) {
+            send_presence(gw, &bare, PresenceType::Subscribe);
+        }
     }
     Ok(Some(RouterNote::Registered {
         account,
@@ -172,6 +185,7 @@ async fn unregister(gw: &Gateway, from: &Jid) -> Result<Option<RouterNote>, Fail
             warn!(error = %e, "the network side of the registration could not be ended");
         }
     }
+    let contacts = roster_contacts(gw, &bare).await;
     let existed = gw
         .store
         .delete_account(&gw.domain, bare.as_str())
@@ -181,14 +195,34 @@ async fn unregister(gw: &Gateway, from: &Jid) -> Result<Option<RouterNote>, Fail
         return Err(Failure::registration_required("you are not registered"));
     }
     info!("user unregistered");
-    for type_ in [
-        PresenceType::Unsubscribe,
-        PresenceType::Unsubscribed,
-        PresenceType::Unavailable,
-    ] {
-        send_presence(gw, &bare, type_);
+    for contact in &contacts {
+        gw.write_roster(&bare, contact, RosterEdit::Remove);
+    }
+    send_presence(gw, &bare, PresenceType::Unavailable);
+    if !gw.write_roster(&bare, &gw.jid.to_bare(), RosterEdit::Remove) {
+        send_presence(gw, &bare, PresenceType::Unsubscribe);
+        send_presence(gw, &bare, PresenceType::Unsubscribed);
     }
     Ok(Some(RouterNote::Unregistered { jid: bare }))
+}
+
+/// The contacts the gateway put in `user`'s roster, where it may take them
+/// out again; none without the roster privilege.
+async fn roster_contacts(gw: &Gateway, user: &BareJid) -> Vec<BareJid> {
+    if !gw.may_write_roster(user.domain().as_str()) {
+        return Vec::new();
+    }
+    match gw.store.address_settings(&gw.domain, user.as_str()).await {
+        Ok(rows) => rows
+            .into_iter()
+            .filter(|(_, json)| user::is_offered_marker(json))
+            .filter_map(|(address, _)| bare_jid(&RemoteAddress::new(address), &gw.domain).ok())
+            .collect(),
+        Err(e) => {
+            warn!("cannot list the contacts to take out of the roster: {e}");
+            Vec::new()
+        }
+    }
 }
 
 fn send_presence(gw: &Gateway, to: &BareJid, type_: PresenceType) {

@@ -24,10 +24,10 @@ use crate::store::Account;
 use crate::user::{self, UserCommand};
 use crate::xmpp::address::{self, Target};
 use crate::xmpp::errors::{reply_to_invalid, Failure};
-use crate::xmpp::service;
 use crate::xmpp::xml::{
     NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_GATEWAY, NS_PING, NS_REGISTER, NS_VERSION,
 };
+use crate::xmpp::{privilege, service};
 
 /// What background work (registration) tells the router when it is done.
 pub enum RouterNote {
@@ -169,6 +169,16 @@ impl Router {
         };
         let span = info_span!("stanza", user = %from.to_bare(), gateway = %self.gw.domain);
         async {
+            // The server's own privilege advertisement comes from its bare
+            // domain, which the access list does not name.
+            if let Stanza::Message(m) = &stanza {
+                if let Some(granted) = privilege::grants_roster_write(m) {
+                    info!(server = %from, granted, "the server's roster privilege (XEP-0356)");
+                    self.gw
+                        .set_roster_privilege(from.domain().as_str(), granted);
+                    return;
+                }
+            }
             if !self.gw.access.allows(&from) {
                 warn!("refusing a stanza from a sender who is not allowed");
                 self.gw.reply_error(
@@ -298,7 +308,11 @@ impl Router {
         let (payload, is_get) = match iq {
             Iq::Get { payload, .. } => (payload, true),
             Iq::Set { payload, .. } => (payload, false),
-            Iq::Result { .. } | Iq::Error { .. } => return,
+            Iq::Result { .. } => return,
+            Iq::Error { id, error, .. } => {
+                warn!(%id, ?error, "the server refused an iq the gateway sent");
+                return;
+            }
         };
         let ns = payload.ns();
         let name = payload.name();

@@ -100,8 +100,11 @@ async fn setup_unregistered() -> Setup<'static> {
 }
 
 async fn setup_unregistered_on(synapse: &Synapse) -> Setup<'_> {
+    setup_unregistered_with(synapse, Prosody::start(&[(GW, "secret")])).await
+}
+
+async fn setup_unregistered_with(synapse: &Synapse, prosody: Prosody) -> Setup<'_> {
     init_logging();
-    let prosody = Prosody::start(&[(GW, "secret")]);
     let dir = tempfile::tempdir().unwrap();
     let estuary = start_estuary(&prosody, dir.path()).await;
     let matrix_alice = MatrixUser::new(synapse, "alice", PASSWORD).await;
@@ -125,7 +128,10 @@ async fn setup() -> Setup<'static> {
 }
 
 async fn setup_on(synapse: &Synapse) -> Setup<'_> {
-    let mut s = setup_unregistered_on(synapse).await;
+    registered(setup_unregistered_on(synapse).await).await
+}
+
+async fn registered(mut s: Setup<'_>) -> Setup<'_> {
     let url = s.synapse.url();
     let user = s.matrix_alice.user_id.clone();
     let reply = register(&mut s.alice, &url, &user, Some(PASSWORD), None).await;
@@ -136,6 +142,13 @@ async fn setup_on(synapse: &Synapse) -> Setup<'_> {
         .send(el(&format!("<presence to='{GW}' type='subscribed'/>")))
         .await;
     s
+}
+
+/// A roster item of `jid` in a roster query or push.
+fn roster_item<'a>(query: &'a Element, jid: &str) -> Option<&'a Element> {
+    find_child(query, "query", "jabber:iq:roster")?
+        .children()
+        .find(|i| i.attr("jid") == Some(jid))
 }
 
 /// Submits the XEP-0077 form; returns the iq reply.
@@ -1463,7 +1476,7 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         .await;
     let xml = String::from(&banned);
     assert!(
-        xml.contains("code='307'") && xml.contains("banned"),
+        xml.contains("code='301'") && xml.contains("affiliation='outcast'"),
         "{xml}"
     );
 
@@ -1592,20 +1605,6 @@ async fn unregistering_logs_the_matrix_device_out() {
     assert_eq!(devices(&after), 1, "{after}");
 }
 
-/// A file served on loopback, as an XMPP server's HTTP upload would serve it.
-async fn file_server(body: &'static [u8], content_type: &'static str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = axum::Router::new().route(
-        "/upload/cat.png",
-        axum::routing::get(move || async move { ([("content-type", content_type)], body) }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://127.0.0.1:{port}/upload/cat.png")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_link_from_xmpp_becomes_matrix_media() {
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n not really an image, but bytes to compare";
@@ -1614,7 +1613,7 @@ async fn a_file_link_from_xmpp_becomes_matrix_media() {
     let (room, alias) = public_room(&bob, "files").await;
     let room_jid = jid_of(&alias);
     join(&mut s.alice, &room_jid, "alice").await;
-    let url = file_server(PNG, "image/png").await;
+    let url = world::file_server::serve(PNG, "image/png").await;
 
     // What Conversations and Dino send for an HTTP upload: the URL as body and as OOB.
     s.alice
@@ -1774,4 +1773,86 @@ async fn invitations_to_rooms_both_ways() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Where the server grants the roster privilege (XEP-0356), the gateway and
+/// each new contact go straight into the roster, named and grouped, with no
+/// request to accept; unregistering takes them out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_roster_privilege_contacts_are_put_in_the_roster() {
+    let prosody = Prosody::start_with_roster_privilege(&[(GW, "secret")]);
+    let mut s = registered(setup_unregistered_with(Synapse::shared(), prosody).await).await;
+    let bob = MatrixUser::new(s.synapse, "bob", "pw").await;
+    bob.call(
+        Method::PUT,
+        &format!(
+            "/profile/{}/displayname",
+            world::synapse::encode(&bob.user_id)
+        ),
+        Some(json!({"displayname": "Bob Builder"})),
+    )
+    .await;
+    let bob_jid = jid_of(&bob.user_id);
+    let get_roster = el("<query xmlns='jabber:iq:roster'/>");
+    // Servers push roster changes to resources that fetched the roster.
+    let roster = s
+        .alice
+        .iq("alice@localhost", "get", get_roster.clone())
+        .await;
+    let gateway = roster_item(&roster, GW).expect("the gateway is in the roster");
+    assert_eq!(gateway.attr("subscription"), Some("both"));
+    assert!(roster_item(&roster, &bob_jid).is_none());
+
+    s.alice.message(&bob_jid, "hi bob").await;
+    let dm = bob.expect_invite(WAIT).await;
+    bob.join(&dm).await;
+    bob.say(&dm, "hi alice").await;
+    let push = s
+        .alice
+        .expect(WAIT, |iq| {
+            iq.name() == "iq" && attr(iq, "type") == "set" && roster_item(iq, &bob_jid).is_some()
+        })
+        .await;
+    let item = roster_item(&push, &bob_jid).unwrap();
+    let xml = String::from(&push);
+    assert_eq!(item.attr("subscription"), Some("both"), "{xml}");
+    assert_eq!(item.attr("name"), Some("Bob Builder"), "{xml}");
+    let group = find_child(item, "group", "jabber:iq:roster").map(|g| g.text());
+    assert_eq!(group.as_deref(), Some("Matrix gateway"), "{xml}");
+
+    // It stays in the roster, and no subscription request came instead,
+    // neither from the contact nor from the gateway.
+    let roster = s
+        .alice
+        .iq("alice@localhost", "get", get_roster.clone())
+        .await;
+    let kept = roster_item(&roster, &bob_jid).expect("bob is in the roster");
+    assert_eq!(kept.attr("subscription"), Some("both"));
+    while let Some(stanza) = s.alice.recv(Duration::from_millis(500)).await {
+        assert!(
+            !(stanza.name() == "presence" && attr(&stanza, "type") == "subscribe"),
+            "a subscription request came as well: {}",
+            String::from(&stanza)
+        );
+    }
+
+    // Unregistering takes the contact and the gateway out of the roster.
+    let reply = s
+        .alice
+        .iq(
+            GW,
+            "set",
+            el("<query xmlns='jabber:iq:register'><remove/></query>"),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    for jid in [bob_jid.as_str(), GW] {
+        s.alice
+            .expect(WAIT, |iq| {
+                roster_item(iq, jid).is_some_and(|i| i.attr("subscription") == Some("remove"))
+            })
+            .await;
+    }
+    let roster = s.alice.iq("alice@localhost", "get", get_roster).await;
+    assert!(roster_item(&roster, &bob_jid).is_none() && roster_item(&roster, GW).is_none());
 }

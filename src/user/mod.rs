@@ -9,6 +9,7 @@ mod outbound;
 mod outbox;
 mod own_messages;
 mod room_settings;
+pub(crate) use contacts::is_offered_marker;
 pub use room_settings::RoomSettings;
 mod rooms;
 mod server_settings;

@@ -114,11 +114,12 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             by,
             reason,
             is_self,
+            banned,
         } => user.on_gone(
             &room,
             &nick,
             is_self,
-            &[muc::KICKED],
+            &[if banned { muc::BANNED } else { muc::KICKED }],
             reason.as_deref(),
             by.as_deref(),
         ),
@@ -532,8 +533,13 @@ impl UserSession {
         if is_self {
             statuses.insert(0, muc::SELF_PRESENCE);
         }
+        let affiliation = if codes.contains(&muc::BANNED) {
+            estuary_bridge::Affiliation::Outcast
+        } else {
+            occupant.as_ref().map(|o| o.affiliation).unwrap_or_default()
+        };
         let item = OccupantItem {
-            affiliation: occupant.as_ref().map(|o| o.affiliation).unwrap_or_default(),
+            affiliation,
             role: estuary_bridge::Role::None,
             nick: None,
             reason,

@@ -101,8 +101,9 @@ impl RoomSettings {
 }
 
 impl UserSession {
-    /// Read the user's settings of rooms and servers; a server's are handed
-    /// to the network session on login.
+    /// Read the user's settings of rooms and servers, and the contacts
+    /// already offered; a server's settings are handed to the network
+    /// session on login.
     pub(super) async fn load_settings(&mut self) {
         let rows = match self
             .gw
@@ -119,6 +120,10 @@ impl UserSession {
         for (address, json) in rows {
             let kind = self.gw.network.classify(&address);
             let address = RemoteAddress::new(address);
+            if super::contacts::is_offered_marker(&json) {
+                self.offered_contacts.insert(address);
+                continue;
+            }
             let read = match kind {
                 Ok(AddressKind::Room) => serde_json::from_str(&json).map(|settings| {
                     self.room_settings.insert(address.clone(), settings);

@@ -12,6 +12,7 @@ pub const SELF_PRESENCE: u16 = 110;
 pub const NON_ANONYMOUS: u16 = 100;
 pub const NICK_ASSIGNED: u16 = 210;
 pub const NICK_CHANGED: u16 = 303;
+pub const BANNED: u16 = 301;
 pub const KICKED: u16 = 307;
 pub const SHUTDOWN: u16 = 332;
 

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod discord;
+pub mod file_server;
 pub mod inspircd;
 pub mod irc_client;
 pub mod ports;

@@ -242,12 +242,14 @@ pub enum RemoteEvent {
         topic: String,
         by: Option<String>,
     },
+    /// Someone was put out of a room; `banned` when they may not come back.
     Kick {
         room: RemoteAddress,
         nick: String,
         by: Option<String>,
         reason: Option<String>,
         is_self: bool,
+        banned: bool,
     },
     RoleChange {
         room: RemoteAddress,

@@ -751,6 +751,8 @@ impl ServerTask {
                         by: line.nick().map(str::to_owned),
                         reason: line.params.get(2).map(|r| text::strip_formatting(r)),
                         is_self,
+                        // An IRC ban is a separate MODE +b.
+                        banned: false,
                     });
                 }
             }

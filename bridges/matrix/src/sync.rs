@@ -626,17 +626,13 @@ fn membership(
                 });
             } else {
                 let by = muc.members.get(sender).map(|m| m.nick.clone());
-                let reason = match (event.content_str("membership"), reason) {
-                    (Some("ban"), Some(r)) => Some(format!("banned: {r}")),
-                    (Some("ban"), None) => Some("banned".to_owned()),
-                    (_, r) => r,
-                };
                 out.push(RemoteEvent::Kick {
                     room: address.clone(),
                     nick,
                     by,
                     reason,
                     is_self,
+                    banned: event.content_str("membership") == Some("ban"),
                 });
             }
             if is_self {
