@@ -47,7 +47,12 @@ fn discord_gateway(domain: &str, double: &DiscordDouble, token: &str) -> Gateway
         host_domain: None,
         allowed: vec!["localhost".to_owned()],
         admins: vec![],
-        options: serde_json::json!({ "bot_token": token, "api_base": double.base_url() }),
+        // Files linked from XMPP are served on loopback in these tests.
+        options: serde_json::json!({
+            "bot_token": token,
+            "api_base": double.base_url(),
+            "fetch_private_media": true,
+        }),
     }
 }
 
@@ -92,6 +97,27 @@ async fn register(client: &mut XmppClient, gateway: &str) -> Element {
         .await
 }
 
+/// Asserts that `reply` is an error whose XML says `expected`.
+fn assert_refused(reply: &Element, expected: &str) {
+    let xml = String::from(reply);
+    assert_eq!(attr(reply, "type"), "error", "{xml}");
+    assert!(xml.contains(expected), "{xml}");
+}
+
+/// Register `client` with their own bot's token; returns the reply.
+async fn register_own_bot(client: &mut XmppClient, token: &str) -> Element {
+    client
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='token'><value>{token}</value></field></x></query>"
+            )),
+        )
+        .await
+}
+
 /// Prosody, the Discord double with its community, Estuary with the
 /// Discord bridge, and `alice` registered.
 async fn setup() -> Setup {
@@ -100,19 +126,24 @@ async fn setup() -> Setup {
 
 /// The same, with the double adjusted before the bot connects.
 async fn setup_with(adjust: impl FnOnce(&DiscordDouble)) -> Setup {
+    setup_configured(adjust, |_| {}).await
+}
+
+/// The same, with the gateway's options adjusted too.
+async fn setup_configured(
+    adjust: impl FnOnce(&DiscordDouble),
+    configure: impl FnOnce(&mut serde_json::Value),
+) -> Setup {
     init_logging();
     let prosody = Prosody::start(&[(GW, "secret")]);
     let (discord, c) = DiscordDouble::start_with_community(TOKEN).await;
     adjust(&discord);
     let dir = tempfile::tempdir().unwrap();
-    let estuary = start_estuary(&prosody, &dir, vec![discord_gateway(GW, &discord, TOKEN)]).await;
+    let mut gateway = discord_gateway(GW, &discord, TOKEN);
+    configure(&mut gateway.options);
+    let estuary = start_estuary(&prosody, &dir, vec![gateway]).await;
     discord.wait_for_bot(WAIT).await;
-    prosody.add_user("alice", "pw");
-    let mut alice =
-        XmppClient::connect(prosody.c2s_port(), "alice", "localhost", "pw", "res").await;
-    alice.send(el("<presence/>")).await;
-    let reply = register(&mut alice, GW).await;
-    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    let alice = another_user(&prosody, "alice").await;
     Setup {
         _prosody: prosody,
         discord,
@@ -121,6 +152,16 @@ async fn setup_with(adjust: impl FnOnce(&DiscordDouble)) -> Setup {
         _dir: dir,
         alice,
     }
+}
+
+/// A user of the XMPP server, online and registered with the gateway.
+async fn another_user(prosody: &Prosody, name: &str) -> XmppClient {
+    prosody.add_user(name, "pw");
+    let mut client = XmppClient::connect(prosody.c2s_port(), name, "localhost", "pw", "res").await;
+    client.send(el("<presence/>")).await;
+    let reply = register(&mut client, GW).await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    client
 }
 
 fn room(channel: u64) -> String {
@@ -846,17 +887,7 @@ async fn a_refused_token_is_a_clear_error_and_other_gateways_keep_running() {
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = register(&mut alice, BAD).await;
-    assert_eq!(
-        attr(&refused, "type"),
-        "error",
-        "{}",
-        String::from(&refused)
-    );
-    assert!(
-        String::from(&refused).contains("refused the gateway's bot token"),
-        "{}",
-        String::from(&refused)
-    );
+    assert_refused(&refused, "refused the gateway's bot token");
 
     // The good one works.
     discord.wait_for_bot(WAIT).await;
@@ -945,12 +976,7 @@ async fn xmpp_users_in_the_same_channel_see_each_other() {
     let mut s = setup().await;
     let c = s.c;
     join(&mut s.alice, c.general, "alice").await;
-    s._prosody.add_user("dave", "pw");
-    let mut dave =
-        XmppClient::connect(s._prosody.c2s_port(), "dave", "localhost", "pw", "res").await;
-    dave.send(el("<presence/>")).await;
-    let reply = register(&mut dave, GW).await;
-    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    let mut dave = another_user(&s._prosody, "dave").await;
     let occupants = join(&mut dave, c.general, "dave").await;
     let general = room(c.general);
     // dave sees alice among the occupants, and alice sees dave come in.
@@ -1173,33 +1199,172 @@ async fn a_contacts_vcard_gives_its_discord_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn moderation_from_xmpp_is_refused_as_it_would_use_the_bots_rights() {
+async fn moderation_from_xmpp_is_for_the_gateways_moderators_only() {
+    let mut s = setup_configured(
+        |_| {},
+        |options| options["moderators"] = serde_json::json!(["alice@localhost"]),
+    )
+    .await;
+    let c = s.c;
+    join(&mut s.alice, c.general, "alice").await;
+    let mut dave = another_user(&s._prosody, "dave").await;
+    let occupants = join(&mut dave, c.general, "dave").await;
+    let alice = occupants
+        .iter()
+        .find(|p| from(p, &format!("{}/alice", room(c.general))))
+        .expect("alice is in the room");
+    assert_eq!(
+        muc_item(alice),
+        ("admin".to_owned(), "moderator".to_owned())
+    );
+
+    let posted = s.discord.post(c.bob, c.general, "spam");
+    let seen_by = |m: &Element| body(m).as_deref() == Some("spam");
+    let dave_copy = dave.expect(WAIT, seen_by).await;
+    let alice_copy = s.alice.expect(WAIT, seen_by).await;
+
+    // dave is no moderator of the gateway: the bot's rights are not his.
+    let refused = dave
+        .iq(
+            &room(c.general),
+            "set",
+            moderation(&world::stanza_id(&dave_copy)),
+        )
+        .await;
+    assert_refused(&refused, "forbidden");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.discord.message(posted).is_some_and(|m| !m.deleted),
+        "the message was deleted"
+    );
+
+    // alice is: the bot deletes it, and dave sees it retracted.
+    let done = s
+        .alice
+        .iq(
+            &room(c.general),
+            "set",
+            moderation(&world::stanza_id(&alice_copy)),
+        )
+        .await;
+    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+    s.discord
+        .wait_until(WAIT, "the message deleted", |st| {
+            st.message(posted).is_some_and(|m| m.deleted)
+        })
+        .await;
+    dave.expect(WAIT, |m| {
+        find_child(m, "retract", "urn:xmpp:message-retract:1")
+            .is_some_and(|r| r.attr("id") == Some(world::stanza_id(&dave_copy).as_str()))
+    })
+    .await;
+    stop(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_from_xmpp_is_uploaded_to_discord() {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n not really an image, but bytes to compare";
     let mut s = setup().await;
     let c = s.c;
     join(&mut s.alice, c.general, "alice").await;
-    let posted = s.discord.post(c.bob, c.general, "mine, not yours");
-    let shown = s
-        .alice
-        .expect(WAIT, |m| body(m).as_deref() == Some("mine, not yours"))
+    let url = world::file_server::serve(PNG, "image/png").await;
+
+    // What HTTP-upload clients send: the URL as body and as OOB.
+    s.alice
+        .send(el(&format!(
+            "<message to='{}' type='groupchat' id='f1'><body>{url}</body>\
+             <x xmlns='jabber:x:oob'><url>{url}</url></x></message>",
+            room(c.general)
+        )))
         .await;
-    let stanza_id = world::stanza_id(&shown);
-    let refused = s
-        .alice
-        .iq(&room(c.general), "set", moderation(&stanza_id))
+    let posted = s
+        .discord
+        .wait_for_message(c.general, WAIT, |m| !m.files.is_empty())
         .await;
-    assert_eq!(attr(&refused, "type"), "error");
-    assert!(
-        String::from(&refused).contains("feature-not-implemented"),
-        "{}",
-        String::from(&refused)
+    assert_eq!(posted.content, "", "the file replaces its link");
+    assert_eq!(posted.author_name, "alice", "posted under her nick");
+    assert_eq!(posted.files[0].name, "cat.png");
+    assert_eq!(posted.files[0].bytes, PNG);
+    // Her own client sees what she sent, under her id.
+    let reflected = s.alice.expect(WAIT, |m| attr(m, "id") == "f1").await;
+    assert_eq!(body(&reflected).as_deref(), Some(url.as_str()));
+
+    // A link that cannot be fetched goes as the link.
+    let gone = url.replace("cat.png", "gone.png");
+    s.alice
+        .send(el(&format!(
+            "<message to='{}' type='groupchat'><body>{gone}</body>\
+             <x xmlns='jabber:x:oob'><url>{gone}</url></x></message>",
+            room(c.general)
+        )))
+        .await;
+    let link = s
+        .discord
+        .wait_for_message(c.general, WAIT, |m| m.content == gone)
+        .await;
+    assert!(link.files.is_empty());
+    stop(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_bot_carries_their_direct_messages() {
+    let mut s = setup().await;
+    let c = s.c;
+    let own_bot = s.discord.add_bot("alices-bot", "alice-token");
+
+    // A token Discord refuses is a clear error, and the registration stays as it was.
+    let refused = register_own_bot(&mut s.alice, "wrong-token").await;
+    assert_refused(&refused, "not-authorized");
+    let reply = register_own_bot(&mut s.alice, "alice-token").await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+
+    // Her chat to bob is a DM from her own bot, without her name in front.
+    // (The new login is done before her next stanza is handled.)
+    let bob = format!("{}@{GW}", c.bob);
+    s.alice
+        .send(el(&format!(
+            "<message to='{bob}' type='chat' id='own1'><body>psst</body></message>"
+        )))
+        .await;
+    s.discord
+        .wait_until(WAIT, "a DM channel of her bot", |st| {
+            st.messages.iter().any(|m| m.author_id == own_bot)
+        })
+        .await;
+    let dm_channel = s
+        .discord
+        .dm_channel_between(own_bot, c.bob)
+        .expect("a DM channel of her bot");
+    let dm = s.discord.wait_for_message(dm_channel, WAIT, |_| true).await;
+    assert_eq!(dm.content, "psst");
+    assert_eq!(dm.author_id, own_bot);
+    assert_eq!(
+        s.discord.dm_channel_of(c.bob),
+        None,
+        "not the gateway's bot"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        s.discord
-            .messages_in(c.general)
-            .iter()
-            .any(|m| m.id == posted && !m.deleted),
-        "the message was deleted"
-    );
+
+    // A correction edits it through her bot.
+    s.alice
+        .send(el(&format!(
+            "<message to='{bob}' type='chat' id='own2'><body>psst!</body>\
+             <replace xmlns='urn:xmpp:message-correct:0' id='own1'/></message>"
+        )))
+        .await;
+    s.discord
+        .wait_until(WAIT, "the DM edited", |st| {
+            st.message(dm.id).is_some_and(|m| m.content == "psst!")
+        })
+        .await;
+
+    // What bob writes to her bot comes from bob's JID.
+    s.discord.dm_bot_as(own_bot, c.bob, "what?");
+    let answer = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &bob) && body(m).as_deref() == Some("what?")
+        })
+        .await;
+    assert_eq!(attr(&answer, "type"), "chat");
     stop(s).await;
 }

@@ -204,8 +204,13 @@ impl UserSession {
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?
             .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))?;
+        let reason = moderate
+            .children()
+            .find(|c| c.name() == "reason")
+            .map(|r| r.text())
+            .filter(|r| !r.trim().is_empty());
         self.session()?
-            .retract_message(address, &record.remote_id)
+            .moderate_message(address, &record.remote_id, reason.as_deref())
             .await
             .map_err(Failure::from)?;
         self.gw.reply_result(iq, None);

@@ -16,6 +16,17 @@ pub struct OutgoingMessage {
     pub attachments: Vec<crate::Attachment>,
 }
 
+impl OutgoingMessage {
+    /// The file this message is, when it is nothing but a link to one (how
+    /// HTTP-upload clients send files). A link inside other text is text.
+    pub fn sole_file(&self) -> Option<&crate::Attachment> {
+        match self.attachments.as_slice() {
+            [file] if self.body.trim() == file.url => Some(file),
+            _ => None,
+        }
+    }
+}
+
 /// A room as listed by the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {
@@ -65,6 +76,18 @@ pub trait Session: Send + Sync {
 
     async fn retract_message(&self, _to: &RemoteAddress, _target: &str) -> Result<(), BridgeError> {
         unsupported("retractions")
+    }
+
+    /// A moderator removes someone else's message (XEP-0425). Whether the
+    /// user may is the network's decision; where its retraction already
+    /// checks that (Matrix power levels), this is a retraction.
+    async fn moderate_message(
+        &self,
+        room: &RemoteAddress,
+        target: &str,
+        _reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        self.retract_message(room, target).await
     }
 
     /// Set the user's reactions on a message to exactly `emojis`.
@@ -183,4 +206,30 @@ pub trait Session: Send + Sync {
 
     /// Leave the network cleanly; the session is dropped afterwards.
     async fn logout(&self) -> Result<(), BridgeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Attachment;
+
+    #[test]
+    fn a_message_that_is_only_a_link_is_a_file() {
+        let file = Attachment {
+            url: "https://up.example.org/a/cat.png".to_owned(),
+            name: None,
+        };
+        let message = |body: &str| OutgoingMessage {
+            body: body.to_owned(),
+            attachments: vec![file.clone()],
+            ..OutgoingMessage::default()
+        };
+        assert_eq!(message(&file.url).sole_file(), Some(&file));
+        assert_eq!(
+            message(&format!(" {}\n", file.url)).sole_file(),
+            Some(&file)
+        );
+        assert_eq!(message(&format!("look: {}", file.url)).sole_file(), None);
+        assert_eq!(OutgoingMessage::default().sole_file(), None);
+    }
 }

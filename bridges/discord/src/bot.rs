@@ -101,6 +101,9 @@ struct Relayed {
 
 pub struct Bot {
     pub(crate) options: DiscordOptions,
+    /// The XMPP user whose own bot this is (for their direct messages);
+    /// `None` for the gateway's bot.
+    owner: Option<String>,
     /// For the bridge's own REST calls.
     pub(crate) rest: Arc<Http>,
     cache: RwLock<Option<Arc<Cache>>>,
@@ -141,11 +144,27 @@ pub fn make_http(options: &DiscordOptions) -> Http {
 }
 
 impl Bot {
+    /// The gateway's bot, shared by every user.
     pub fn new(options: DiscordOptions) -> Arc<Bot> {
+        Self::build(options, None)
+    }
+
+    /// A user's own bot, registered with their token: their direct
+    /// messages go out from it, and every direct message to it is theirs.
+    pub fn personal(options: &DiscordOptions, token: &str, owner: &str) -> Arc<Bot> {
+        let options = DiscordOptions {
+            bot_token: token.to_owned(),
+            ..options.clone()
+        };
+        Self::build(options, Some(owner.to_owned()))
+    }
+
+    fn build(options: DiscordOptions, owner: Option<String>) -> Arc<Bot> {
         let (status, _) = watch::channel(BotStatus::Connecting);
         Arc::new(Bot {
             rest: Arc::new(make_http(&options)),
             options,
+            owner,
             cache: RwLock::new(None),
             status,
             user_id: AtomicU64::new(0),
@@ -227,7 +246,10 @@ impl Bot {
                 Err(e) => {
                     let e = DiscordError::from_serenity("check the bot token", e);
                     if e.status() == Some(401) {
-                        error!("Discord refused the bot token (401): the Discord gateway cannot work; check `bot_token` in [gateway.options]");
+                        error!(
+                            "Discord refused the bot token (401): {}",
+                            self.token_advice()
+                        );
                         self.status.send_replace(BotStatus::Failed(
                             DiscordError::TokenRefused.to_string(),
                         ));
@@ -270,7 +292,10 @@ impl Bot {
             };
             match ended {
                 Err(serenity::Error::Gateway(GatewayError::InvalidAuthentication)) => {
-                    error!("Discord's gateway refused the bot token: the Discord gateway stops");
+                    error!(
+                        "Discord's gateway refused the bot token: {}",
+                        self.token_advice()
+                    );
                     self.status
                         .send_replace(BotStatus::Failed(DiscordError::TokenRefused.to_string()));
                     self.broadcast(RemoteEvent::Disconnected { reason }).await;
@@ -300,6 +325,14 @@ impl Bot {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// What an admin (or the user, for their own bot) does about a refused token.
+    fn token_advice(&self) -> &'static str {
+        match self.owner {
+            None => "the Discord gateway cannot work; check `bot_token` in [gateway.options]",
+            Some(_) => "a user's own bot cannot connect; they must register a new token",
         }
     }
 
@@ -401,7 +434,9 @@ impl Bot {
                 Audience::RoomExcept(channel, except) => {
                     s.rooms.contains_key(channel) && *account != except
                 }
-                Audience::Direct(user) => s.dm_partners.contains(user),
+                Audience::Direct(user) => {
+                    s.dm_partners.contains(user) || self.owner.as_deref() == Some(account.as_str())
+                }
             })
             .map(|(_, s)| s.events.clone())
             .collect()
@@ -417,7 +452,13 @@ impl Bot {
         }
     }
 
+    /// Tell every user the connection was lost or is back. Not from a
+    /// user's own bot: their rooms are on the gateway's bot, and only their
+    /// direct messages wait for their own.
     async fn broadcast(&self, event: RemoteEvent) {
+        if self.owner.is_some() {
+            return;
+        }
         let all: Vec<EventSender> = self
             .subscribers
             .lock()
@@ -735,7 +776,7 @@ impl Bot {
         let event = if joined {
             RemoteEvent::Join {
                 room,
-                occupant: xmpp_occupant(nick),
+                occupant: self.xmpp_occupant(account, nick),
                 is_self: false,
                 nick_changed: false,
             }
@@ -758,9 +799,29 @@ impl Bot {
             .expect("not poisoned")
             .iter()
             .filter(|(account, _)| account.as_str() != except)
-            .filter_map(|(_, s)| s.rooms.get(&channel))
-            .map(|nick| xmpp_occupant(nick))
+            .filter_map(|(account, s)| Some(self.xmpp_occupant(account, s.rooms.get(&channel)?)))
             .collect()
+    }
+
+    /// Whether the admin named this XMPP user among the gateway's moderators.
+    pub fn is_moderator(&self, account: &str) -> bool {
+        self.options.moderators.iter().any(|m| m == account)
+    }
+
+    /// An XMPP user in a channel, as the others see them.
+    pub fn xmpp_occupant(&self, account: &str, nick: &str) -> Occupant {
+        let (affiliation, role) = match self.is_moderator(account) {
+            true => (Affiliation::Admin, Role::Moderator),
+            false => (Affiliation::Member, Role::Participant),
+        };
+        Occupant {
+            user: None,
+            nick: nick.to_owned(),
+            affiliation,
+            role,
+            show: PresenceShow::Online,
+            status: None,
+        }
     }
 
     /// The rooms of a login, with its nick in each.
@@ -1132,18 +1193,6 @@ impl Bot {
             status: None,
         });
         self.send_to(Audience::Direct(user), event).await;
-    }
-}
-
-/// Another XMPP user in a Discord channel, as an occupant.
-fn xmpp_occupant(nick: &str) -> Occupant {
-    Occupant {
-        user: None,
-        nick: nick.to_owned(),
-        affiliation: Affiliation::Member,
-        role: Role::Participant,
-        show: PresenceShow::Online,
-        status: None,
     }
 }
 

@@ -24,6 +24,7 @@ use estuary_bridge::{
     NetworkInfo, RegistrationField, Session,
 };
 use serenity::all::{GuildId, UserId};
+use tracing::warn;
 
 /// The serenity this bridge is built with, for tests that drive a bot of their own.
 pub use serenity;
@@ -76,6 +77,54 @@ impl Drop for DiscordNetwork {
     }
 }
 
+/// A user's own bot token, when they gave one.
+fn own_token(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|t| !t.is_empty())
+}
+
+impl DiscordNetwork {
+    /// A user's own token must be a bot's that Discord accepts: user
+    /// accounts (self-bots) are against Discord's terms.
+    async fn check_own_token(&self, token: &str) -> Result<(), BridgeError> {
+        let options = DiscordOptions {
+            bot_token: token.to_owned(),
+            ..self.bot.options.clone()
+        };
+        match bot::make_http(&options).get_current_user().await {
+            Ok(user) if user.bot => Ok(()),
+            Ok(_) => Err(BridgeError::BadRequest(
+                "that is not a bot's token: Estuary only uses bots, as Discord's terms require"
+                    .to_owned(),
+            )),
+            Err(e) => {
+                let e = DiscordError::from_serenity("check your bot's token", e);
+                Err(match e.status() {
+                    Some(401) => BridgeError::Auth("Discord refused your bot's token".to_owned()),
+                    _ => BridgeError::Unavailable(e.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Connect a user's own bot for their direct messages. A refused token
+    /// fails the login; a bot still connecting is used once it is ready.
+    async fn start_own_bot(&self, token: &str, account: &str) -> Result<Arc<Bot>, BridgeError> {
+        let own = Bot::personal(&self.bot.options, token, account);
+        own.start();
+        match own.wait_ready(LOGIN_WAIT).await {
+            Ok(()) => Ok(own),
+            Err(e) if matches!(own.status(), BotStatus::Failed(_)) => {
+                own.stop();
+                Err(BridgeError::Auth(format!("your own bot: {e}")))
+            }
+            Err(e) => {
+                warn!(error = %e, "the user's own bot is still connecting");
+                Ok(own)
+            }
+        }
+    }
+}
+
 fn is_snowflake(local: &str) -> bool {
     !local.is_empty() && local.len() <= 20 && local.bytes().all(|b| b.is_ascii_digit())
 }
@@ -98,8 +147,9 @@ impl Network for DiscordNetwork {
                 read_markers: false,
                 // The gateway never shows its own posts back: the core reflects them.
                 echoes_own_messages: false,
-                // Deleting others' messages would use the bot's rights.
-                moderation: false,
+                // Only for the users the admin names (`moderators`): deleting
+                // others' messages uses the bot's rights.
+                moderation: true,
             },
         }
     }
@@ -107,7 +157,7 @@ impl Network for DiscordNetwork {
     fn registration_fields(&self) -> Vec<RegistrationField> {
         vec![RegistrationField::secret(
             "token",
-            "Your own bot token, for your direct messages (not supported yet: leave empty)",
+            "Your own bot's token, for your direct messages (optional)",
             false,
         )]
     }
@@ -142,13 +192,11 @@ impl Network for DiscordNetwork {
     }
 
     async fn register(&self, values: FormValues) -> Result<Credentials, BridgeError> {
-        if values.get("token").is_some_and(|t| !t.trim().is_empty()) {
-            return Err(BridgeError::Unsupported(
-                "personal bot tokens are not supported yet; register without one".to_owned(),
-            ));
-        }
         if let BotStatus::Failed(reason) = self.bot.status() {
             return Err(BridgeError::Unavailable(reason));
+        }
+        if let Some(token) = own_token(values.get("token").map(String::as_str)) {
+            self.check_own_token(token).await?;
         }
         Ok(Credentials::from(values))
     }
@@ -156,7 +204,7 @@ impl Network for DiscordNetwork {
     async fn login(
         &self,
         account: &str,
-        _credentials: Credentials,
+        credentials: Credentials,
         events: EventSender,
     ) -> Result<Box<dyn Session>, BridgeError> {
         self.bot.start();
@@ -166,8 +214,13 @@ impl Network for DiscordNetwork {
                 _ => BridgeError::Unavailable(e.to_string()),
             });
         }
+        let own = match own_token(credentials.get("token")) {
+            Some(token) => Some(self.start_own_bot(token, account).await?),
+            None => None,
+        };
         Ok(Box::new(DiscordSession::new(
             self.bot.clone(),
+            own,
             account,
             events,
         )))

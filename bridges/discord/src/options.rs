@@ -22,10 +22,27 @@ pub struct DiscordOptions {
     pub api_base: Option<String>,
     #[serde(default = "default_webhook_name")]
     pub webhook_name: String,
+    /// Largest file fetched from an XMPP link to be uploaded to Discord;
+    /// larger ones go as a link. Discord takes 10 MiB without boosts.
+    #[serde(default = "default_max_media_bytes")]
+    pub max_media_bytes: u64,
+    /// Also fetch links to loopback and private addresses. Off by default,
+    /// so that users cannot make the gateway fetch what only it can reach.
+    #[serde(default)]
+    pub fetch_private_media: bool,
+    /// XMPP users (bare JIDs) who may delete others' messages with the
+    /// bot's Manage Messages right (XEP-0425), and are moderators in every
+    /// channel. Nobody by default: the bot's rights are not the users'.
+    #[serde(default)]
+    pub moderators: Vec<String>,
 }
 
 fn default_webhook_name() -> String {
     DEFAULT_WEBHOOK_NAME.to_owned()
+}
+
+fn default_max_media_bytes() -> u64 {
+    10 * 1024 * 1024
 }
 
 impl fmt::Debug for DiscordOptions {
@@ -34,11 +51,21 @@ impl fmt::Debug for DiscordOptions {
             .field("bot_token", &"***")
             .field("api_base", &self.api_base)
             .field("webhook_name", &self.webhook_name)
+            .field("max_media_bytes", &self.max_media_bytes)
+            .field("fetch_private_media", &self.fetch_private_media)
+            .field("moderators", &self.moderators)
             .finish()
     }
 }
 
 impl DiscordOptions {
+    pub fn fetch_policy(&self) -> estuary_fetch::FetchPolicy {
+        estuary_fetch::FetchPolicy {
+            max_bytes: self.max_media_bytes,
+            allow_private: self.fetch_private_media,
+        }
+    }
+
     pub fn from_value(value: &serde_json::Value) -> Result<DiscordOptions, DiscordError> {
         if value.is_null() {
             return Err(DiscordError::Options(

@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serenity::all::{
-    ChannelId, CreateMessage, CreateWebhook, EditMessage, EditWebhookMessage, ExecuteWebhook,
-    MessageId, UserId, Webhook,
+    ChannelId, CreateAttachment, CreateMessage, CreateWebhook, EditMessage, EditWebhookMessage,
+    ExecuteWebhook, MessageId, UserId, Webhook,
 };
 use tracing::{debug, info, warn};
 
@@ -35,6 +35,33 @@ const WEBHOOKS_RECHECK: Duration = Duration::from_secs(600);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 const RETRY_ATTEMPTS: u32 = 32;
+
+/// What is posted for an XMPP user.
+#[derive(Debug, Default)]
+pub struct Post {
+    pub text: String,
+    /// A file fetched from the user's link, sent with the first piece.
+    pub file: Option<CreateAttachment>,
+    /// The message answered; a webhook cannot reply, so the bot posts it.
+    pub reply_to: Option<u64>,
+}
+
+impl Post {
+    /// The text in pieces under `limit` characters; one empty piece for a
+    /// file without text, which Discord accepts.
+    fn pieces(&self, limit: usize) -> Vec<String> {
+        let mut pieces = text::split(&self.text, limit);
+        if pieces.is_empty() && self.file.is_some() {
+            pieces.push(String::new());
+        }
+        pieces
+    }
+
+    /// The file, for the first piece only.
+    fn file_for(&self, first: bool) -> Option<CreateAttachment> {
+        self.file.clone().filter(|_| first)
+    }
+}
 
 /// How a message was posted, so edits and deletes take the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,23 +232,18 @@ impl Bot {
         channel: u64,
         account: &str,
         nick: &str,
-        text: &str,
-        reply_to: Option<u64>,
+        post: Post,
     ) -> Result<u64, DiscordError> {
-        // A webhook cannot reply: a reply goes out by the bot, threaded.
-        let hook = match reply_to {
+        let hook = match post.reply_to {
             None => self.webhook_for(channel).await?,
             Some(_) => None,
         };
         match hook {
             Some(hook) => {
-                self.post_by_webhook(channel, hook, account, nick, text)
+                self.post_by_webhook(channel, hook, account, nick, post)
                     .await
             }
-            None => {
-                self.post_by_bot(channel, account, nick, text, reply_to)
-                    .await
-            }
+            None => self.post_by_bot(channel, account, Some(nick), post).await,
         }
     }
 
@@ -231,21 +253,22 @@ impl Bot {
         mut hook: Webhook,
         account: &str,
         nick: &str,
-        text: &str,
+        post: Post,
     ) -> Result<u64, DiscordError> {
         let username = webhook_username(nick);
         let mut first = None;
-        for piece in text::split(text, MAX_MESSAGE_CHARS) {
+        for piece in post.pieces(MAX_MESSAGE_CHARS) {
+            let file = post.file_for(first.is_none());
             let mut recreated = false;
             let id = loop {
                 let execute = || {
-                    hook.execute(
-                        &*self.rest,
-                        true,
-                        ExecuteWebhook::new()
-                            .content(piece.clone())
-                            .username(username.clone()),
-                    )
+                    let mut message = ExecuteWebhook::new()
+                        .content(piece.clone())
+                        .username(username.clone());
+                    if let Some(file) = &file {
+                        message = message.add_file(file.clone());
+                    }
+                    hook.execute(&*self.rest, true, message)
                 };
                 match with_retry("post through the webhook", execute).await {
                     Ok(Some(message)) => break message.id.get(),
@@ -265,7 +288,7 @@ impl Bot {
                         match self.webhook_for(channel).await? {
                             Some(new_hook) => hook = new_hook,
                             None => {
-                                return self.post_by_bot(channel, account, nick, text, None).await
+                                return self.post_by_bot(channel, account, Some(nick), post).await
                             }
                         }
                     }
@@ -279,58 +302,69 @@ impl Bot {
         first.ok_or_else(|| DiscordError::BadRequest("empty message".to_owned()))
     }
 
+    /// Post as the bot, with `nick` in front when the bot speaks for
+    /// someone (the gateway's bot) and without when it is the user's own.
     async fn post_by_bot(
         &self,
         channel: u64,
         account: &str,
-        nick: &str,
-        text: &str,
-        reply_to: Option<u64>,
+        nick: Option<&str>,
+        post: Post,
     ) -> Result<u64, DiscordError> {
         let channel_id = ChannelId::new(channel);
-        let prefix_len = prefixed(nick, "").chars().count();
+        let prefix_len = nick.map_or(0, |nick| prefixed(nick, "").chars().count());
         let mut first = None;
-        for piece in text::split(text, MAX_MESSAGE_CHARS.saturating_sub(prefix_len).max(1)) {
-            let content = prefixed(nick, &piece);
-            let reference = if first.is_none() { reply_to } else { None };
+        for piece in post.pieces(MAX_MESSAGE_CHARS.saturating_sub(prefix_len).max(1)) {
+            let content = match nick {
+                Some(nick) if !piece.is_empty() => prefixed(nick, &piece),
+                Some(nick) => format!("**{nick}**"),
+                None => piece,
+            };
+            let is_first = first.is_none();
+            let reference = post.reply_to.filter(|_| is_first);
+            let file = post.file_for(is_first);
             let send = || {
                 let mut message = CreateMessage::new().content(content.clone());
                 if let Some(target) = reference {
                     message = message.reference_message((channel_id, MessageId::new(target)));
                 }
+                if let Some(file) = &file {
+                    message = message.add_file(file.clone());
+                }
                 channel_id.send_message(&*self.rest, message)
             };
             let message = with_retry("post as the bot", send).await?;
             self.poster.note_sent(message.id.get(), Via::Bot);
-            self.note_posted(message.id.get(), account, nick);
+            self.note_posted(message.id.get(), account, nick.unwrap_or_default());
             first.get_or_insert(message.id.get());
         }
         first.ok_or_else(|| DiscordError::BadRequest("empty message".to_owned()))
     }
 
-    /// Send a direct message from the bot to a Discord user.
+    /// Send a direct message from the bot to a Discord user, with the
+    /// XMPP user's `nick` in front when the bot is shared.
     pub async fn post_direct(
         &self,
         user: u64,
         account: &str,
-        nick: &str,
-        text: &str,
+        nick: Option<&str>,
+        post: Post,
     ) -> Result<u64, DiscordError> {
         let user_id = UserId::new(user);
         let dm = with_retry("open a direct message channel", || {
             user_id.create_dm_channel(&*self.rest)
         })
         .await?;
-        self.post_by_bot(dm.id.get(), account, nick, text, None)
-            .await
+        self.post_by_bot(dm.id.get(), account, nick, post).await
     }
 
-    /// Replace the text of a message the gateway posted.
+    /// Replace the text of a message the gateway posted; `nick` as for
+    /// [`Bot::post_direct`].
     pub async fn edit_posted(
         &self,
         channel: u64,
         message: u64,
-        nick: &str,
+        nick: Option<&str>,
         text: &str,
     ) -> Result<(), DiscordError> {
         let message_id = MessageId::new(message);
@@ -357,7 +391,10 @@ impl Bot {
                 }
             }
         }
-        let content = prefixed(nick, text);
+        let content = match nick {
+            Some(nick) => prefixed(nick, text),
+            None => text.to_owned(),
+        };
         if content.chars().count() > MAX_MESSAGE_CHARS {
             return Err(DiscordError::BadRequest(format!(
                 "a correction cannot be longer than Discord's {MAX_MESSAGE_CHARS} characters"

@@ -1,20 +1,22 @@
 //! One XMPP user on the Discord gateway. Every session shares the gateway's
 //! bot: joining a channel subscribes the user to its events, and what the
 //! user writes is posted through the channel's webhook under their nick.
+//! Direct messages go through the user's own bot when they registered one,
+//! and through the gateway's bot, with their name in front, when not.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, ChatState, ContactInfo, EventSender, MessageKind, Occupant,
-    OutgoingMessage, PresenceShow, RemoteAddress, RemoteEvent, Role, RoomInfo, Session,
+    BridgeError, ChatState, ContactInfo, EventSender, MessageKind, OutgoingMessage, RemoteAddress,
+    RemoteEvent, RoomInfo, Session,
 };
-use serenity::all::{ChannelId, GuildId, ReactionType};
-use tracing::{debug, info};
+use serenity::all::{ChannelId, CreateAttachment, GuildId, MessageId, ReactionType};
+use tracing::{debug, info, warn};
 
 use crate::bot::{is_text_channel, Bot};
 use crate::error::DiscordError;
-use crate::post::with_retry;
+use crate::post::{with_retry, Post};
 use crate::text;
 
 pub struct DiscordSession {
@@ -22,10 +24,25 @@ pub struct DiscordSession {
     account: String,
     generation: u64,
     events: EventSender,
-    /// The name put in front of direct messages the bot sends for this user.
-    dm_name: String,
+    /// The bot for direct messages: the user's own, or the gateway's.
+    direct: DirectBot,
     /// Emojis this user has set through the bot, per message.
     reactions: std::sync::Mutex<std::collections::HashMap<u64, Vec<String>>>,
+}
+
+/// The bot a user's direct messages go through.
+struct DirectBot {
+    bot: Arc<Bot>,
+    generation: u64,
+    /// The name put in front of what the gateway's shared bot sends for
+    /// the user; `None` on the user's own bot.
+    name: Option<String>,
+}
+
+impl DirectBot {
+    fn is_users_own(&self) -> bool {
+        self.name.is_none()
+    }
 }
 
 /// A Discord snowflake from an address.
@@ -54,16 +71,64 @@ enum Target {
 }
 
 impl DiscordSession {
-    pub fn new(bot: Arc<Bot>, account: &str, events: EventSender) -> DiscordSession {
+    /// A session on the gateway's bot, and on the user's `own` bot for
+    /// direct messages when they registered one (already started).
+    pub fn new(
+        bot: Arc<Bot>,
+        own: Option<Arc<Bot>>,
+        account: &str,
+        events: EventSender,
+    ) -> DiscordSession {
         let generation = bot.subscribe(account, events.clone());
-        let dm_name = account.split('@').next().unwrap_or(account).to_owned();
+        let direct = match own {
+            Some(own) => DirectBot {
+                generation: own.subscribe(account, events.clone()),
+                bot: own,
+                name: None,
+            },
+            None => DirectBot {
+                bot: bot.clone(),
+                generation,
+                name: Some(account.split('@').next().unwrap_or(account).to_owned()),
+            },
+        };
         DiscordSession {
             bot,
             account: account.to_owned(),
             generation,
             events,
-            dm_name,
+            direct,
             reactions: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The bot that speaks where `target` is.
+    fn bot_for(&self, target: &Target) -> &Bot {
+        match target {
+            Target::Channel { .. } => &self.bot,
+            Target::User => &self.direct.bot,
+        }
+    }
+
+    /// The channel to act in: a guild channel, or the direct message
+    /// channel with a user.
+    async fn channel_of(&self, id: u64, target: &Target) -> Result<u64, DiscordError> {
+        match target {
+            Target::Channel { .. } => Ok(id),
+            Target::User => self.dm_channel(id).await,
+        }
+    }
+
+    /// The file a message is, fetched to be uploaded; `None` (after a log
+    /// line) when it cannot be fetched, and the link goes as text instead.
+    async fn upload_of(&self, message: &OutgoingMessage) -> Option<CreateAttachment> {
+        let file = message.sole_file()?;
+        match estuary_fetch::fetch(&file.url, &self.bot.options.fetch_policy()).await {
+            Ok(fetched) => Some(CreateAttachment::bytes(fetched.bytes, fetched.info.name)),
+            Err(e) => {
+                warn!(error = %e, "an attachment is sent as a link: it cannot be fetched");
+                None
+            }
         }
     }
 
@@ -134,22 +199,39 @@ impl Session for DiscordSession {
             Some(target) => Some(message_id(target)?),
             None => None,
         };
-        let posted = match self.target(id) {
-            Target::Channel { guild } => {
+        let file = self.upload_of(&message).await;
+        let target = self.target(id);
+        let guild = match target {
+            Target::Channel { guild } => Some(guild),
+            Target::User => None,
+        };
+        let post = Post {
+            // The file replaces the link it was sent as.
+            text: match file {
+                Some(_) => String::new(),
+                None => self.body_for_discord(guild, &message),
+            },
+            file,
+            reply_to,
+        };
+        let posted = match target {
+            Target::Channel { .. } => {
                 let nick = self
                     .bot
                     .room_nick(&self.account, self.generation, id)
                     .ok_or_else(|| DiscordError::BadRequest("join the room first".to_owned()))?;
-                let body = self.body_for_discord(Some(guild), &message);
                 self.bot
-                    .post_in_channel(id, &self.account, &nick, &body, reply_to)
+                    .post_in_channel(id, &self.account, &nick, post)
                     .await?
             }
             Target::User => {
-                let body = self.body_for_discord(None, &message);
-                self.bot.add_dm_partner(&self.account, self.generation, id);
-                self.bot
-                    .post_direct(id, &self.account, &self.dm_name, &body)
+                let direct = &self.direct;
+                direct
+                    .bot
+                    .add_dm_partner(&self.account, direct.generation, id);
+                direct
+                    .bot
+                    .post_direct(id, &self.account, direct.name.as_deref(), post)
                     .await?
             }
         };
@@ -164,18 +246,21 @@ impl Session for DiscordSession {
     ) -> Result<Option<String>, BridgeError> {
         let id = snowflake(to)?;
         let target = message_id(target)?;
-        let (channel, nick, guild) = match self.target(id) {
+        let target_kind = self.target(id);
+        let (channel, nick, guild) = match target_kind {
             Target::Channel { guild } => {
                 let nick = self
                     .bot
                     .room_nick(&self.account, self.generation, id)
                     .ok_or_else(|| DiscordError::BadRequest("join the room first".to_owned()))?;
-                (id, nick, Some(guild))
+                (id, Some(nick), Some(guild))
             }
-            Target::User => (self.dm_channel(id).await?, self.dm_name.clone(), None),
+            Target::User => (self.dm_channel(id).await?, self.direct.name.clone(), None),
         };
         let body = self.body_for_discord(guild, &message);
-        self.bot.edit_posted(channel, target, &nick, &body).await?;
+        self.bot_for(&target_kind)
+            .edit_posted(channel, target, nick.as_deref(), &body)
+            .await?;
         // Discord keeps the message id through an edit.
         Ok(None)
     }
@@ -183,11 +268,36 @@ impl Session for DiscordSession {
     async fn retract_message(&self, to: &RemoteAddress, target: &str) -> Result<(), BridgeError> {
         let id = snowflake(to)?;
         let target = message_id(target)?;
-        let channel = match self.target(id) {
-            Target::Channel { .. } => id,
-            Target::User => self.dm_channel(id).await?,
-        };
-        self.bot.delete_posted(channel, target).await?;
+        let target_kind = self.target(id);
+        let channel = self.channel_of(id, &target_kind).await?;
+        self.bot_for(&target_kind)
+            .delete_posted(channel, target)
+            .await?;
+        Ok(())
+    }
+
+    async fn moderate_message(
+        &self,
+        room: &RemoteAddress,
+        target: &str,
+        reason: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        if !self.bot.is_moderator(&self.account) {
+            return Err(BridgeError::Forbidden(
+                "only the gateway's moderators may delete others' messages: it would use the \
+                 bot's rights"
+                    .to_owned(),
+            ));
+        }
+        let channel = snowflake(room)?;
+        let target = message_id(target)?;
+        self.text_channel(channel).await?;
+        let (channel, target) = (ChannelId::new(channel), MessageId::new(target));
+        info!(%room, "deleting a message as a moderator");
+        with_retry("delete the message", || {
+            self.bot.rest.delete_message(channel, target, reason)
+        })
+        .await?;
         Ok(())
     }
 
@@ -199,10 +309,9 @@ impl Session for DiscordSession {
     ) -> Result<(), BridgeError> {
         let id = snowflake(to)?;
         let message = message_id(target)?;
-        let channel = match self.target(id) {
-            Target::Channel { .. } => id,
-            Target::User => self.dm_channel(id).await?,
-        };
+        let target_kind = self.target(id);
+        let channel = self.channel_of(id, &target_kind).await?;
+        let bot = self.bot_for(&target_kind);
         let before = self
             .reactions
             .lock()
@@ -214,22 +323,22 @@ impl Session for DiscordSession {
         // The bot reacts for every XMPP user: it adds an emoji for the first
         // who wants it and takes it back when the last one no longer does.
         for emoji in emojis.iter().filter(|e| !before.contains(e)) {
-            if !self.bot.want_reaction(message, emoji, &self.account) {
+            if !bot.want_reaction(message, emoji, &self.account) {
                 continue;
             }
             let reaction = ReactionType::Unicode(emoji.clone());
             with_retry("add a reaction", || {
-                channel_id.create_reaction(&*self.bot.rest, message, reaction.clone())
+                channel_id.create_reaction(&*bot.rest, message, reaction.clone())
             })
             .await?;
         }
         for emoji in before.iter().filter(|e| !emojis.contains(e)) {
-            if !self.bot.drop_reaction(message, emoji, &self.account) {
+            if !bot.drop_reaction(message, emoji, &self.account) {
                 continue;
             }
             let reaction = ReactionType::Unicode(emoji.clone());
             with_retry("remove a reaction", || {
-                channel_id.delete_reaction(&*self.bot.rest, message, None, reaction.clone())
+                channel_id.delete_reaction(&*bot.rest, message, None, reaction.clone())
             })
             .await?;
         }
@@ -265,14 +374,7 @@ impl Session for DiscordSession {
         info!(%room, occupants = occupants.len(), "joined a Discord channel");
         let events = self.events.clone();
         let room = room.clone();
-        let own = Occupant {
-            user: None,
-            nick: nick.to_owned(),
-            affiliation: Affiliation::Member,
-            role: Role::Participant,
-            show: PresenceShow::Online,
-            status: None,
-        };
+        let own = self.bot.xmpp_occupant(&self.account, nick);
         // Sent from a task: the user's task that called us also drains these events.
         tokio::spawn(async move {
             for occupant in occupants {
@@ -346,15 +448,10 @@ impl Session for DiscordSession {
             return Ok(());
         }
         let id = snowflake(to)?;
-        let channel = match self.target(id) {
-            Target::Channel { .. } => id,
-            Target::User => self.dm_channel(id).await?,
-        };
-        let channel_id = ChannelId::new(channel);
-        with_retry("show typing", || {
-            channel_id.broadcast_typing(&*self.bot.rest)
-        })
-        .await?;
+        let target = self.target(id);
+        let channel_id = ChannelId::new(self.channel_of(id, &target).await?);
+        let bot = self.bot_for(&target);
+        with_retry("show typing", || channel_id.broadcast_typing(&*bot.rest)).await?;
         Ok(())
     }
 
@@ -409,6 +506,11 @@ impl Session for DiscordSession {
     async fn logout(&self) -> Result<(), BridgeError> {
         let rooms = self.bot.rooms_of(&self.account, self.generation);
         self.bot.unsubscribe(&self.account, self.generation);
+        if self.direct.is_users_own() {
+            self.direct
+                .bot
+                .unsubscribe(&self.account, self.direct.generation);
+        }
         for (channel, nick) in rooms {
             self.bot
                 .announce(channel, &self.account, &nick, false)
@@ -433,10 +535,12 @@ impl DiscordSession {
         })
     }
 
+    /// The direct message channel between the user's direct bot and `user`.
     async fn dm_channel(&self, user: u64) -> Result<u64, DiscordError> {
         let user_id = serenity::all::UserId::new(user);
+        let rest = &self.direct.bot.rest;
         let dm = with_retry("open a direct message channel", || {
-            user_id.create_dm_channel(&*self.bot.rest)
+            user_id.create_dm_channel(&**rest)
         })
         .await?;
         Ok(dm.id.get())
@@ -444,7 +548,11 @@ impl DiscordSession {
 }
 
 impl Drop for DiscordSession {
+    /// The user's own bot lives as long as their session.
     fn drop(&mut self) {
         self.bot.unsubscribe(&self.account, self.generation);
+        if self.direct.is_users_own() {
+            self.direct.bot.stop();
+        }
     }
 }

@@ -176,13 +176,8 @@ impl Inner {
     /// (after a log line) when the file cannot be fetched or uploaded, and
     /// the link is sent as text instead.
     async fn media_content(&self, message: &OutgoingMessage) -> Option<Value> {
-        let [attachment] = message.attachments.as_slice() else {
-            return None;
-        };
-        if message.body.trim() != attachment.url {
-            // Text around the link: it goes as text, link included.
-            return None;
-        }
+        // Text around a link goes as text, link included.
+        let attachment = message.sole_file()?;
         let fetched = match crate::media::fetch(&attachment.url, &self.fetch_policy).await {
             Ok(fetched) => fetched,
             Err(e) => {

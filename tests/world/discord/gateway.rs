@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::json as shapes;
-use super::state::{GatewaySession, WsCommand, PRIVILEGED_INTENTS};
+use super::state::{GatewaySession, State, WsCommand, PRIVILEGED_INTENTS};
 use super::Shared;
 
 /// Short, so a test sees heartbeats and ACKs within its run.
@@ -108,8 +108,10 @@ enum Reply {
     Close(u16, &'static str),
 }
 
-fn token_matches(expected: &str, given: &str) -> bool {
-    given.strip_prefix("Bot ").unwrap_or(given) == expected
+/// The bot a gateway token names; serenity sends it with or without `Bot `.
+fn bot_of(state: &State, token: &Value) -> Option<u64> {
+    let given = token.as_str().unwrap_or_default();
+    state.bot_of_token(given.strip_prefix("Bot ").unwrap_or(given))
 }
 
 fn on_payload(
@@ -129,66 +131,40 @@ fn on_payload(
         // Identify.
         Some(2) => {
             let mut state = shared.lock();
-            if !token_matches(&state.bot_token, d["token"].as_str().unwrap_or_default()) {
+            let Some(bot) = bot_of(&state, &d["token"]) else {
                 return Reply::Close(4004, "Authentication failed.");
-            }
+            };
             let intents = d["intents"].as_u64().unwrap_or(0);
             if intents & PRIVILEGED_INTENTS & !state.granted_intents != 0 {
                 return Reply::Close(4014, "Disallowed intent(s).");
             }
             state.identifies += 1;
             let id = format!("session-{}", state.snowflake());
-            state.sessions.insert(
-                id.clone(),
-                GatewaySession {
-                    intents,
-                    seq: 0,
-                    sent: Vec::new(),
-                    live: Some((connection, commands.clone())),
-                },
-            );
             *session_id = Some(id.clone());
-            let bot = shapes::user(state.user(state.bot_id));
-            let guilds: Vec<Value> = state
-                .guilds
-                .iter()
-                .map(|g| json!({ "id": g.id.to_string(), "unavailable": true }))
-                .collect();
-            let ready = json!({
-                "v": 10,
-                "user": bot,
-                "guilds": guilds,
-                "session_id": id,
-                "resume_gateway_url": format!("ws://127.0.0.1:{}/gateway-ws", state.gateway_port),
-                "shard": [0, 1],
-                "application": { "id": state.application_id.to_string(), "flags": 0 },
-            });
-            let creates: Vec<Value> = state
-                .guilds
-                .iter()
-                .map(|g| shapes::guild_create(&state, g))
-                .collect();
+            let mut session = GatewaySession {
+                bot,
+                intents,
+                seq: 0,
+                sent: Vec::new(),
+                live: Some((connection, commands.clone())),
+            };
             // Only this session gets its READY and GUILD_CREATEs.
-            let session = state.sessions.get_mut(&id).expect("just inserted");
-            for (event, data) in std::iter::once(("READY", ready))
-                .chain(creates.into_iter().map(|g| ("GUILD_CREATE", g)))
-            {
-                session.seq += 1;
-                let frame = json!({ "op": 0, "s": session.seq, "t": event, "d": data }).to_string();
-                session.sent.push((session.seq, frame.clone()));
-                let _ = commands.send(WsCommand::Send(frame));
+            session.dispatch("READY", ready(&state, bot, &id));
+            for guild in state.guilds.iter().filter(|g| state.is_member(g.id, bot)) {
+                session.dispatch("GUILD_CREATE", shapes::guild_create(&state, guild));
             }
+            state.sessions.insert(id, session);
             Reply::Nothing
         }
         // Resume.
         Some(6) => {
             let mut state = shared.lock();
-            if !token_matches(&state.bot_token, d["token"].as_str().unwrap_or_default()) {
+            let Some(bot) = bot_of(&state, &d["token"]) else {
                 return Reply::Close(4004, "Authentication failed.");
-            }
+            };
             let wanted = d["session_id"].as_str().unwrap_or_default().to_owned();
             let after = d["seq"].as_u64().unwrap_or(0);
-            let Some(session) = state.sessions.get_mut(&wanted) else {
+            let Some(session) = state.sessions.get_mut(&wanted).filter(|s| s.bot == bot) else {
                 // Not resumable: the client must identify again.
                 return Reply::Frames(vec![op(9, json!(false))]);
             };
@@ -199,10 +175,7 @@ fn on_payload(
                 .filter(|(seq, _)| *seq > after)
                 .map(|(_, frame)| frame.clone())
                 .collect();
-            session.seq += 1;
-            let resumed = json!({ "op": 0, "s": session.seq, "t": "RESUMED", "d": {} }).to_string();
-            session.sent.push((session.seq, resumed.clone()));
-            frames.push(resumed);
+            frames.push(session.record("RESUMED", json!({})));
             *session_id = Some(wanted);
             state.resumes += 1;
             Reply::Frames(frames)
@@ -211,4 +184,23 @@ fn on_payload(
         Some(3 | 4 | 8) => Reply::Nothing,
         _ => Reply::Close(4001, "Unknown opcode."),
     }
+}
+
+/// READY for a session of `bot`: the bot itself and the guilds it is in.
+fn ready(state: &State, bot: u64, session_id: &str) -> Value {
+    let guilds: Vec<Value> = state
+        .guilds
+        .iter()
+        .filter(|g| state.is_member(g.id, bot))
+        .map(|g| json!({ "id": g.id.to_string(), "unavailable": true }))
+        .collect();
+    json!({
+        "v": 10,
+        "user": shapes::user(state.user(bot)),
+        "guilds": guilds,
+        "session_id": session_id,
+        "resume_gateway_url": format!("ws://127.0.0.1:{}/gateway-ws", state.gateway_port),
+        "shard": [0, 1],
+        "application": { "id": state.application_of(bot).to_string(), "flags": 0 },
+    })
 }

@@ -235,13 +235,7 @@ pub fn message(state: &State, m: &MessageRec) -> Value {
         "mention_everyone": false,
         "mentions": [],
         "mention_roles": [],
-        "attachments": m.attachments.iter().enumerate().map(|(i, (name, url))| json!({
-            "id": (m.id + 1 + i as u64).to_string(),
-            "filename": name,
-            "size": 1024,
-            "url": url,
-            "proxy_url": url,
-        })).collect::<Vec<_>>(),
+        "attachments": (0..m.attachments.len()).map(|i| attachment(m, i)).collect::<Vec<_>>(),
         "embeds": [],
         "pinned": false,
         "type": if m.reply_to.is_some() { 19 } else { 0 },
@@ -279,6 +273,21 @@ pub fn message(state: &State, m: &MessageRec) -> Value {
         object.insert("referenced_message".into(), json!(referenced));
     }
     value
+}
+
+/// An attachment of a message: an uploaded file with its real size and
+/// type, a linked one with a placeholder size.
+fn attachment(m: &MessageRec, index: usize) -> Value {
+    let (name, url) = &m.attachments[index];
+    let upload = m.upload_of(index);
+    json!({
+        "id": (m.id + 1 + index as u64).to_string(),
+        "filename": name,
+        "size": upload.map_or(1024, |f| f.bytes.len()),
+        "url": url,
+        "proxy_url": url,
+        "content_type": upload.map(|f| &f.content_type),
+    })
 }
 
 pub fn webhook(w: &super::state::WebhookRec, creator: &UserRec) -> Value {

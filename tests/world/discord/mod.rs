@@ -12,12 +12,19 @@
 //!
 //! Everything the bot or its webhooks post is dispatched back over the
 //! gateway, as Discord does, so loop prevention is tested for real.
+//!
+//! Besides the gateway's bot, tests may register users' personal bots
+//! ([`DiscordDouble::add_bot`]): each has its own token, DM channels and
+//! gateway sessions, and sees only the guilds it is a member of. Files
+//! uploaded with a message are kept on it ([`MessageRec::files`]) and
+//! served, like Discord's CDN, at the URLs its attachments list.
 
 mod gateway;
 pub mod json;
 mod rest;
 pub mod state;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,7 +32,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use state::{MessageRec, State, WebhookRec, WsCommand, ADMINISTRATOR, MANAGE_WEBHOOKS};
+pub use state::{
+    MessageRec, State, UploadRec, WebhookRec, WsCommand, ADMINISTRATOR, MANAGE_WEBHOOKS,
+};
 
 use state::{ChannelRec, GuildRec, MemberRec, RoleRec};
 
@@ -128,6 +137,11 @@ impl DiscordDouble {
         self.lock().add_user(username, global_name, false)
     }
 
+    /// A personal bot that `token` authenticates, in no guild until added as a member.
+    pub fn add_bot(&self, username: &str, token: &str) -> u64 {
+        self.lock().add_bot(username, token)
+    }
+
     /// A guild owned by `owner`, with the bot as a member holding `bot_permissions`.
     pub fn add_guild(&self, name: &str, owner: u64, bot_permissions: u64) -> u64 {
         let mut state = self.lock();
@@ -186,6 +200,7 @@ impl DiscordDouble {
         id
     }
 
+    /// Hide a channel from every bot, as a permission overwrite would.
     pub fn hide_channel_from_bot(&self, channel: u64) {
         let mut state = self.lock();
         let guild = state.guild_of(channel).expect("a guild channel");
@@ -308,28 +323,29 @@ impl DiscordDouble {
                 edited_ms: None,
                 deleted: false,
                 attachments,
+                files: Vec::new(),
             })
             .id
     }
 
-    /// `user` sends the bot a direct message; returns the message id.
+    /// `user` sends the gateway bot a direct message; returns the message id.
     pub fn dm_bot(&self, user: u64, content: &str) -> u64 {
-        let channel = {
-            let mut state = self.lock();
-            match state.dm_channels.get(&user) {
-                Some(c) => *c,
-                None => {
-                    let c = state.snowflake();
-                    state.dm_channels.insert(user, c);
-                    c
-                }
-            }
-        };
+        self.dm_bot_as(self.bot_id(), user, content)
+    }
+
+    /// `user` sends `bot` a direct message; returns the message id.
+    pub fn dm_bot_as(&self, bot: u64, user: u64, content: &str) -> u64 {
+        let channel = self.lock().dm_channel(bot, user);
         self.post(user, channel, content)
     }
 
+    /// The DM channel between the gateway bot and `user`, once opened.
     pub fn dm_channel_of(&self, user: u64) -> Option<u64> {
-        self.lock().dm_channels.get(&user).copied()
+        self.dm_channel_between(self.bot_id(), user)
+    }
+
+    pub fn dm_channel_between(&self, bot: u64, user: u64) -> Option<u64> {
+        self.lock().dm_channels.get(&(bot, user)).copied()
     }
 
     /// The author edits a message.
@@ -379,10 +395,15 @@ impl DiscordDouble {
         state.dispatch("TYPING_START", data);
     }
 
-    /// `user` joins the guild (GUILD_MEMBER_ADD).
+    /// `user` joins the guild (GUILD_MEMBER_ADD); a bot joining is sent the
+    /// guild (GUILD_CREATE) first, as Discord does.
     pub fn member_joins(&self, guild: u64, user: u64, nick: Option<&str>) {
         self.add_member(guild, user, nick);
         let mut state = self.lock();
+        if state.is_registered_bot(user) {
+            let create = json::guild_create(&state, state.guild(guild).expect("a guild"));
+            state.dispatch_to(&BTreeSet::from([user]), "GUILD_CREATE", create);
+        }
         let member = state.member(guild, user).expect("just added").clone();
         let mut data = json::member(&state, &member);
         data["guild_id"] = json!(guild.to_string());
@@ -405,10 +426,15 @@ impl DiscordDouble {
         state.dispatch("GUILD_MEMBER_UPDATE", data);
     }
 
-    /// `user` leaves the guild (GUILD_MEMBER_REMOVE).
+    /// `user` leaves the guild (GUILD_MEMBER_REMOVE to those who stay); a
+    /// bot leaving loses the guild (GUILD_DELETE), as Discord does.
     pub fn member_leaves(&self, guild: u64, user: u64) {
         let mut state = self.lock();
         state.guild_mut(guild).members.retain(|m| m.user_id != user);
+        if state.is_registered_bot(user) {
+            let gone = json!({ "id": guild.to_string() });
+            state.dispatch_to(&BTreeSet::from([user]), "GUILD_DELETE", gone);
+        }
         let data = json!({
             "guild_id": guild.to_string(),
             "user": json::user(state.user(user)),

@@ -1,30 +1,41 @@
 //! The double's REST API v10: the routes serenity calls for a bridge bot,
-//! with Discord's status codes and error bodies, and the gatekeeper that
-//! checks the bot token and injects 429s.
+//! with Discord's status codes and error bodies, the gatekeeper that
+//! resolves the bot token to the acting bot and injects 429s, and the CDN
+//! route serving uploaded files.
 // Handlers answer `Result<Response, Response>`, axum's idiom: the error is a
 // response to send, and boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, Request, State as AxumState};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State as AxumState,
+};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use super::json as shapes;
-use super::state::{MessageRec, State, WebhookRec, MANAGE_MESSAGES, MANAGE_WEBHOOKS};
+use super::state::{MessageRec, State, UploadRec, WebhookRec, MANAGE_MESSAGES, MANAGE_WEBHOOKS};
 use super::Shared;
 
 /// Discord's limit on message content, in characters.
 pub const MAX_CONTENT_CHARS: usize = 2000;
 /// Discord's limit on webhooks per channel.
 pub const MAX_WEBHOOKS_PER_CHANNEL: usize = 10;
+/// Discord's upload limit for a bot in a guild without boosts.
+pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 type Reply = Result<Response, Response>;
+
+/// The bot whose token authorised a request, put there by the gatekeeper.
+#[derive(Debug, Clone, Copy)]
+struct Acting(u64);
 
 pub fn router(shared: Shared) -> Router {
     let api = Router::new()
@@ -58,10 +69,15 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .nest("/api/v10", api)
         .route("/gateway-ws", get(super::gateway::upgrade))
+        .route(
+            "/attachments/{channel_id}/{message_id}/{filename}",
+            get(attachment),
+        )
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             gatekeeper,
         ))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(shared)
 }
 
@@ -77,10 +93,11 @@ fn no_content() -> Reply {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Logs the request, checks the bot token, and answers 429 when a test asked for it.
+/// Logs the request, resolves the bot token to the [`Acting`] bot, and
+/// answers 429 when a test asked for it.
 async fn gatekeeper(
     AxumState(shared): AxumState<Shared>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
@@ -93,13 +110,20 @@ async fn gatekeeper(
     {
         let mut state = shared.lock();
         state.requests.push(format!("{method} {route}"));
-        let authorised = request
+        let acting = request
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == format!("Bot {}", state.bot_token));
-        if !authorised && route != "/gateway" && !webhook_call {
-            return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+            .and_then(|v| v.strip_prefix("Bot "))
+            .and_then(|token| state.bot_of_token(token));
+        match acting {
+            Some(bot) => {
+                request.extensions_mut().insert(Acting(bot));
+            }
+            None if route != "/gateway" && !webhook_call => {
+                return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+            }
+            None => {}
         }
         let sends = method == Method::POST
             && (route.ends_with("/messages") || (webhook_call && route.split('/').count() == 4));
@@ -144,9 +168,11 @@ async fn gateway_bot(AxumState(shared): AxumState<Shared>) -> Json<Value> {
     }))
 }
 
-async fn current_user(AxumState(shared): AxumState<Shared>) -> Json<Value> {
-    let state = shared.lock();
-    Json(shapes::user(state.user(state.bot_id)))
+async fn current_user(
+    AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
+) -> Json<Value> {
+    Json(shapes::user(shared.lock().user(bot)))
 }
 
 fn id(raw: &str) -> Result<u64, Response> {
@@ -163,7 +189,11 @@ async fn get_user(AxumState(shared): AxumState<Shared>, Path(user_id): Path<Stri
     }
 }
 
-async fn create_dm(AxumState(shared): AxumState<Shared>, Json(body): Json<Value>) -> Reply {
+async fn create_dm(
+    AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
+    Json(body): Json<Value>,
+) -> Reply {
     let recipient = body["recipient_id"]
         .as_str()
         .map(str::to_owned)
@@ -174,28 +204,32 @@ async fn create_dm(AxumState(shared): AxumState<Shared>, Json(body): Json<Value>
     if !state.users.contains_key(&recipient) {
         return Err(error(StatusCode::NOT_FOUND, 10013, "Unknown User"));
     }
-    let channel = match state.dm_channels.get(&recipient) {
-        Some(c) => *c,
-        None => {
-            let c = state.snowflake();
-            state.dm_channels.insert(recipient, c);
-            c
-        }
-    };
+    let channel = state.dm_channel(bot, recipient);
     ok(shapes::dm_channel(channel, state.user(recipient)))
 }
 
-fn guild_of_bot(state: &State, guild_id: &str) -> Result<u64, Response> {
-    let guild_id = id(guild_id)?;
-    match state.guild(guild_id) {
-        Some(g) if g.members.iter().any(|m| m.user_id == state.bot_id) => Ok(guild_id),
-        _ => Err(error(StatusCode::NOT_FOUND, 10004, "Unknown Guild")),
-    }
+fn missing_access() -> Response {
+    error(StatusCode::FORBIDDEN, 50001, "Missing Access")
 }
 
-async fn guild_channels(AxumState(shared): AxumState<Shared>, Path(guild): Path<String>) -> Reply {
+fn guild_of_bot(state: &State, bot: u64, guild_id: &str) -> Result<u64, Response> {
+    let guild_id = id(guild_id)?;
+    if state.guild(guild_id).is_none() {
+        return Err(error(StatusCode::NOT_FOUND, 10004, "Unknown Guild"));
+    }
+    if !state.is_member(guild_id, bot) {
+        return Err(missing_access());
+    }
+    Ok(guild_id)
+}
+
+async fn guild_channels(
+    AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
+    Path(guild): Path<String>,
+) -> Reply {
     let state = shared.lock();
-    let guild = guild_of_bot(&state, &guild)?;
+    let guild = guild_of_bot(&state, bot, &guild)?;
     let channels: Vec<Value> = state
         .guild(guild)
         .expect("checked")
@@ -209,11 +243,12 @@ async fn guild_channels(AxumState(shared): AxumState<Shared>, Path(guild): Path<
 
 async fn guild_members(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path(guild): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Reply {
     let state = shared.lock();
-    let guild = guild_of_bot(&state, &guild)?;
+    let guild = guild_of_bot(&state, bot, &guild)?;
     let limit = query
         .get("limit")
         .and_then(|l| l.parse().ok())
@@ -231,42 +266,55 @@ async fn guild_members(
     ok(json!(members))
 }
 
-/// Where a channel lives, as far as the bot may know.
+/// Where a channel lives, as far as the acting bot may know.
 enum Place {
     Guild(u64),
-    Direct,
+    /// A DM channel of the bot's, with this user.
+    Direct(u64),
 }
 
-fn reachable(state: &State, channel: u64) -> Result<Place, Response> {
-    if state.is_dm_channel(channel) {
-        return Ok(Place::Direct);
-    }
-    match state.channel(channel) {
-        None => Err(error(StatusCode::NOT_FOUND, 10003, "Unknown Channel")),
-        Some(c) if !c.visible_to_bot => Err(error(StatusCode::FORBIDDEN, 50001, "Missing Access")),
-        Some(c) => Ok(Place::Guild(c.guild_id)),
-    }
-}
-
-async fn get_channel(AxumState(shared): AxumState<Shared>, Path(channel): Path<String>) -> Reply {
-    let channel = id(&channel)?;
-    let state = shared.lock();
-    match reachable(&state, channel)? {
-        Place::Guild(_) => ok(shapes::channel(state.channel(channel).expect("checked"))),
-        Place::Direct => {
-            let user = state
-                .dm_channels
-                .iter()
-                .find(|(_, c)| **c == channel)
-                .map(|(u, _)| *u)
-                .expect("a DM channel has a recipient");
-            ok(shapes::dm_channel(channel, state.user(user)))
+impl Place {
+    fn guild(&self) -> Option<u64> {
+        match self {
+            Place::Guild(g) => Some(*g),
+            Place::Direct(_) => None,
         }
     }
 }
 
-fn check_content(content: &str) -> Result<(), Response> {
-    if content.is_empty() {
+/// A channel the bot may use: a DM channel of its own, or a channel it can
+/// see in a guild it is in; other bots' DMs and other guilds are Missing Access.
+fn reachable(state: &State, bot: u64, channel: u64) -> Result<Place, Response> {
+    if let Some((dm_bot, user)) = state.dm_pair(channel) {
+        return if dm_bot == bot {
+            Ok(Place::Direct(user))
+        } else {
+            Err(missing_access())
+        };
+    }
+    match state.channel(channel) {
+        None => Err(error(StatusCode::NOT_FOUND, 10003, "Unknown Channel")),
+        Some(c) if !c.visible_to_bot || !state.is_member(c.guild_id, bot) => Err(missing_access()),
+        Some(c) => Ok(Place::Guild(c.guild_id)),
+    }
+}
+
+async fn get_channel(
+    AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
+    Path(channel): Path<String>,
+) -> Reply {
+    let channel = id(&channel)?;
+    let state = shared.lock();
+    match reachable(&state, bot, channel)? {
+        Place::Guild(_) => ok(shapes::channel(state.channel(channel).expect("checked"))),
+        Place::Direct(user) => ok(shapes::dm_channel(channel, state.user(user))),
+    }
+}
+
+/// Discord's checks on a message's content; it may be empty when files carry the message.
+fn check_content(content: &str, has_files: bool) -> Result<(), Response> {
+    if content.is_empty() && !has_files {
         return Err(error(
             StatusCode::BAD_REQUEST,
             50006,
@@ -297,35 +345,155 @@ fn reply_target(body: &Value) -> Option<u64> {
         .or_else(|| body["message_reference"]["message_id"].as_u64())
 }
 
+/// A message body as serenity sends it: JSON, or `multipart/form-data` with
+/// the JSON in a `payload_json` part and the files in `files[n]` parts.
+struct MessageBody {
+    json: Value,
+    files: Vec<UploadRec>,
+}
+
+impl MessageBody {
+    fn content(&self) -> String {
+        self.json["content"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for MessageBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let multipart = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+        if multipart {
+            let form = Multipart::from_request(request, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+            return read_form(form).await;
+        }
+        let Json(json) = Json::<Value>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(MessageBody {
+            json,
+            files: Vec::new(),
+        })
+    }
+}
+
+async fn read_form(mut form: Multipart) -> Result<MessageBody, Response> {
+    let mut json = json!({});
+    let mut files = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(form_error)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "payload_json" {
+            let text = field.text().await.map_err(form_error)?;
+            json = serde_json::from_str(&text).map_err(|_| invalid_form_body())?;
+            continue;
+        }
+        let Some(index) = file_index(&name) else {
+            continue;
+        };
+        let upload = UploadRec {
+            name: field.file_name().unwrap_or("unknown").to_owned(),
+            content_type: field
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            bytes: field.bytes().await.map_err(form_error)?.to_vec(),
+        };
+        files.push((index, upload));
+    }
+    let files = files
+        .into_iter()
+        .map(|(index, upload)| named_by_payload(&json, index, upload))
+        .collect();
+    Ok(MessageBody { json, files })
+}
+
+/// n of a `files[n]` part.
+fn file_index(part: &str) -> Option<u64> {
+    part.strip_prefix("files[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Discord takes a file's name from the payload's `attachments` entry with
+/// the part's index, when there is one.
+fn named_by_payload(json: &Value, index: u64, mut upload: UploadRec) -> UploadRec {
+    let entry = json["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["id"].as_u64() == Some(index) || a["id"].as_str() == Some(&index.to_string()));
+    if let Some(name) = entry.and_then(|a| a["filename"].as_str()) {
+        upload.name = name.to_owned();
+    }
+    upload
+}
+
+fn form_error(e: MultipartError) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            40005,
+            "Request entity too large",
+        );
+    }
+    invalid_form_body()
+}
+
+fn invalid_form_body() -> Response {
+    error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body")
+}
+
 async fn create_message(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path(channel): Path<String>,
-    Json(body): Json<Value>,
+    body: MessageBody,
 ) -> Reply {
     let channel = id(&channel)?;
-    let content = body["content"].as_str().unwrap_or_default().to_owned();
+    let content = body.content();
     let mut state = shared.lock();
-    let place = reachable(&state, channel)?;
-    check_content(&content)?;
-    let bot = state.bot_id;
+    let place = reachable(&state, bot, channel)?;
+    check_content(&content, !body.files.is_empty())?;
     let author_name = state.user(bot).username.clone();
     let message = state.create_message(MessageRec {
         id: 0,
         channel_id: channel,
-        guild_id: match place {
-            Place::Guild(g) => Some(g),
-            Place::Direct => None,
-        },
+        guild_id: place.guild(),
         author_id: bot,
         author_name,
         webhook_id: None,
         content,
-        reply_to: reply_target(&body),
+        reply_to: reply_target(&body.json),
         edited_ms: None,
         deleted: false,
         attachments: Vec::new(),
+        files: body.files,
     });
     ok(shapes::message(&state, &message))
+}
+
+/// Discord's CDN: an uploaded file, to anyone with its URL.
+async fn attachment(
+    AxumState(shared): AxumState<Shared>,
+    Path((channel, message, filename)): Path<(u64, u64, String)>,
+) -> Response {
+    let state = shared.lock();
+    let upload = state
+        .message(message)
+        .filter(|m| m.channel_id == channel)
+        .and_then(|m| m.files.iter().find(|f| f.name == filename));
+    match upload {
+        Some(f) => ([(CONTENT_TYPE, f.content_type.clone())], f.bytes.clone()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "This content is no longer available.",
+        )
+            .into_response(),
+    }
 }
 
 fn existing_message(state: &State, channel: u64, message: &str) -> Result<u64, Response> {
@@ -338,11 +506,12 @@ fn existing_message(state: &State, channel: u64, message: &str) -> Result<u64, R
 
 async fn get_message(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path((channel, message)): Path<(String, String)>,
 ) -> Reply {
     let channel = id(&channel)?;
     let state = shared.lock();
-    reachable(&state, channel)?;
+    reachable(&state, bot, channel)?;
     let message = existing_message(&state, channel, &message)?;
     ok(shapes::message(
         &state,
@@ -374,15 +543,16 @@ fn apply_delete(state: &mut State, message: u64) {
 
 async fn edit_message(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path((channel, message)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Reply {
     let channel = id(&channel)?;
     let mut state = shared.lock();
-    reachable(&state, channel)?;
+    reachable(&state, bot, channel)?;
     let message = existing_message(&state, channel, &message)?;
     let m = state.message(message).expect("checked");
-    if m.author_id != state.bot_id || m.webhook_id.is_some() {
+    if m.author_id != bot || m.webhook_id.is_some() {
         return Err(error(
             StatusCode::FORBIDDEN,
             50005,
@@ -390,23 +560,24 @@ async fn edit_message(
         ));
     }
     let content = body["content"].as_str().unwrap_or_default().to_owned();
-    check_content(&content)?;
+    let has_files = !state.message(message).expect("checked").files.is_empty();
+    check_content(&content, has_files)?;
     ok(apply_edit(&mut state, message, content))
 }
 
 async fn delete_message(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path((channel, message)): Path<(String, String)>,
 ) -> Reply {
     let channel = id(&channel)?;
     let mut state = shared.lock();
-    let place = reachable(&state, channel)?;
+    let place = reachable(&state, bot, channel)?;
     let message = existing_message(&state, channel, &message)?;
-    let own = state.message(message).expect("checked").author_id == state.bot_id;
-    let may_manage = match place {
-        Place::Guild(g) => state.bot_has(g, MANAGE_MESSAGES),
-        Place::Direct => false,
-    };
+    let own = state.message(message).expect("checked").author_id == bot;
+    let may_manage = place
+        .guild()
+        .is_some_and(|g| state.has_permission(bot, g, MANAGE_MESSAGES));
     if !own && !may_manage {
         return Err(error(StatusCode::FORBIDDEN, 50013, "Missing Permissions"));
     }
@@ -458,48 +629,61 @@ pub fn apply_reaction(state: &mut State, message: u64, user: u64, emoji: &str, a
 
 async fn add_reaction(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path((channel, message, emoji)): Path<(String, String, String)>,
 ) -> Reply {
     let channel = id(&channel)?;
     let mut state = shared.lock();
-    reachable(&state, channel)?;
+    reachable(&state, bot, channel)?;
     let message = existing_message(&state, channel, &message)?;
-    let bot = state.bot_id;
     apply_reaction(&mut state, message, bot, &emoji, true);
     no_content()
 }
 
 async fn remove_reaction(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path((channel, message, emoji)): Path<(String, String, String)>,
 ) -> Reply {
     let channel = id(&channel)?;
     let mut state = shared.lock();
-    reachable(&state, channel)?;
+    reachable(&state, bot, channel)?;
     let message = existing_message(&state, channel, &message)?;
-    let bot = state.bot_id;
     apply_reaction(&mut state, message, bot, &emoji, false);
     no_content()
 }
 
-async fn typing(AxumState(shared): AxumState<Shared>, Path(channel): Path<String>) -> Reply {
+async fn typing(
+    AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
+    Path(channel): Path<String>,
+) -> Reply {
     let channel = id(&channel)?;
     let mut state = shared.lock();
-    reachable(&state, channel)?;
-    state.bot_typing.push(channel);
+    reachable(&state, bot, channel)?;
+    state.bots_typing.push((bot, channel));
+    if bot == state.bot_id {
+        state.bot_typing.push(channel);
+    }
     no_content()
 }
 
-fn guild_channel_for_webhooks(state: &State, channel: &str) -> Result<(u64, u64), Response> {
+fn guild_channel_for_webhooks(
+    state: &State,
+    bot: u64,
+    channel: &str,
+) -> Result<(u64, u64), Response> {
     let channel = id(channel)?;
-    match reachable(state, channel)? {
+    match reachable(state, bot, channel)? {
         Place::Guild(guild) => {
-            if !state.bot_can_manage_webhooks || !state.bot_has(guild, MANAGE_WEBHOOKS) {
+            // A test can take Manage Webhooks from the gateway bot alone.
+            let withdrawn = bot == state.bot_id && !state.bot_can_manage_webhooks;
+            if withdrawn || !state.has_permission(bot, guild, MANAGE_WEBHOOKS) {
                 return Err(error(StatusCode::FORBIDDEN, 50013, "Missing Permissions"));
             }
             Ok((guild, channel))
         }
-        Place::Direct => Err(error(
+        Place::Direct(_) => Err(error(
             StatusCode::BAD_REQUEST,
             50003,
             "Cannot execute action on a DM channel",
@@ -507,9 +691,13 @@ fn guild_channel_for_webhooks(state: &State, channel: &str) -> Result<(u64, u64)
     }
 }
 
-async fn list_webhooks(AxumState(shared): AxumState<Shared>, Path(channel): Path<String>) -> Reply {
+async fn list_webhooks(
+    AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
+    Path(channel): Path<String>,
+) -> Reply {
     let state = shared.lock();
-    let (_, channel) = guild_channel_for_webhooks(&state, &channel)?;
+    let (_, channel) = guild_channel_for_webhooks(&state, bot, &channel)?;
     let hooks: Vec<Value> = state
         .webhooks
         .iter()
@@ -521,11 +709,12 @@ async fn list_webhooks(AxumState(shared): AxumState<Shared>, Path(channel): Path
 
 async fn create_webhook(
     AxumState(shared): AxumState<Shared>,
+    Extension(Acting(bot)): Extension<Acting>,
     Path(channel): Path<String>,
     Json(body): Json<Value>,
 ) -> Reply {
     let mut state = shared.lock();
-    let (guild, channel) = guild_channel_for_webhooks(&state, &channel)?;
+    let (guild, channel) = guild_channel_for_webhooks(&state, bot, &channel)?;
     let count = state
         .webhooks
         .iter()
@@ -545,7 +734,7 @@ async fn create_webhook(
         guild_id: guild,
         channel_id: channel,
         name: body["name"].as_str().unwrap_or("Captain Hook").to_owned(),
-        creator_id: state.bot_id,
+        creator_id: bot,
     };
     state.webhooks.push(hook.clone());
     ok(shapes::webhook(&hook, state.user(hook.creator_id)))
@@ -565,18 +754,18 @@ async fn execute_webhook(
     AxumState(shared): AxumState<Shared>,
     Path((webhook, token)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-    Json(body): Json<Value>,
+    body: MessageBody,
 ) -> Reply {
     let mut state = shared.lock();
     let hook = webhook_by_token(&state, &webhook, &token)?;
-    let content = body["content"].as_str().unwrap_or_default().to_owned();
-    check_content(&content)?;
+    let content = body.content();
+    check_content(&content, !body.files.is_empty())?;
     let message = state.create_message(MessageRec {
         id: 0,
         channel_id: hook.channel_id,
         guild_id: Some(hook.guild_id),
         author_id: hook.creator_id,
-        author_name: body["username"]
+        author_name: body.json["username"]
             .as_str()
             .map(str::to_owned)
             .unwrap_or(hook.name.clone()),
@@ -586,6 +775,7 @@ async fn execute_webhook(
         edited_ms: None,
         deleted: false,
         attachments: Vec::new(),
+        files: body.files,
     });
     if query.get("wait").map(String::as_str) == Some("true") {
         ok(shapes::message(&state, &message))
@@ -616,7 +806,8 @@ async fn edit_webhook_message(
     let mut state = shared.lock();
     let message = webhook_message(&state, &webhook, &token, &message)?;
     let content = body["content"].as_str().unwrap_or_default().to_owned();
-    check_content(&content)?;
+    let has_files = !state.message(message).expect("checked").files.is_empty();
+    check_content(&content, has_files)?;
     ok(apply_edit(&mut state, message, content))
 }
 

@@ -2,7 +2,7 @@
 //! webhooks, gateway sessions, and the faults a test asked for. One mutex
 //! guards it all; REST handlers, the gateway and the control API share it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -45,7 +45,7 @@ pub struct ChannelRec {
     pub kind: u8,
     pub position: usize,
     pub topic: Option<String>,
-    /// False for a channel whose permissions hide it from the bot: it is
+    /// False for a channel whose permissions hide it from bots: it is
     /// left out of GUILD_CREATE and REST answers 403 Missing Access.
     pub visible_to_bot: bool,
 }
@@ -82,8 +82,28 @@ pub struct MessageRec {
     pub reply_to: Option<u64>,
     pub edited_ms: Option<u64>,
     pub deleted: bool,
-    /// Files attached: (file name, URL).
+    /// Files attached: (file name, URL). Uploads come last, in order
+    /// ([`State::create_message`] lists them).
     pub attachments: Vec<(String, String)>,
+    /// Files a bot or webhook uploaded with the message, served at their
+    /// attachment URLs.
+    pub files: Vec<UploadRec>,
+}
+
+impl MessageRec {
+    /// The upload behind an attachment, if the attachment is one.
+    pub fn upload_of(&self, attachment: usize) -> Option<&UploadRec> {
+        let first_upload = self.attachments.len().checked_sub(self.files.len())?;
+        self.files.get(attachment.checked_sub(first_upload)?)
+    }
+}
+
+/// A file uploaded in a multipart message body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRec {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +130,8 @@ pub enum WsCommand {
 /// what was dispatched while the bot was away.
 #[derive(Debug)]
 pub struct GatewaySession {
+    /// The bot whose token identified the session.
+    pub bot: u64,
     pub intents: u64,
     pub seq: u64,
     /// Every dispatch of the session, for replay on RESUME.
@@ -118,10 +140,31 @@ pub struct GatewaySession {
     pub live: Option<(u64, mpsc::UnboundedSender<WsCommand>)>,
 }
 
+impl GatewaySession {
+    /// Number a dispatch and keep it for replay; returns the frame.
+    pub fn record(&mut self, event: &str, data: Value) -> String {
+        self.seq += 1;
+        let frame = json!({ "op": 0, "s": self.seq, "t": event, "d": data }).to_string();
+        self.sent.push((self.seq, frame.clone()));
+        frame
+    }
+
+    /// Record a dispatch and send it on the connection attached, if any.
+    pub fn dispatch(&mut self, event: &str, data: Value) {
+        let frame = self.record(event, data);
+        if let Some((_, live)) = &self.live {
+            let _ = live.send(WsCommand::Send(frame));
+        }
+    }
+}
+
 pub struct State {
     pub next_id: u64,
+    /// The gateway's own bot.
     pub bot_id: u64,
-    pub bot_token: String,
+    /// Every bot token Discord knows (the gateway's and users' personal
+    /// bots), with the bot user it authenticates.
+    pub bots: BTreeMap<String, u64>,
     pub application_id: u64,
     /// Privileged intents the bot's application was granted in the developer portal.
     pub granted_intents: u64,
@@ -130,12 +173,15 @@ pub struct State {
     pub guilds: Vec<GuildRec>,
     pub messages: Vec<MessageRec>,
     pub webhooks: Vec<WebhookRec>,
-    /// Direct-message channel per user.
-    pub dm_channels: BTreeMap<u64, u64>,
+    /// Direct-message channel per (bot, user): a user has a separate DM
+    /// channel with each bot, as on Discord.
+    pub dm_channels: BTreeMap<(u64, u64), u64>,
     /// (message, user, emoji) for every reaction present.
     pub reactions: Vec<(u64, u64, String)>,
-    /// Channels the bot said it was typing in, in order.
+    /// Channels the gateway bot said it was typing in, in order.
     pub bot_typing: Vec<u64>,
+    /// (bot, channel) for every bot's typing, in order.
+    pub bots_typing: Vec<(u64, u64)>,
     /// The next this-many message sends answer 429.
     pub rate_limit_next: u32,
     pub retry_after_secs: f64,
@@ -154,7 +200,7 @@ impl State {
         let mut state = State {
             next_id: 0,
             bot_id: 0,
-            bot_token: bot_token.to_owned(),
+            bots: BTreeMap::new(),
             application_id: 0,
             granted_intents: PRIVILEGED_INTENTS,
             bot_can_manage_webhooks: true,
@@ -165,6 +211,7 @@ impl State {
             dm_channels: BTreeMap::new(),
             reactions: Vec::new(),
             bot_typing: Vec::new(),
+            bots_typing: Vec::new(),
             rate_limit_next: 0,
             retry_after_secs: 0.2,
             rate_limited: 0,
@@ -176,8 +223,34 @@ impl State {
             gateway_port: 0,
         };
         state.application_id = state.snowflake();
-        state.bot_id = state.add_user("estuary-bot", None, true);
+        state.bot_id = state.add_bot("estuary-bot", bot_token);
         state
+    }
+
+    /// A bot user that `token` authenticates.
+    pub fn add_bot(&mut self, username: &str, token: &str) -> u64 {
+        let id = self.add_user(username, None, true);
+        self.bots.insert(token.to_owned(), id);
+        id
+    }
+
+    /// The bot a token authenticates.
+    pub fn bot_of_token(&self, token: &str) -> Option<u64> {
+        self.bots.get(token).copied()
+    }
+
+    /// A bot's application: a personal bot's has the bot user's id, as
+    /// Discord's applications made since 2016 do.
+    pub fn application_of(&self, bot: u64) -> u64 {
+        if bot == self.bot_id {
+            self.application_id
+        } else {
+            bot
+        }
+    }
+
+    pub fn is_registered_bot(&self, user: u64) -> bool {
+        self.bots.values().any(|b| *b == user)
     }
 
     /// A new snowflake: the time since Discord's epoch in the high bits, a
@@ -218,6 +291,10 @@ impl State {
             .unwrap_or_else(|| panic!("the double has no guild {id}"))
     }
 
+    pub fn is_member(&self, guild: u64, user: u64) -> bool {
+        self.member(guild, user).is_some()
+    }
+
     pub fn member(&self, guild: u64, user: u64) -> Option<&MemberRec> {
         self.guild(guild)?
             .members
@@ -245,19 +322,33 @@ impl State {
         self.channel(channel).map(|c| c.guild_id)
     }
 
-    pub fn is_dm_channel(&self, channel: u64) -> bool {
-        self.dm_channels.values().any(|c| *c == channel)
+    /// The (bot, user) a DM channel is between.
+    pub fn dm_pair(&self, channel: u64) -> Option<(u64, u64)> {
+        self.dm_channels
+            .iter()
+            .find(|(_, c)| **c == channel)
+            .map(|(pair, _)| *pair)
     }
 
-    /// Whether the bot holds a permission in a guild (owner or through a role).
-    pub fn bot_has(&self, guild: u64, permission: u64) -> bool {
+    /// The DM channel between a bot and a user, opened on first use.
+    pub fn dm_channel(&mut self, bot: u64, user: u64) -> u64 {
+        if let Some(channel) = self.dm_channels.get(&(bot, user)) {
+            return *channel;
+        }
+        let channel = self.snowflake();
+        self.dm_channels.insert((bot, user), channel);
+        channel
+    }
+
+    /// Whether a user holds a permission in a guild (owner or through a role).
+    pub fn has_permission(&self, user: u64, guild: u64, permission: u64) -> bool {
         let Some(g) = self.guild(guild) else {
             return false;
         };
-        if g.owner_id == self.bot_id {
+        if g.owner_id == user {
             return true;
         }
-        let Some(member) = g.members.iter().find(|m| m.user_id == self.bot_id) else {
+        let Some(member) = g.members.iter().find(|m| m.user_id == user) else {
             return false;
         };
         g.roles
@@ -266,19 +357,58 @@ impl State {
             .any(|r| r.permissions & (permission | ADMINISTRATOR) != 0)
     }
 
-    /// Store a message and dispatch MESSAGE_CREATE for it.
+    /// Store a message, list its uploads as attachments, and dispatch
+    /// MESSAGE_CREATE for it.
     pub fn create_message(&mut self, mut m: MessageRec) -> MessageRec {
         m.id = self.snowflake();
+        for file in &m.files {
+            let url = self.attachment_url(m.channel_id, m.id, &file.name);
+            m.attachments.push((file.name.clone(), url));
+        }
         self.messages.push(m.clone());
         let payload = shapes::message(self, &m);
         self.dispatch("MESSAGE_CREATE", payload);
         m
     }
 
-    /// Send a dispatch (op 0) to every gateway session, live or waiting for
-    /// a RESUME, with the session's next sequence number.
+    /// Where the double serves an uploaded file, as Discord's CDN does
+    /// (without auth, on the API's own port here).
+    pub fn attachment_url(&self, channel: u64, message: u64, file_name: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/attachments/{channel}/{message}/{}",
+            self.gateway_port,
+            path_segment(file_name)
+        )
+    }
+
+    /// Send a dispatch (op 0) to the gateway sessions, live or waiting for a
+    /// RESUME, of the bots Discord routes it to: an event of a guild to the
+    /// guild's bots, one of a DM channel to that channel's bot, others to all.
     pub fn dispatch(&mut self, event: &str, data: Value) {
-        for session in self.sessions.values_mut() {
+        let audience: BTreeSet<u64> = self
+            .bots
+            .values()
+            .copied()
+            .filter(|bot| self.routed_to(*bot, &data))
+            .collect();
+        self.dispatch_to(&audience, event, data);
+    }
+
+    fn routed_to(&self, bot: u64, data: &Value) -> bool {
+        if let Some(guild) = snowflake_field(data, "guild_id") {
+            return self.is_member(guild, bot);
+        }
+        match snowflake_field(data, "channel_id").and_then(|c| self.dm_pair(c)) {
+            Some((dm_bot, _)) => dm_bot == bot,
+            None => true,
+        }
+    }
+
+    /// Send a dispatch to the sessions of `bots`, with each session's next
+    /// sequence number and what its intents let through.
+    pub fn dispatch_to(&mut self, bots: &BTreeSet<u64>, event: &str, data: Value) {
+        let sessions = self.sessions.values_mut().filter(|s| bots.contains(&s.bot));
+        for session in sessions {
             let mut data = data.clone();
             let content_hidden = session.intents & INTENT_MESSAGE_CONTENT == 0;
             if content_hidden && event.starts_with("MESSAGE_") {
@@ -290,12 +420,7 @@ impl State {
             if event == "PRESENCE_UPDATE" && session.intents & INTENT_GUILD_PRESENCES == 0 {
                 continue;
             }
-            session.seq += 1;
-            let frame = json!({ "op": 0, "s": session.seq, "t": event, "d": data }).to_string();
-            session.sent.push((session.seq, frame.clone()));
-            if let Some((_, live)) = &session.live {
-                let _ = live.send(WsCommand::Send(frame));
-            }
+            session.dispatch(event, data);
         }
     }
 
@@ -311,4 +436,23 @@ impl State {
         }
         told
     }
+}
+
+/// A snowflake field of a dispatch's data (Discord writes them as strings).
+fn snowflake_field(data: &Value, field: &str) -> Option<u64> {
+    data.get(field)?.as_str()?.parse().ok()
+}
+
+/// A file name as one URL path segment: unreserved characters as they are,
+/// the rest percent-encoded.
+fn path_segment(name: &str) -> String {
+    let mut segment = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            segment.push(char::from(b));
+        } else {
+            segment.push_str(&format!("%{b:02X}"));
+        }
+    }
+    segment
 }
