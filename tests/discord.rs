@@ -1357,6 +1357,24 @@ async fn a_users_own_bot_carries_their_direct_messages() {
         })
         .await;
 
+    // Her XMPP presence is her bot's: dnd with her status as its custom
+    // status. (Directed: she has not approved the gateway's subscription.)
+    s.alice
+        .send(el(&format!(
+            "<presence to='{GW}'><show>dnd</show><status>in a meeting</status></presence>"
+        )))
+        .await;
+    s.discord
+        .wait_until(WAIT, "her bot's presence", |st| {
+            st.presence_updates.iter().any(|(bot, d)| {
+                *bot == own_bot
+                    && d["status"] == "dnd"
+                    && d["activities"][0]["type"] == 4
+                    && d["activities"][0]["state"] == "in a meeting"
+            })
+        })
+        .await;
+
     // What bob writes to her bot comes from bob's JID.
     s.discord.dm_bot_as(own_bot, c.bob, "what?");
     let answer = s

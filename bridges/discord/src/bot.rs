@@ -19,10 +19,10 @@ use estuary_bridge::{
     RemoteEvent, RemoteMessage, RemotePresence, Role,
 };
 use serenity::all::{
-    Cache, ChannelId, ChannelType, Client, ClientBuilder, Context, EventHandler, GatewayIntents,
-    GuildChannel, GuildId, GuildMemberUpdateEvent, Http, HttpBuilder, Member, Message, MessageId,
-    MessageUpdateEvent, OnlineStatus, Presence, Reaction, ReactionType, Ready, ShardManager,
-    TypingStartEvent, User, UserId,
+    ActivityData, Cache, ChannelId, ChannelType, Client, ClientBuilder, Context, EventHandler,
+    GatewayIntents, GuildChannel, GuildId, GuildMemberUpdateEvent, Http, HttpBuilder, Member,
+    Message, MessageId, MessageUpdateEvent, OnlineStatus, Presence, Reaction, ReactionType, Ready,
+    ShardManager, TypingStartEvent, User, UserId,
 };
 use serenity::gateway::GatewayError;
 use tokio::sync::{watch, Notify};
@@ -115,6 +115,9 @@ pub struct Bot {
     stopping: AtomicBool,
     started: AtomicBool,
     shards: Mutex<Option<Arc<ShardManager>>>,
+    /// The owner's XMPP presence, which their own bot shows (again after
+    /// each connection).
+    shown_presence: Mutex<Option<(Option<ActivityData>, OnlineStatus)>>,
     next_generation: AtomicU64,
     subscribers: Mutex<HashMap<String, Subscriber>>,
     /// New messages per channel, by id, waiting to be released in order.
@@ -172,6 +175,7 @@ impl Bot {
             stopping: AtomicBool::new(false),
             started: AtomicBool::new(false),
             shards: Mutex::new(None),
+            shown_presence: Mutex::new(None),
             next_generation: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -356,6 +360,28 @@ impl Bot {
         }
         if self.told_disconnected.swap(false, Ordering::Relaxed) {
             self.broadcast(RemoteEvent::Reconnected).await;
+        }
+    }
+
+    /// Show the owner's XMPP presence and status text as the bot's own,
+    /// now and after every reconnection.
+    pub async fn show_presence(&self, show: PresenceShow, status: Option<&str>) {
+        let online = match show {
+            PresenceShow::Online | PresenceShow::Chat => OnlineStatus::Online,
+            PresenceShow::Away | PresenceShow::ExtendedAway => OnlineStatus::Idle,
+            PresenceShow::DoNotDisturb => OnlineStatus::DoNotDisturb,
+            PresenceShow::Offline => OnlineStatus::Invisible,
+        };
+        let activity = status
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(ActivityData::custom);
+        *self.shown_presence.lock().expect("not poisoned") = Some((activity.clone(), online));
+        let shards = self.shards.lock().expect("not poisoned").clone();
+        if let Some(shards) = shards {
+            for shard in shards.runners.lock().await.values() {
+                shard.runner_tx.set_presence(activity.clone(), online);
+            }
         }
     }
 
@@ -1217,10 +1243,19 @@ struct Handler {
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, _: Context, ready: Ready) {
+    async fn ready(&self, ctx: Context, ready: Ready) {
         self.bot
             .user_id
             .store(ready.user.id.get(), Ordering::Relaxed);
+        let shown = self
+            .bot
+            .shown_presence
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        if let Some((activity, status)) = shown {
+            ctx.set_presence(activity, status);
+        }
         info!(
             guilds = ready.guilds.len(),
             "connected to the Discord gateway"

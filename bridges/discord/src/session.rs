@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    BridgeError, ChatState, ContactInfo, EventSender, MessageKind, OutgoingMessage, RemoteAddress,
-    RemoteEvent, RoomInfo, Session,
+    BridgeError, ChatState, ContactInfo, EventSender, MessageKind, OutgoingMessage, PresenceShow,
+    RemoteAddress, RemoteEvent, RoomInfo, Session,
 };
 use serenity::all::{ChannelId, CreateAttachment, GuildId, MessageId, ReactionType};
 use tracing::{debug, info, warn};
@@ -298,6 +298,22 @@ impl Session for DiscordSession {
             self.bot.rest.delete_message(channel, target, reason)
         })
         .await?;
+        Ok(())
+    }
+
+    /// Shown by the user's own bot; the gateway's bot is everyone's, so
+    /// it cannot show one user's presence.
+    async fn set_presence(
+        &self,
+        show: PresenceShow,
+        status: Option<&str>,
+    ) -> Result<(), BridgeError> {
+        if !self.direct.is_users_own() {
+            return Err(BridgeError::Unsupported(
+                "presence, without a bot of the user's own".to_owned(),
+            ));
+        }
+        self.direct.bot.show_presence(show, status).await;
         Ok(())
     }
 

@@ -180,8 +180,20 @@ fn on_payload(
             state.resumes += 1;
             Reply::Frames(frames)
         }
-        // Presence update, voice state, request guild members: accepted, not acted on.
-        Some(3 | 4 | 8) => Reply::Nothing,
+        // Presence update: recorded for the tests to read.
+        Some(3) => {
+            let mut state = shared.lock();
+            let bot = session_id
+                .as_ref()
+                .and_then(|id| state.sessions.get(id))
+                .map(|s| s.bot);
+            if let Some(bot) = bot {
+                state.presence_updates.push((bot, d.clone()));
+            }
+            Reply::Nothing
+        }
+        // Voice state, request guild members: accepted, not acted on.
+        Some(4 | 8) => Reply::Nothing,
         _ => Reply::Close(4001, "Unknown opcode."),
     }
 }

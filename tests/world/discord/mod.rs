@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -569,6 +569,16 @@ impl DiscordDouble {
             state.command_live(|| WsCommand::Send(json!({ "op": 9, "d": false }).to_string()));
         state.sessions.clear();
         told
+    }
+
+    /// The presences `bot` set over the gateway (op 3 payloads), in order.
+    pub fn presences_of(&self, bot: u64) -> Vec<Value> {
+        self.lock()
+            .presence_updates
+            .iter()
+            .filter(|(b, _)| *b == bot)
+            .map(|(_, d)| d.clone())
+            .collect()
     }
 
     pub fn identify_count(&self) -> u32 {

@@ -190,6 +190,8 @@ pub struct State {
     pub requests: Vec<String>,
     pub sessions: BTreeMap<String, GatewaySession>,
     pub identifies: u32,
+    /// (bot, the `d` of op 3) for every presence a bot set, in order.
+    pub presence_updates: Vec<(u64, Value)>,
     pub resumes: u32,
     pub heartbeats: u32,
     pub gateway_port: u16,
@@ -218,6 +220,7 @@ impl State {
             requests: Vec::new(),
             sessions: BTreeMap::new(),
             identifies: 0,
+            presence_updates: Vec::new(),
             resumes: 0,
             heartbeats: 0,
             gateway_port: 0,
