@@ -1,11 +1,12 @@
 //! What every part of one gateway domain shares: its network, store, access
 //! list, and the way out to the XMPP server.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use estuary_bridge::{Network, NetworkInfo, RegistrationField};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub messages: MessageMap,
     /// Servers that let the gateway write their users' rosters (XEP-0356).
     roster_writers: Mutex<HashSet<String>>,
+    /// Iqs the gateway sent and awaits: id → (who must answer, the waiter).
+    pending_iqs: Mutex<HashMap<String, (Jid, oneshot::Sender<Iq>)>>,
     out: mpsc::UnboundedSender<Stanza>,
 }
 
@@ -59,6 +62,7 @@ impl Gateway {
             store,
             access,
             roster_writers: Mutex::new(HashSet::new()),
+            pending_iqs: Mutex::new(HashMap::new()),
             out,
         })
     }
@@ -112,6 +116,54 @@ impl Gateway {
         self.send(Stanza::Iq(privilege::roster_set(
             id, &self.jid, user, item, edit,
         )));
+        true
+    }
+
+    /// Ask `to` with an iq get and wait for the answer's payload; `None`
+    /// on an error answer or after `wait`.
+    pub async fn request(&self, to: Jid, payload: Element, wait: Duration) -> Option<Element> {
+        let id = format!("ask-{}", stanza_id::fresh());
+        let (answer_tx, answer_rx) = oneshot::channel();
+        self.pending_iqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), (to.clone(), answer_tx));
+        self.send(Stanza::Iq(Iq::Get {
+            from: Some(self.jid.clone()),
+            to: Some(to),
+            id: id.clone(),
+            payload,
+        }));
+        let answer = tokio::time::timeout(wait, answer_rx).await;
+        self.pending_iqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        match answer {
+            Ok(Ok(Iq::Result { payload, .. })) => payload,
+            _ => None,
+        }
+    }
+
+    /// Hand an iq answer to the request awaiting it; false when none is,
+    /// or when it comes from someone other than who was asked.
+    pub fn take_answer(&self, iq: &Iq) -> bool {
+        let (Iq::Result { id, from, .. } | Iq::Error { id, from, .. }) = iq else {
+            return false;
+        };
+        let mut pending = self
+            .pending_iqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let asked = pending
+            .get(id)
+            .is_some_and(|(asked, _)| from.as_ref() == Some(asked));
+        if !asked {
+            return false;
+        }
+        if let Some((_, waiter)) = pending.remove(id) {
+            let _ = waiter.send(iq.clone());
+        }
         true
     }
 

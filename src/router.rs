@@ -169,6 +169,11 @@ impl Router {
         };
         let span = info_span!("stanza", user = %from.to_bare(), gateway = %self.gw.domain);
         async {
+            if let Stanza::Iq(iq) = &stanza {
+                if self.gw.take_answer(iq) {
+                    return;
+                }
+            }
             // The server's own privilege advertisement comes from its bare
             // domain, which the access list does not name.
             if let Stanza::Message(m) = &stanza {

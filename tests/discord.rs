@@ -1386,3 +1386,53 @@ async fn a_users_own_bot_carries_their_direct_messages() {
     assert_eq!(attr(&answer, "type"), "chat");
     stop(s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_posts_show_the_users_vcard_avatar() {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\nalice avatar";
+    const PNG_BASE64: &str = "iVBORw0KGgphbGljZSBhdmF0YXI=";
+    let port = world::free_port();
+    let mut s = setup_configured(
+        |_| {},
+        |options| {
+            options["media_listen"] = serde_json::json!(format!("127.0.0.1:{port}"));
+            options["media_url"] = serde_json::json!(format!("http://127.0.0.1:{port}/"));
+        },
+    )
+    .await;
+    let c = s.c;
+    let photo = el(&format!(
+        "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE>\
+         <BINVAL>{PNG_BASE64}</BINVAL></PHOTO></vCard>"
+    ));
+    let stored = s.alice.iq("alice@localhost", "set", photo).await;
+    assert_eq!(attr(&stored, "type"), "result", "{}", String::from(&stored));
+    // Registering again logs her in again, which reads her vCard.
+    let reply = register(&mut s.alice, GW).await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+
+    join(&mut s.alice, c.general, "alice").await;
+    send_groupchat(&mut s.alice, c.general, "a1", "look at me", "").await;
+    let posted = s
+        .discord
+        .wait_for_message(c.general, WAIT, |m| m.content == "look at me")
+        .await;
+    let url = posted
+        .avatar_url
+        .expect("an avatar URL on the webhook post");
+    assert!(
+        url.starts_with(&format!("http://127.0.0.1:{port}/avatar/")),
+        "{url}"
+    );
+    let served = reqwest::get(&url).await.unwrap();
+    assert_eq!(
+        served.headers()["content-type"].to_str().unwrap(),
+        "image/png"
+    );
+    assert_eq!(served.bytes().await.unwrap().as_ref(), PNG);
+    let unknown = reqwest::get(format!("http://127.0.0.1:{port}/avatar/0000"))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    stop(s).await;
+}

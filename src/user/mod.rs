@@ -3,6 +3,7 @@
 //! stanzas (`outbound`), in order, so one slow user never holds up another.
 
 mod archive;
+mod avatar;
 mod contacts;
 mod inbound;
 mod outbound;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use estuary_bridge::{EventSender, PresenceShow, RemoteAddress, RemoteEvent, Session};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
@@ -146,14 +147,20 @@ impl UserSession {
     }
 
     async fn login(&mut self, events: EventSender) {
-        match self
-            .gw
-            .network
-            .login(&self.account.jid, self.account.credentials.clone(), events)
-            .await
-        {
+        let login =
+            self.gw
+                .network
+                .login(&self.account.jid, self.account.credentials.clone(), events);
+        // Read at the same time, so that logging in takes no longer.
+        let (logged_in, avatar) = tokio::join!(login, avatar::fetch(&self.gw, &self.jid));
+        match logged_in {
             Ok(session) => {
                 info!("logged in");
+                if let Some(avatar) = avatar {
+                    if let Err(e) = session.set_avatar(avatar).await {
+                        debug!(error = %e, "the avatar is not passed on");
+                    }
+                }
                 self.session = Some(session);
                 self.login_error = None;
                 // Before anything opens a connection with the defaults.

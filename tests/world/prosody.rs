@@ -282,7 +282,7 @@ authentication = "internal_plain"
 storage = "internal"
 
 modules_enabled = {{
-    "roster"; "saslauth"; "disco"; "ping"; "presence"; "offline";
+    "roster"; "saslauth"; "disco"; "ping"; "presence"; "offline"; "vcard";
     "version"; "posix";{privilege_module}
 }}
 -- No certificates and no federation in tests.

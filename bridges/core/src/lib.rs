@@ -24,4 +24,4 @@ pub use event::{
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};
-pub use session::{ContactInfo, OutgoingMessage, RoomInfo, Session};
+pub use session::{Avatar, ContactInfo, OutgoingMessage, RoomInfo, Session};

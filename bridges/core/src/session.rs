@@ -27,6 +27,23 @@ impl OutgoingMessage {
     }
 }
 
+/// The XMPP user's own avatar, for networks that show it next to what
+/// they write.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Avatar {
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for Avatar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Avatar")
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// A room as listed by the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {
@@ -123,6 +140,11 @@ pub trait Session: Send + Sync {
         _status: Option<&str>,
     ) -> Result<(), BridgeError> {
         unsupported("presence")
+    }
+
+    /// The user's avatar, read from their vCard when they log in.
+    async fn set_avatar(&self, _avatar: Avatar) -> Result<(), BridgeError> {
+        unsupported("avatars")
     }
 
     async fn send_typing(&self, _to: &RemoteAddress, _state: ChatState) -> Result<(), BridgeError> {

@@ -69,8 +69,6 @@ pub enum BotStatus {
 
 /// One logged-in XMPP user, as the bot sees them.
 struct Subscriber {
-    /// Which login this is, so a stale session's logout leaves a newer one alone.
-    generation: u64,
     events: EventSender,
     /// Joined channels, with the user's nick in each.
     rooms: HashMap<u64, String>,
@@ -115,11 +113,15 @@ pub struct Bot {
     stopping: AtomicBool,
     started: AtomicBool,
     shards: Mutex<Option<Arc<ShardManager>>>,
+    /// Account → the URL of their avatar, for webhook posts.
+    avatar_urls: Mutex<HashMap<String, String>>,
     /// The owner's XMPP presence, which their own bot shows (again after
     /// each connection).
     shown_presence: Mutex<Option<(Option<ActivityData>, OnlineStatus)>>,
     next_generation: AtomicU64,
-    subscribers: Mutex<HashMap<String, Subscriber>>,
+    /// By (account, generation): an old login still finishing must not
+    /// take the place of the new one that replaced it.
+    subscribers: Mutex<HashMap<(String, u64), Subscriber>>,
     /// New messages per channel, by id, waiting to be released in order.
     pending: Mutex<HashMap<u64, HeldMessages>>,
     channel_locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
@@ -176,6 +178,7 @@ impl Bot {
             started: AtomicBool::new(false),
             shards: Mutex::new(None),
             shown_presence: Mutex::new(None),
+            avatar_urls: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -363,6 +366,21 @@ impl Bot {
         }
     }
 
+    pub fn set_avatar_url(&self, account: &str, url: String) {
+        self.avatar_urls
+            .lock()
+            .expect("not poisoned")
+            .insert(account.to_owned(), url);
+    }
+
+    pub fn avatar_url(&self, account: &str) -> Option<String> {
+        self.avatar_urls
+            .lock()
+            .expect("not poisoned")
+            .get(account)
+            .cloned()
+    }
+
     /// Show the owner's XMPP presence and status text as the bot's own,
     /// now and after every reconnection.
     pub async fn show_presence(&self, show: PresenceShow, status: Option<&str>) {
@@ -391,28 +409,28 @@ impl Bot {
     pub fn subscribe(&self, account: &str, events: EventSender) -> u64 {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let mut subscribers = self.subscribers.lock().expect("not poisoned");
-        let previous = subscribers.remove(account);
+        // DM partners survive a new login of the same account.
+        let dm_partners = subscribers
+            .iter()
+            .filter(|((a, _), _)| a == account)
+            .flat_map(|(_, s)| s.dm_partners.iter().copied())
+            .collect();
         subscribers.insert(
-            account.to_owned(),
+            (account.to_owned(), generation),
             Subscriber {
-                generation,
                 events,
                 rooms: HashMap::new(),
-                // DM partners survive a new login of the same account.
-                dm_partners: previous.map(|p| p.dm_partners).unwrap_or_default(),
+                dm_partners,
             },
         );
         generation
     }
 
     pub fn unsubscribe(&self, account: &str, generation: u64) {
-        let mut subscribers = self.subscribers.lock().expect("not poisoned");
-        if subscribers
-            .get(account)
-            .is_some_and(|s| s.generation == generation)
-        {
-            subscribers.remove(account);
-        }
+        self.subscribers
+            .lock()
+            .expect("not poisoned")
+            .remove(&(account.to_owned(), generation));
     }
 
     fn with_subscriber<T>(
@@ -423,8 +441,7 @@ impl Bot {
     ) -> Option<T> {
         let mut subscribers = self.subscribers.lock().expect("not poisoned");
         subscribers
-            .get_mut(account)
-            .filter(|s| s.generation == generation)
+            .get_mut(&(account.to_owned(), generation))
             .map(f)
     }
 
@@ -455,10 +472,10 @@ impl Bot {
         let subscribers = self.subscribers.lock().expect("not poisoned");
         subscribers
             .iter()
-            .filter(|(account, s)| match audience {
+            .filter(|((account, _), s)| match audience {
                 Audience::Room(channel) => s.rooms.contains_key(channel),
                 Audience::RoomExcept(channel, except) => {
-                    s.rooms.contains_key(channel) && *account != except
+                    s.rooms.contains_key(channel) && account != except
                 }
                 Audience::Direct(user) => {
                     s.dm_partners.contains(user) || self.owner.as_deref() == Some(account.as_str())
@@ -824,8 +841,12 @@ impl Bot {
             .lock()
             .expect("not poisoned")
             .iter()
-            .filter(|(account, _)| account.as_str() != except)
-            .filter_map(|(account, s)| Some(self.xmpp_occupant(account, s.rooms.get(&channel)?)))
+            .filter(|((account, _), _)| account.as_str() != except)
+            .filter_map(|((account, _), s)| Some((account, s.rooms.get(&channel)?)))
+            // One occupant per account, while an old login overlaps a new one.
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .map(|(account, nick)| self.xmpp_occupant(account, nick))
             .collect()
     }
 

@@ -8,6 +8,7 @@
 //! at once in the log; the other gateways of the process are not affected,
 //! and users of this one are told why they cannot log in.
 
+pub mod avatars;
 pub mod bot;
 pub mod error;
 pub mod options;
@@ -29,6 +30,7 @@ use tracing::warn;
 /// The serenity this bridge is built with, for tests that drive a bot of their own.
 pub use serenity;
 
+pub use crate::avatars::AvatarServer;
 pub use crate::bot::{Bot, BotStatus};
 pub use crate::error::DiscordError;
 pub use crate::options::DiscordOptions;
@@ -50,6 +52,8 @@ pub fn ensure_crypto_provider() {
 
 pub struct DiscordNetwork {
     bot: Arc<Bot>,
+    /// Serves users' avatars for webhook posts, when configured.
+    avatars: Option<Arc<AvatarServer>>,
 }
 
 impl DiscordNetwork {
@@ -58,10 +62,17 @@ impl DiscordNetwork {
     pub fn from_options(value: &serde_json::Value) -> Result<DiscordNetwork, DiscordError> {
         let options = DiscordOptions::from_value(value)?;
         ensure_crypto_provider();
+        // Outside a runtime (a configuration check) nothing listens yet.
+        let avatars = match (&options.media_listen, &options.media_url) {
+            (Some(listen), Some(url)) if tokio::runtime::Handle::try_current().is_ok() => {
+                Some(AvatarServer::start(*listen, url)?)
+            }
+            _ => None,
+        };
         let bot = Bot::new(options);
         // Outside a runtime (a configuration check) it starts at the first login.
         bot.start();
-        Ok(DiscordNetwork { bot })
+        Ok(DiscordNetwork { bot, avatars })
     }
 
     pub fn bot(&self) -> &Arc<Bot> {
@@ -221,6 +232,7 @@ impl Network for DiscordNetwork {
         Ok(Box::new(DiscordSession::new(
             self.bot.clone(),
             own,
+            self.avatars.clone(),
             account,
             events,
         )))

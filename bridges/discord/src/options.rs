@@ -35,6 +35,14 @@ pub struct DiscordOptions {
     /// channel. Nobody by default: the bot's rights are not the users'.
     #[serde(default)]
     pub moderators: Vec<String>,
+    /// Where the avatar server listens, e.g. `127.0.0.1:8471`; with
+    /// `media_url`, XMPP users' vCard photos are their webhook avatars.
+    #[serde(default)]
+    pub media_listen: Option<std::net::SocketAddr>,
+    /// The public URL under which `media_listen` is reachable (Discord
+    /// fetches avatars from it), e.g. `https://discord.example.org/media`.
+    #[serde(default)]
+    pub media_url: Option<String>,
 }
 
 fn default_webhook_name() -> String {
@@ -54,6 +62,8 @@ impl fmt::Debug for DiscordOptions {
             .field("max_media_bytes", &self.max_media_bytes)
             .field("fetch_private_media", &self.fetch_private_media)
             .field("moderators", &self.moderators)
+            .field("media_listen", &self.media_listen)
+            .field("media_url", &self.media_url)
             .finish()
     }
 }
@@ -76,6 +86,11 @@ impl DiscordOptions {
             .map_err(|e| DiscordError::Options(e.to_string()))?;
         if options.bot_token.trim().is_empty() {
             return Err(DiscordError::Options("`bot_token` is empty".to_owned()));
+        }
+        if options.media_listen.is_some() != options.media_url.is_some() {
+            return Err(DiscordError::Options(
+                "`media_listen` and `media_url` go together".to_owned(),
+            ));
         }
         if let Some(base) = &options.api_base {
             if !(base.starts_with("http://") || base.starts_with("https://")) {

@@ -256,6 +256,7 @@ impl Bot {
         post: Post,
     ) -> Result<u64, DiscordError> {
         let username = webhook_username(nick);
+        let avatar_url = self.avatar_url(account);
         let mut first = None;
         for piece in post.pieces(MAX_MESSAGE_CHARS) {
             let file = post.file_for(first.is_none());
@@ -265,6 +266,9 @@ impl Bot {
                     let mut message = ExecuteWebhook::new()
                         .content(piece.clone())
                         .username(username.clone());
+                    if let Some(url) = &avatar_url {
+                        message = message.avatar_url(url.clone());
+                    }
                     if let Some(file) = &file {
                         message = message.add_file(file.clone());
                     }

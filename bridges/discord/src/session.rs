@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    BridgeError, ChatState, ContactInfo, EventSender, MessageKind, OutgoingMessage, PresenceShow,
-    RemoteAddress, RemoteEvent, RoomInfo, Session,
+    Avatar, BridgeError, ChatState, ContactInfo, EventSender, MessageKind, OutgoingMessage,
+    PresenceShow, RemoteAddress, RemoteEvent, RoomInfo, Session,
 };
 use serenity::all::{ChannelId, CreateAttachment, GuildId, MessageId, ReactionType};
 use tracing::{debug, info, warn};
 
+use crate::avatars::AvatarServer;
 use crate::bot::{is_text_channel, Bot};
 use crate::error::DiscordError;
 use crate::post::{with_retry, Post};
@@ -26,6 +27,7 @@ pub struct DiscordSession {
     events: EventSender,
     /// The bot for direct messages: the user's own, or the gateway's.
     direct: DirectBot,
+    avatars: Option<Arc<AvatarServer>>,
     /// Emojis this user has set through the bot, per message.
     reactions: std::sync::Mutex<std::collections::HashMap<u64, Vec<String>>>,
 }
@@ -76,6 +78,7 @@ impl DiscordSession {
     pub fn new(
         bot: Arc<Bot>,
         own: Option<Arc<Bot>>,
+        avatars: Option<Arc<AvatarServer>>,
         account: &str,
         events: EventSender,
     ) -> DiscordSession {
@@ -98,6 +101,7 @@ impl DiscordSession {
             generation,
             events,
             direct,
+            avatars,
             reactions: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -298,6 +302,18 @@ impl Session for DiscordSession {
             self.bot.rest.delete_message(channel, target, reason)
         })
         .await?;
+        Ok(())
+    }
+
+    /// Shown on what the user posts through webhooks.
+    async fn set_avatar(&self, avatar: Avatar) -> Result<(), BridgeError> {
+        let Some(avatars) = &self.avatars else {
+            return Err(BridgeError::Unsupported(
+                "avatars, without `media_listen` and `media_url`".to_owned(),
+            ));
+        };
+        let url = avatars.publish(&self.account, avatar);
+        self.bot.set_avatar_url(&self.account, url);
         Ok(())
     }
 

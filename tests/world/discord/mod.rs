@@ -324,6 +324,7 @@ impl DiscordDouble {
                 deleted: false,
                 attachments,
                 files: Vec::new(),
+                avatar_url: None,
             })
             .id
     }

@@ -472,6 +472,7 @@ async fn create_message(
         deleted: false,
         attachments: Vec::new(),
         files: body.files,
+        avatar_url: None,
     });
     ok(shapes::message(&state, &message))
 }
@@ -775,6 +776,7 @@ async fn execute_webhook(
         edited_ms: None,
         deleted: false,
         attachments: Vec::new(),
+        avatar_url: body.json["avatar_url"].as_str().map(str::to_owned),
         files: body.files,
     });
     if query.get("wait").map(String::as_str) == Some("true") {

@@ -88,6 +88,8 @@ pub struct MessageRec {
     /// Files a bot or webhook uploaded with the message, served at their
     /// attachment URLs.
     pub files: Vec<UploadRec>,
+    /// The avatar URL a webhook post asked to be shown with.
+    pub avatar_url: Option<String>,
 }
 
 impl MessageRec {
