@@ -489,11 +489,7 @@ async fn edits_deletes_reactions_and_replies_both_ways() {
         "<replace xmlns='urn:xmpp:message-correct:0' id='m1'/>",
     )
     .await;
-    s.discord
-        .wait_until(WAIT, "the edit", |st| {
-            st.message(posted.id).is_some_and(|m| m.content == "fixed")
-        })
-        .await;
+    s.discord.wait_for_edit(posted.id, "fixed", WAIT).await;
     // A reaction from XMPP is the bot's reaction on Discord.
     s.alice
         .send(el(&format!(
@@ -934,10 +930,7 @@ async fn edits_and_deletes_still_work_after_a_restart() {
     )
     .await;
     s.discord
-        .wait_until(WAIT, "the edit after the restart", |st| {
-            st.message(mine.id)
-                .is_some_and(|m| m.content == "written before, fixed")
-        })
+        .wait_for_edit(mine.id, "written before, fixed", WAIT)
         .await;
     s.alice
         .send(el(&format!(
@@ -1019,10 +1012,7 @@ async fn xmpp_users_in_the_same_channel_see_each_other() {
         world::stanza_id(&seen)
     );
     s.discord
-        .wait_until(WAIT, "the edit", |st| {
-            st.message(posted.id)
-                .is_some_and(|m| m.content == "hello, dave")
-        })
+        .wait_for_edit(posted.id, "hello, dave", WAIT)
         .await;
     // Nothing of hers came back to alice from Discord.
     while let Some(stray) = s.alice.recv(Duration::from_millis(500)).await {
@@ -1351,11 +1341,7 @@ async fn a_users_own_bot_carries_their_direct_messages() {
              <replace xmlns='urn:xmpp:message-correct:0' id='own1'/></message>"
         )))
         .await;
-    s.discord
-        .wait_until(WAIT, "the DM edited", |st| {
-            st.message(dm.id).is_some_and(|m| m.content == "psst!")
-        })
-        .await;
+    s.discord.wait_for_edit(dm.id, "psst!", WAIT).await;
 
     // Her XMPP presence is her bot's: dnd with her status as its custom
     // status. (Directed: she has not approved the gateway's subscription.)

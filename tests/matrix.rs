@@ -178,6 +178,17 @@ async fn register(
         .await
 }
 
+/// Removes the registration (XEP-0077); returns the iq reply.
+async fn unregister(alice: &mut XmppClient) -> Element {
+    alice
+        .iq(
+            GW,
+            "set",
+            el("<query xmlns='jabber:iq:register'><remove/></query>"),
+        )
+        .await
+}
+
 /// The XMPP address of a Matrix user or room ID (`@a:b`, `!r:b`, `#a:b`).
 fn jid_of(matrix_id: &str) -> String {
     let id = matrix_id.trim_start_matches('@');
@@ -1592,14 +1603,7 @@ async fn unregistering_logs_the_matrix_device_out() {
     // The test's own login and the gateway's.
     let before = s.matrix_alice.call(Method::GET, "/devices", None).await;
     assert_eq!(devices(&before), 2, "{before}");
-    let reply = s
-        .alice
-        .iq(
-            GW,
-            "set",
-            el("<query xmlns='jabber:iq:register'><remove/></query>"),
-        )
-        .await;
+    let reply = unregister(&mut s.alice).await;
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     let after = s.matrix_alice.call(Method::GET, "/devices", None).await;
     assert_eq!(devices(&after), 1, "{after}");
@@ -1837,14 +1841,7 @@ async fn with_the_roster_privilege_contacts_are_put_in_the_roster() {
     }
 
     // Unregistering takes the contact and the gateway out of the roster.
-    let reply = s
-        .alice
-        .iq(
-            GW,
-            "set",
-            el("<query xmlns='jabber:iq:register'><remove/></query>"),
-        )
-        .await;
+    let reply = unregister(&mut s.alice).await;
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     for jid in [bob_jid.as_str(), GW] {
         s.alice

@@ -572,6 +572,15 @@ impl DiscordDouble {
         told
     }
 
+    /// Wait until `message` reads `content`, as after an edit.
+    pub async fn wait_for_edit(&self, message: u64, content: &str, timeout: Duration) {
+        let what = format!("message {message} to read {content:?}");
+        self.wait_until(timeout, &what, |st| {
+            st.message(message).is_some_and(|m| m.content == content)
+        })
+        .await;
+    }
+
     /// The presences `bot` set over the gateway (op 3 payloads), in order.
     pub fn presences_of(&self, bot: u64) -> Vec<Value> {
         self.lock()
