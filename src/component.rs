@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use thiserror::Error;
-use tokio::io::BufStream;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, Instant};
@@ -38,9 +38,21 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ns;
 use xmpp_parsers::ping::Ping;
 
+use crate::link_socket::{LinkSocket, LinkWriter};
+use crate::xmpp::wire;
+
 /// Most stanzas written and not yet acknowledged; past this the link stops
 /// taking new ones until the server catches up.
 const WINDOW: usize = 4096;
+
+/// The most of its write buffer the link keeps between bursts.
+const WRITE_BUFFER_KEPT: usize = 64 * 1024;
+
+/// Write `bytes` and flush them to the server.
+async fn write_all(writer: &mut LinkWriter, bytes: &[u8]) -> Result<(), String> {
+    writer.write_all(bytes).await.map_err(|e| e.to_string())?;
+    writer.flush().await.map_err(|e| e.to_string())
+}
 
 /// Settings of one link.
 #[derive(Debug, Clone)]
@@ -122,7 +134,7 @@ pub struct LinkHandle {
     pub task: tokio::task::JoinHandle<Result<(), LinkError>>,
 }
 
-type Stream = XmppStream<BufStream<TcpStream>>;
+type Stream = XmppStream<LinkSocket>;
 
 /// Start a link task. `abort` ends it at once, even while disconnected.
 pub fn spawn(config: LinkConfig, abort: watch::Receiver<bool>) -> LinkHandle {
@@ -135,6 +147,7 @@ pub fn spawn(config: LinkConfig, abort: watch::Receiver<bool>) -> LinkHandle {
         events: events_tx,
         stats: stats.clone(),
         unacked: VecDeque::new(),
+        write_buffer: Vec::new(),
         abort,
         next_ping: 0,
     };
@@ -154,7 +167,9 @@ struct Link {
     events: mpsc::UnboundedSender<LinkEvent>,
     stats: Arc<LinkStats>,
     /// Written to the current or a previous connection, not yet acknowledged.
-    unacked: VecDeque<XmppStreamElement>,
+    unacked: VecDeque<Stanza>,
+    /// Reused for each burst's bytes.
+    write_buffer: Vec<u8>,
     abort: watch::Receiver<bool>,
     next_ping: u64,
 }
@@ -184,13 +199,13 @@ impl Link {
                 return Ok(());
             }
             match self.connect().await {
-                Ok(stream) => {
+                Ok((stream, writer)) => {
                     attempts = 0;
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
                     info!(server = %self.config.server, "component link up");
                     let _ = self.events.send(LinkEvent::Up { first });
                     first = false;
-                    match self.serve(stream).await {
+                    match self.serve(stream, writer).await {
                         Ended::Closed | Ended::Aborted => return Ok(()),
                         Ended::Lost(reason) => {
                             warn!(%reason, unacked = self.unacked.len(), "component link lost");
@@ -229,7 +244,8 @@ impl Link {
         }
     }
 
-    async fn connect(&self) -> Result<Stream, LinkError> {
+    /// The stream, and the writer of stanzas straight to its socket.
+    async fn connect(&self) -> Result<(Stream, LinkWriter), LinkError> {
         let cfg = &self.config;
         let unreachable = |reason: String| LinkError::Unreachable {
             server: cfg.server.clone(),
@@ -246,8 +262,9 @@ impl Link {
         let open = async {
             let tcp = TcpStream::connect(&cfg.server).await?;
             tcp.set_nodelay(true)?;
-            initiate_stream(
-                BufStream::new(tcp),
+            let (socket, writer) = LinkSocket::new(tcp);
+            let pending = initiate_stream(
+                socket,
                 ns::COMPONENT,
                 StreamHeader {
                     to: Some(Cow::Borrowed(jid.domain().as_str())),
@@ -256,9 +273,10 @@ impl Link {
                 },
                 timeouts,
             )
-            .await
+            .await?;
+            Ok::<_, std::io::Error>((pending, writer))
         };
-        let mut pending = tokio::time::timeout(cfg.response_timeout, open)
+        let (mut pending, writer) = tokio::time::timeout(cfg.response_timeout, open)
             .await
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
@@ -280,7 +298,7 @@ impl Link {
                 .map_err(|_| unreachable("no answer to the handshake".into()))?;
             match next {
                 Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
-                    return Ok(stream)
+                    return Ok((stream, writer))
                 }
                 Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(err)))) => {
                     let reason = format!("{:?}", err.0.condition);
@@ -310,7 +328,7 @@ impl Link {
     }
 
     /// Run one connected session until it ends.
-    async fn serve(&mut self, mut stream: Stream) -> Ended {
+    async fn serve(&mut self, mut stream: Stream, mut writer: LinkWriter) -> Ended {
         // What a previous connection may have lost goes out first, in order.
         let resend = self.unacked.len();
         if resend > 0 {
@@ -321,10 +339,12 @@ impl Link {
             self.stats
                 .stanzas_resent
                 .fetch_add(resend as u64, Ordering::Relaxed);
-            for element in &self.unacked {
-                if let Err(e) = stream.feed(element).await {
-                    return Ended::Lost(e.to_string());
-                }
+            let mut bytes = Vec::new();
+            for stanza in &self.unacked {
+                wire::write_stanza(stanza, &mut bytes);
+            }
+            if let Err(e) = write_all(&mut writer, &bytes).await {
+                return Ended::Lost(e);
             }
         }
         let mut ack: Option<PendingAck> = None;
@@ -380,7 +400,7 @@ impl Link {
                 next = self.outbound.recv(), if outbound_open && self.unacked.len() < WINDOW => {
                     match next {
                         Some(stanza) => {
-                            if let Err(e) = self.write_burst(&mut stream, stanza).await {
+                            if let Err(e) = self.write_burst(&mut writer, stanza).await {
                                 return Ended::Lost(e);
                             }
                         }
@@ -412,21 +432,26 @@ impl Link {
         }
     }
 
-    /// Write one stanza and whatever else is already queued behind it, then flush once.
-    async fn write_burst(&mut self, stream: &mut Stream, first: Stanza) -> Result<(), String> {
+    /// Write one stanza and whatever else is already queued behind it, in
+    /// one write (see `xmpp::wire` for why not through tokio-xmpp).
+    async fn write_burst(&mut self, writer: &mut LinkWriter, first: Stanza) -> Result<(), String> {
+        let mut bytes = std::mem::take(&mut self.write_buffer);
+        bytes.clear();
         let mut next = Some(first);
         while let Some(stanza) = next.take() {
-            self.unacked.push_back(XmppStreamElement::Stanza(stanza));
-            let element = self.unacked.back().expect("just pushed");
-            stream.feed(element).await.map_err(|e| e.to_string())?;
+            wire::write_stanza(&stanza, &mut bytes);
+            self.unacked.push_back(stanza);
             self.stats.stanzas_sent.fetch_add(1, Ordering::Relaxed);
             if self.unacked.len() < WINDOW {
                 next = self.outbound.try_recv().ok();
             }
         }
-        SinkExt::<&XmppStreamElement>::flush(stream)
-            .await
-            .map_err(|e| e.to_string())
+        let written = write_all(writer, &bytes).await;
+        // Kept for the next burst, unless a large one made it large.
+        if bytes.capacity() <= WRITE_BUFFER_KEPT {
+            self.write_buffer = bytes;
+        }
+        written
     }
 
     async fn send_ping(

@@ -12,6 +12,7 @@ pub mod archive;
 pub mod component;
 pub mod config;
 pub mod gateway;
+pub mod link_socket;
 pub mod message_map;
 pub mod networks;
 pub mod registration;

@@ -17,4 +17,5 @@ pub mod register;
 pub mod rsm;
 pub mod service;
 pub mod stanza_id;
+pub mod wire;
 pub mod xml;
