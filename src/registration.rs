@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use estuary_bridge::RemoteAddress;
-
 use tracing::{info, warn};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};

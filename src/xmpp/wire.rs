@@ -333,10 +333,16 @@ mod tests {
     fn only_xml_characters_are_written() {
         let mut out = Vec::new();
         text(&mut out, "a\u{0}b\u{1b}[1mc\u{fffe}d\u{ff21}e😀\r\tf");
-        assert_eq!(String::from_utf8(out).unwrap(), "ab[1mcd\u{ff21}e😀&#13;\tf");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ab[1mcd\u{ff21}e😀&#13;\tf"
+        );
         let mut out = Vec::new();
         attribute(&mut out, "x", "a'b\"c\nd");
-        assert_eq!(String::from_utf8(out).unwrap(), " x='a&apos;b&quot;c&#10;d'");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            " x='a&apos;b&quot;c&#10;d'"
+        );
     }
 
     #[test]
