@@ -48,8 +48,8 @@ impl AvatarServer {
         Ok(server)
     }
 
-    /// Serve `account`'s avatar, in place of their previous one; its URL.
-    pub fn publish(&self, account: &str, avatar: Avatar) -> String {
+    /// Serve `account`'s avatar, in place of their previous one.
+    pub fn publish(&self, account: &str, avatar: Avatar) {
         let hash: String = Sha256::digest(&avatar.bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -63,8 +63,14 @@ impl AvatarServer {
         if let Some(previous) = previous.filter(|p| *p != hash) {
             images.remove(&previous);
         }
-        images.insert(hash.clone(), Arc::new(avatar));
-        format!("{}/avatar/{hash}", self.base_url)
+        images.insert(hash, Arc::new(avatar));
+    }
+
+    /// The URL of `account`'s avatar, if they have one.
+    pub fn url_of(&self, account: &str) -> Option<String> {
+        let owners = self.owners.lock().expect("not poisoned");
+        let hash = owners.get(account)?;
+        Some(format!("{}/avatar/{hash}", self.base_url))
     }
 }
 

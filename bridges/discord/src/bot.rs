@@ -28,6 +28,7 @@ use serenity::gateway::GatewayError;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use crate::avatars::AvatarServer;
 use crate::error::DiscordError;
 use crate::options::DiscordOptions;
 use crate::post::Poster;
@@ -113,8 +114,11 @@ pub struct Bot {
     stopping: AtomicBool,
     started: AtomicBool,
     shards: Mutex<Option<Arc<ShardManager>>>,
-    /// Account → the URL of their avatar, for webhook posts.
-    avatar_urls: Mutex<HashMap<String, String>>,
+    /// Serves users' avatars for webhook posts, when configured.
+    pub(crate) avatars: Option<Arc<AvatarServer>>,
+    /// Discord user → the bot's direct message channel with them, which
+    /// Discord keeps the same: asked once, not for every message.
+    pub(crate) dm_channels: Mutex<HashMap<u64, u64>>,
     /// The owner's XMPP presence, which their own bot shows (again after
     /// each connection).
     shown_presence: Mutex<Option<(Option<ActivityData>, OnlineStatus)>>,
@@ -149,9 +153,10 @@ pub fn make_http(options: &DiscordOptions) -> Http {
 }
 
 impl Bot {
-    /// The gateway's bot, shared by every user.
-    pub fn new(options: DiscordOptions) -> Arc<Bot> {
-        Self::build(options, None)
+    /// The gateway's bot, shared by every user, with the server of their
+    /// avatars when one is configured.
+    pub fn new(options: DiscordOptions, avatars: Option<Arc<AvatarServer>>) -> Arc<Bot> {
+        Self::build(options, None, avatars)
     }
 
     /// A user's own bot, registered with their token: their direct
@@ -161,10 +166,14 @@ impl Bot {
             bot_token: token.to_owned(),
             ..options.clone()
         };
-        Self::build(options, Some(owner.to_owned()))
+        Self::build(options, Some(owner.to_owned()), None)
     }
 
-    fn build(options: DiscordOptions, owner: Option<String>) -> Arc<Bot> {
+    fn build(
+        options: DiscordOptions,
+        owner: Option<String>,
+        avatars: Option<Arc<AvatarServer>>,
+    ) -> Arc<Bot> {
         let (status, _) = watch::channel(BotStatus::Connecting);
         Arc::new(Bot {
             rest: Arc::new(make_http(&options)),
@@ -178,7 +187,8 @@ impl Bot {
             started: AtomicBool::new(false),
             shards: Mutex::new(None),
             shown_presence: Mutex::new(None),
-            avatar_urls: Mutex::new(HashMap::new()),
+            avatars,
+            dm_channels: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -364,21 +374,6 @@ impl Bot {
         if self.told_disconnected.swap(false, Ordering::Relaxed) {
             self.broadcast(RemoteEvent::Reconnected).await;
         }
-    }
-
-    pub fn set_avatar_url(&self, account: &str, url: String) {
-        self.avatar_urls
-            .lock()
-            .expect("not poisoned")
-            .insert(account.to_owned(), url);
-    }
-
-    pub fn avatar_url(&self, account: &str) -> Option<String> {
-        self.avatar_urls
-            .lock()
-            .expect("not poisoned")
-            .get(account)
-            .cloned()
     }
 
     /// Show the owner's XMPP presence and status text as the bot's own,

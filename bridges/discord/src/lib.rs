@@ -52,8 +52,6 @@ pub fn ensure_crypto_provider() {
 
 pub struct DiscordNetwork {
     bot: Arc<Bot>,
-    /// Serves users' avatars for webhook posts, when configured.
-    avatars: Option<Arc<AvatarServer>>,
 }
 
 impl DiscordNetwork {
@@ -69,10 +67,10 @@ impl DiscordNetwork {
             }
             _ => None,
         };
-        let bot = Bot::new(options);
+        let bot = Bot::new(options, avatars);
         // Outside a runtime (a configuration check) it starts at the first login.
         bot.start();
-        Ok(DiscordNetwork { bot, avatars })
+        Ok(DiscordNetwork { bot })
     }
 
     pub fn bot(&self) -> &Arc<Bot> {
@@ -232,7 +230,6 @@ impl Network for DiscordNetwork {
         Ok(Box::new(DiscordSession::new(
             self.bot.clone(),
             own,
-            self.avatars.clone(),
             account,
             events,
         )))

@@ -256,7 +256,7 @@ impl Bot {
         post: Post,
     ) -> Result<u64, DiscordError> {
         let username = webhook_username(nick);
-        let avatar_url = self.avatar_url(account);
+        let avatar_url = self.avatars.as_ref().and_then(|a| a.url_of(account));
         let mut first = None;
         for piece in post.pieces(MAX_MESSAGE_CHARS) {
             let file = post.file_for(first.is_none());
@@ -354,12 +354,26 @@ impl Bot {
         nick: Option<&str>,
         post: Post,
     ) -> Result<u64, DiscordError> {
+        let channel = self.dm_channel(user).await?;
+        self.post_by_bot(channel, account, nick, post).await
+    }
+
+    /// The bot's direct message channel with a Discord user.
+    pub async fn dm_channel(&self, user: u64) -> Result<u64, DiscordError> {
+        if let Some(channel) = self.dm_channels.lock().expect("not poisoned").get(&user) {
+            return Ok(*channel);
+        }
         let user_id = UserId::new(user);
         let dm = with_retry("open a direct message channel", || {
             user_id.create_dm_channel(&*self.rest)
         })
         .await?;
-        self.post_by_bot(dm.id.get(), account, nick, post).await
+        let channel = dm.id.get();
+        self.dm_channels
+            .lock()
+            .expect("not poisoned")
+            .insert(user, channel);
+        Ok(channel)
     }
 
     /// Replace the text of a message the gateway posted; `nick` as for

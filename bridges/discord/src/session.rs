@@ -14,7 +14,6 @@ use estuary_bridge::{
 use serenity::all::{ChannelId, CreateAttachment, GuildId, MessageId, ReactionType};
 use tracing::{debug, info, warn};
 
-use crate::avatars::AvatarServer;
 use crate::bot::{is_text_channel, Bot};
 use crate::error::DiscordError;
 use crate::post::{with_retry, Post};
@@ -27,7 +26,6 @@ pub struct DiscordSession {
     events: EventSender,
     /// The bot for direct messages: the user's own, or the gateway's.
     direct: DirectBot,
-    avatars: Option<Arc<AvatarServer>>,
     /// Emojis this user has set through the bot, per message.
     reactions: std::sync::Mutex<std::collections::HashMap<u64, Vec<String>>>,
 }
@@ -78,7 +76,6 @@ impl DiscordSession {
     pub fn new(
         bot: Arc<Bot>,
         own: Option<Arc<Bot>>,
-        avatars: Option<Arc<AvatarServer>>,
         account: &str,
         events: EventSender,
     ) -> DiscordSession {
@@ -101,9 +98,15 @@ impl DiscordSession {
             generation,
             events,
             direct,
-            avatars,
             reactions: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The user's nick in a channel they joined.
+    fn joined_nick(&self, channel: u64) -> Result<String, DiscordError> {
+        self.bot
+            .room_nick(&self.account, self.generation, channel)
+            .ok_or_else(|| DiscordError::BadRequest("join the room first".to_owned()))
     }
 
     /// The bot that speaks where `target` is.
@@ -119,7 +122,7 @@ impl DiscordSession {
     async fn channel_of(&self, id: u64, target: &Target) -> Result<u64, DiscordError> {
         match target {
             Target::Channel { .. } => Ok(id),
-            Target::User => self.dm_channel(id).await,
+            Target::User => self.direct.bot.dm_channel(id).await,
         }
     }
 
@@ -203,12 +206,12 @@ impl Session for DiscordSession {
             Some(target) => Some(message_id(target)?),
             None => None,
         };
-        let file = self.upload_of(&message).await;
-        let target = self.target(id);
-        let guild = match target {
-            Target::Channel { guild } => Some(guild),
-            Target::User => None,
+        // Who speaks where, checked before a file is fetched.
+        let (guild, nick) = match self.target(id) {
+            Target::Channel { guild } => (Some(guild), Some(self.joined_nick(id)?)),
+            Target::User => (None, None),
         };
+        let file = self.upload_of(&message).await;
         let post = Post {
             // The file replaces the link it was sent as.
             text: match file {
@@ -218,17 +221,13 @@ impl Session for DiscordSession {
             file,
             reply_to,
         };
-        let posted = match target {
-            Target::Channel { .. } => {
-                let nick = self
-                    .bot
-                    .room_nick(&self.account, self.generation, id)
-                    .ok_or_else(|| DiscordError::BadRequest("join the room first".to_owned()))?;
+        let posted = match nick {
+            Some(nick) => {
                 self.bot
                     .post_in_channel(id, &self.account, &nick, post)
                     .await?
             }
-            Target::User => {
+            None => {
                 let direct = &self.direct;
                 direct
                     .bot
@@ -252,14 +251,12 @@ impl Session for DiscordSession {
         let target = message_id(target)?;
         let target_kind = self.target(id);
         let (channel, nick, guild) = match target_kind {
-            Target::Channel { guild } => {
-                let nick = self
-                    .bot
-                    .room_nick(&self.account, self.generation, id)
-                    .ok_or_else(|| DiscordError::BadRequest("join the room first".to_owned()))?;
-                (id, Some(nick), Some(guild))
-            }
-            Target::User => (self.dm_channel(id).await?, self.direct.name.clone(), None),
+            Target::Channel { guild } => (id, Some(self.joined_nick(id)?), Some(guild)),
+            Target::User => (
+                self.direct.bot.dm_channel(id).await?,
+                self.direct.name.clone(),
+                None,
+            ),
         };
         let body = self.body_for_discord(guild, &message);
         self.bot_for(&target_kind)
@@ -307,13 +304,12 @@ impl Session for DiscordSession {
 
     /// Shown on what the user posts through webhooks.
     async fn set_avatar(&self, avatar: Avatar) -> Result<(), BridgeError> {
-        let Some(avatars) = &self.avatars else {
+        let Some(avatars) = &self.bot.avatars else {
             return Err(BridgeError::Unsupported(
                 "avatars, without `media_listen` and `media_url`".to_owned(),
             ));
         };
-        let url = avatars.publish(&self.account, avatar);
-        self.bot.set_avatar_url(&self.account, url);
+        avatars.publish(&self.account, avatar);
         Ok(())
     }
 
@@ -565,17 +561,6 @@ impl DiscordSession {
             ),
             nickname: Some(found.name.clone()),
         })
-    }
-
-    /// The direct message channel between the user's direct bot and `user`.
-    async fn dm_channel(&self, user: u64) -> Result<u64, DiscordError> {
-        let user_id = serenity::all::UserId::new(user);
-        let rest = &self.direct.bot.rest;
-        let dm = with_retry("open a direct message channel", || {
-            user_id.create_dm_channel(&**rest)
-        })
-        .await?;
-        Ok(dm.id.get())
     }
 }
 
