@@ -7,10 +7,10 @@
 //! a stanza with a bad attribute), and it gives no way to tell which stanzas
 //! the server really received before a connection died.
 //!
-//! XEP-0114 has no acknowledgements, so the link makes its own: after writing
-//! a burst of stanzas it pings the server, and since the server handles a
-//! stream in order, the pong proves everything written before the ping
-//! arrived. Stanzas not yet proven are written again after a reconnect. A
+//! XEP-0114 has no acknowledgements, so the link makes its own: once 512
+//! stanzas or 50 ms of them are unproven it pings the server, and since the
+//! server handles a stream in order, the pong proves everything written
+//! before the ping arrived. Stanzas not yet proven are written again after a reconnect. A
 //! stanza may therefore arrive twice, never zero times.
 
 use std::borrow::Cow;
@@ -44,6 +44,13 @@ use crate::xmpp::wire;
 /// Most stanzas written and not yet acknowledged; past this the link stops
 /// taking new ones until the server catches up.
 const WINDOW: usize = 4096;
+
+/// How many unacknowledged stanzas make the link ask for an acknowledgement
+/// at once, and how long it otherwise waits after the first one. Each ask
+/// is a ping the server must route and answer; one per burst under load
+/// would double the server's work per relayed message.
+const ACK_BATCH: usize = 512;
+const ACK_DELAY: Duration = Duration::from_millis(50);
 
 /// The most of its write buffer the link keeps between bursts.
 const WRITE_BUFFER_KEPT: usize = 64 * 1024;
@@ -348,6 +355,7 @@ impl Link {
             }
         }
         let mut ack: Option<PendingAck> = None;
+        let mut ack_due: Option<Instant> = None;
         if resend > 0 {
             match self.send_ping(&mut stream, resend).await {
                 Ok(p) => ack = Some(p),
@@ -357,6 +365,7 @@ impl Link {
         let mut outbound_open = true;
         loop {
             let ack_deadline = ack.as_ref().map(|a| a.deadline);
+            let mut ask_now = false;
             tokio::select! {
                 biased;
                 _ = self.abort.changed() => {
@@ -380,15 +389,8 @@ impl Link {
                     Some(Ok(FallibleStreamElement::Ok(other))) => {
                         debug!(?other, "ignoring an unexpected stream element");
                     }
-                    Some(Err(ReadError::SoftTimeout)) => {
-                        // Silence: prove the link is alive before the hard timeout.
-                        if ack.is_none() {
-                            match self.send_ping(&mut stream, self.unacked.len()).await {
-                                Ok(p) => ack = Some(p),
-                                Err(e) => return Ended::Lost(e),
-                            }
-                        }
-                    }
+                    // Silence: prove the link is alive before the hard timeout.
+                    Some(Err(ReadError::SoftTimeout)) => ask_now = true,
                     Some(Err(ReadError::ParseError(e))) => {
                         warn!(error = %e, "skipping an element the server sent that does not parse");
                     }
@@ -406,23 +408,29 @@ impl Link {
                         }
                         None => outbound_open = false,
                     }
-                    if ack.is_none() && !self.unacked.is_empty() {
-                        match self.send_ping(&mut stream, self.unacked.len()).await {
-                            Ok(p) => ack = Some(p),
-                            Err(e) => return Ended::Lost(e),
-                        }
-                    }
                 }
+                _ = sleep_until_opt(ack_due), if ack.is_none() => ask_now = true,
                 _ = sleep_until_opt(ack_deadline) => {
                     return Ended::Lost("the server did not answer a ping in time".into());
                 }
             }
-            if ack.is_none() && !self.unacked.is_empty() {
-                // The last ping answered only part of what was written since.
-                match self.send_ping(&mut stream, self.unacked.len()).await {
+            if ack.is_some() {
+                continue;
+            }
+            // Ask at once when much is waiting, when the link is idle-checked
+            // or closing; otherwise a little later, so that one ping covers a
+            // whole stretch of traffic.
+            let waiting = self.unacked.len();
+            if ask_now || waiting >= ACK_BATCH || (!outbound_open && waiting > 0) {
+                ack_due = None;
+                match self.send_ping(&mut stream, waiting).await {
                     Ok(p) => ack = Some(p),
                     Err(e) => return Ended::Lost(e),
                 }
+            } else if waiting > 0 {
+                ack_due.get_or_insert_with(|| Instant::now() + ACK_DELAY);
+            } else {
+                ack_due = None;
             }
             if !outbound_open && self.unacked.is_empty() {
                 info!("outbound queue drained; closing the component stream");

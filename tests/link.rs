@@ -20,6 +20,43 @@ async fn keepalive_pings_are_answered_on_an_idle_link() {
     assert_eq!(stats.connects.load(Ordering::SeqCst), 1);
 }
 
+/// A conversation of one stanza at a time is acknowledged by a ping now and
+/// then, not by one per stanza: each ping is a stanza the server must route
+/// and answer, which would double its work per relayed message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_traffic_is_acknowledged_in_batches() {
+    const N: usize = 60;
+    let fx = Fixture::start().await;
+    let echo = format!("echo@{GW}");
+    let mut alice = fx.registered("alice").await;
+    let stats = fx.estuary.as_ref().unwrap().link(GW).unwrap();
+    let sent_before = stats.stanzas_sent.load(Ordering::SeqCst);
+    let pings_before = stats.pings_sent.load(Ordering::SeqCst);
+    for i in 0..N {
+        let text = format!("one at a time {i}");
+        alice.message(&echo, &text).await;
+        let reply = format!("echo: {text}");
+        alice
+            .expect(WAIT, |s| body(s).as_deref() == Some(&*reply))
+            .await;
+    }
+    // Whatever is still unacknowledged is asked about shortly.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = stats.stanzas_sent.load(Ordering::SeqCst) - sent_before;
+    let pings = stats.pings_sent.load(Ordering::SeqCst) - pings_before;
+    assert!(sent >= N as u64, "{stats:?}");
+    assert!(pings >= 1, "nothing was acknowledged: {stats:?}");
+    assert!(
+        pings * 4 <= sent,
+        "{pings} pings for {sent} stanzas: {stats:?}"
+    );
+    assert_eq!(
+        stats.pongs.load(Ordering::SeqCst),
+        stats.pings_sent.load(Ordering::SeqCst),
+        "{stats:?}"
+    );
+}
+
 /// Prosody is killed while the gateway is sending a burst of messages to a
 /// user, and restarted: the gateway reconnects, and every message arrives
 /// (some from the user's offline store, the rest live).
