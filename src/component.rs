@@ -39,7 +39,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::ping::Ping;
 
 use crate::link_socket::{LinkSocket, LinkWriter};
-use crate::xmpp::wire;
+use crate::xmpp::wire::StanzaBytes;
 
 /// Most stanzas written and not yet acknowledged; past this the link stops
 /// taking new ones until the server catches up.
@@ -135,7 +135,7 @@ pub struct LinkStats {
 pub struct LinkHandle {
     /// Stanzas to send. Dropping every clone of this closes the link cleanly,
     /// after what was queued has been delivered.
-    pub outbound: mpsc::UnboundedSender<Stanza>,
+    pub outbound: mpsc::UnboundedSender<StanzaBytes>,
     pub events: mpsc::UnboundedReceiver<LinkEvent>,
     pub stats: Arc<LinkStats>,
     pub task: tokio::task::JoinHandle<Result<(), LinkError>>,
@@ -170,11 +170,11 @@ pub fn spawn(config: LinkConfig, abort: watch::Receiver<bool>) -> LinkHandle {
 
 struct Link {
     config: LinkConfig,
-    outbound: mpsc::UnboundedReceiver<Stanza>,
+    outbound: mpsc::UnboundedReceiver<StanzaBytes>,
     events: mpsc::UnboundedSender<LinkEvent>,
     stats: Arc<LinkStats>,
     /// Written to the current or a previous connection, not yet acknowledged.
-    unacked: VecDeque<Stanza>,
+    unacked: VecDeque<StanzaBytes>,
     /// Reused for each burst's bytes.
     write_buffer: Vec<u8>,
     abort: watch::Receiver<bool>,
@@ -348,7 +348,7 @@ impl Link {
                 .fetch_add(resend as u64, Ordering::Relaxed);
             let mut bytes = Vec::new();
             for stanza in &self.unacked {
-                wire::write_stanza(stanza, &mut bytes);
+                bytes.extend_from_slice(stanza.as_bytes());
             }
             if let Err(e) = write_all(&mut writer, &bytes).await {
                 return Ended::Lost(e);
@@ -442,12 +442,16 @@ impl Link {
 
     /// Write one stanza and whatever else is already queued behind it, in
     /// one write (see `xmpp::wire` for why not through tokio-xmpp).
-    async fn write_burst(&mut self, writer: &mut LinkWriter, first: Stanza) -> Result<(), String> {
+    async fn write_burst(
+        &mut self,
+        writer: &mut LinkWriter,
+        first: StanzaBytes,
+    ) -> Result<(), String> {
         let mut bytes = std::mem::take(&mut self.write_buffer);
         bytes.clear();
         let mut next = Some(first);
         while let Some(stanza) = next.take() {
-            wire::write_stanza(&stanza, &mut bytes);
+            bytes.extend_from_slice(stanza.as_bytes());
             self.unacked.push_back(stanza);
             self.stats.stanzas_sent.fetch_add(1, Ordering::Relaxed);
             if self.unacked.len() < WINDOW {

@@ -22,6 +22,7 @@ use crate::store::Store;
 use crate::xmpp::errors::{self, Failure};
 use crate::xmpp::privilege::{self, RosterEdit};
 use crate::xmpp::stanza_id;
+use crate::xmpp::wire::StanzaBytes;
 
 pub struct Gateway {
     pub domain: String,
@@ -39,7 +40,7 @@ pub struct Gateway {
     roster_writers: Mutex<HashSet<String>>,
     /// Iqs the gateway sent and awaits: id → (who must answer, the waiter).
     pending_iqs: Mutex<HashMap<String, (Jid, oneshot::Sender<Iq>)>>,
-    out: mpsc::UnboundedSender<Stanza>,
+    out: mpsc::UnboundedSender<StanzaBytes>,
 }
 
 impl Gateway {
@@ -48,7 +49,7 @@ impl Gateway {
         network: Arc<dyn Network>,
         store: Store,
         access: AccessList,
-        out: mpsc::UnboundedSender<Stanza>,
+        out: mpsc::UnboundedSender<StanzaBytes>,
     ) -> anyhow::Result<Gateway> {
         let archiver = Archiver::spawn(store.clone());
         Ok(Gateway {
@@ -91,7 +92,7 @@ impl Gateway {
     /// Queue a stanza for the server. The link never drops it, so the only
     /// failure is a link that is gone for good, at shutdown.
     pub fn send(&self, stanza: Stanza) {
-        if self.out.send(stanza).is_err() {
+        if self.out.send(StanzaBytes::of(&stanza)).is_err() {
             warn!("component link closed; a stanza could not be queued");
         }
     }

@@ -139,7 +139,7 @@ impl UserSession {
                     }
                     Some(command) => self.on_command(command).await,
                 },
-                Some(event) = events.recv() => self.on_event(event).await,
+                Some(event) = events.recv() => self.on_event(*event).await,
             }
             self.note_persistence();
         }

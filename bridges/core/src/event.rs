@@ -70,50 +70,86 @@ pub struct Occupant {
 
 /// An occupant without the nick, for member lists keyed by nick. A gateway
 /// keeps such a list per user and room (the core, and the IRC bridge per
-/// connection), so this stays small and the [`Occupant`] is built only when
-/// an event needs one.
+/// connection), so this stays small (16 bytes) and the [`Occupant`] is built
+/// only when an event needs one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Standing {
-    pub user: Option<RemoteAddress>,
-    pub status: Option<Box<str>>,
     pub affiliation: Affiliation,
     pub role: Role,
     pub show: PresenceShow,
+    /// Boxed together because most occupants have neither.
+    details: Option<Box<StandingDetails>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StandingDetails {
+    user: Option<RemoteAddress>,
+    status: Option<Box<str>>,
 }
 
 impl Standing {
     /// Someone with this standing, present, with no status and no known user.
     pub fn new(affiliation: Affiliation, role: Role) -> Standing {
         Standing {
-            user: None,
-            status: None,
             affiliation,
             role,
             show: PresenceShow::Online,
+            details: None,
         }
     }
 
     /// An occupant split into its nick and the rest.
     pub fn of(occupant: Occupant) -> (Box<str>, Standing) {
+        let details = (occupant.user.is_some() || occupant.status.is_some()).then(|| {
+            Box::new(StandingDetails {
+                user: occupant.user,
+                status: occupant.status.map(String::into_boxed_str),
+            })
+        });
         let standing = Standing {
-            user: occupant.user,
-            status: occupant.status.map(String::into_boxed_str),
             affiliation: occupant.affiliation,
             role: occupant.role,
             show: occupant.show,
+            details,
         };
         (occupant.nick.into_boxed_str(), standing)
+    }
+
+    pub fn user(&self) -> Option<&RemoteAddress> {
+        self.details.as_ref()?.user.as_ref()
+    }
+
+    pub fn status(&self) -> Option<&str> {
+        self.details.as_ref()?.status.as_deref()
+    }
+
+    pub fn set_status(&mut self, status: Option<&str>) {
+        match (&mut self.details, status) {
+            (Some(details), status) => {
+                details.status = status.map(Box::from);
+                if details.user.is_none() && details.status.is_none() {
+                    self.details = None;
+                }
+            }
+            (None, None) => {}
+            (None, Some(status)) => {
+                self.details = Some(Box::new(StandingDetails {
+                    user: None,
+                    status: Some(status.into()),
+                }))
+            }
+        }
     }
 
     /// The occupant with this standing under `nick`.
     pub fn occupant(&self, nick: &str) -> Occupant {
         Occupant {
-            user: self.user.clone(),
+            user: self.user().cloned(),
             nick: nick.to_owned(),
             affiliation: self.affiliation,
             role: self.role,
             show: self.show,
-            status: self.status.as_deref().map(str::to_owned),
+            status: self.status().map(str::to_owned),
         }
     }
 }
@@ -284,12 +320,20 @@ impl From<RemoteMessage> for RemoteEvent {
 ///
 /// Bounded, so that a flood from the network slows the network reader down
 /// instead of growing memory without limit.
+///
+/// Events travel boxed. A tokio queue holds its slots in blocks of 32 and
+/// keeps a few drained blocks for reuse, so every session's queue stays as
+/// large as its last burst (a channel's NAMES, say) left it: 32 slots of a
+/// 128-byte event are 4 KB a block, of a box 256 bytes.
 #[derive(Debug, Clone)]
-pub struct EventSender(mpsc::Sender<RemoteEvent>);
+pub struct EventSender(mpsc::Sender<Box<RemoteEvent>>);
+
+/// Room reserved in the core's queue for one event.
+pub type EventPermit<'a> = mpsc::Permit<'a, Box<RemoteEvent>>;
 
 impl EventSender {
     /// A sender and its receiving end, for the core (and for bridge unit tests).
-    pub fn channel(capacity: usize) -> (EventSender, mpsc::Receiver<RemoteEvent>) {
+    pub fn channel(capacity: usize) -> (EventSender, mpsc::Receiver<Box<RemoteEvent>>) {
         let (tx, rx) = mpsc::channel(capacity);
         (EventSender(tx), rx)
     }
@@ -297,23 +341,73 @@ impl EventSender {
     /// Hand an event to the core. Returns false once the core has dropped the
     /// session, which tells the bridge to stop.
     pub async fn send(&self, event: RemoteEvent) -> bool {
-        self.0.send(event).await.is_ok()
+        self.0.send(Box::new(event)).await.is_ok()
     }
 
     /// Hand an event over only if the queue has room: for bridge tasks that
-    /// must keep serving the core's commands while the core catches up.
-    // The error hands the event back for the caller to keep; boxing it would
-    // allocate on exactly the path that must stay cheap.
-    #[allow(clippy::result_large_err)]
+    /// must keep serving the core's commands while the core catches up. The
+    /// error hands the event back for the caller to keep.
     pub fn try_send(
         &self,
-        event: RemoteEvent,
-    ) -> Result<(), mpsc::error::TrySendError<RemoteEvent>> {
+        event: Box<RemoteEvent>,
+    ) -> Result<(), mpsc::error::TrySendError<Box<RemoteEvent>>> {
         self.0.try_send(event)
     }
 
     /// Waits for room in the queue; `None` once the core has dropped the session.
-    pub async fn reserve(&self) -> Option<mpsc::Permit<'_, RemoteEvent>> {
+    pub async fn reserve(&self) -> Option<EventPermit<'_>> {
         self.0.reserve().await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn occupant(user: Option<&str>, status: Option<&str>) -> Occupant {
+        Occupant {
+            user: user.map(RemoteAddress::new),
+            nick: "nick".into(),
+            affiliation: Affiliation::Admin,
+            role: Role::Moderator,
+            show: PresenceShow::Away,
+            status: status.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_standing_gives_back_the_occupant_it_was_made_of() {
+        for (user, status) in [
+            (None, None),
+            (Some("u"), None),
+            (None, Some("gone")),
+            (Some("u"), Some("gone")),
+        ] {
+            let before = occupant(user, status);
+            let (nick, standing) = Standing::of(before.clone());
+            assert_eq!(standing.occupant(&nick), before);
+        }
+    }
+
+    #[test]
+    fn a_status_can_be_set_and_cleared() {
+        let mut standing = Standing::new(Affiliation::None, Role::Participant);
+        standing.set_status(Some("lunch"));
+        assert_eq!(standing.status(), Some("lunch"));
+        standing.set_status(None);
+        assert_eq!(
+            standing,
+            Standing::new(Affiliation::None, Role::Participant)
+        );
+        let (_, mut with_user) = Standing::of(occupant(Some("u"), None));
+        with_user.set_status(Some("lunch"));
+        with_user.set_status(None);
+        assert_eq!(with_user.user(), Some(&RemoteAddress::new("u")));
+    }
+
+    /// Member lists hold one per occupant per user; see `Standing`.
+    #[test]
+    fn a_standing_is_two_words() {
+        assert!(std::mem::size_of::<Standing>() <= 16);
     }
 }

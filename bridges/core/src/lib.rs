@@ -19,8 +19,8 @@ mod session;
 pub use address::{AddressKind, RemoteAddress};
 pub use error::BridgeError;
 pub use event::{
-    Affiliation, Attachment, ChatState, EventSender, MessageKind, Occupant, PresenceShow,
-    RemoteEvent, RemoteMessage, RemotePresence, Role, Standing,
+    Affiliation, Attachment, ChatState, EventPermit, EventSender, MessageKind, Occupant,
+    PresenceShow, RemoteEvent, RemoteMessage, RemotePresence, Role, Standing,
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};

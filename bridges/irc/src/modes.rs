@@ -24,6 +24,49 @@ use estuary_bridge::{Affiliation, Role};
 
 use crate::isupport::{Isupport, Prefixes};
 
+/// The status modes one member holds, as a set of mode letters in one word:
+/// a connection keeps one per member of each of its channels, and a `Vec`
+/// would be three words plus an allocation. Status modes are letters on every
+/// server; anything else cannot be held (and maps to no standing anyway).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModeSet(u64);
+
+impl ModeSet {
+    fn bit(mode: char) -> Option<u64> {
+        match mode {
+            'a'..='z' => Some(1 << (mode as u32 - 'a' as u32)),
+            'A'..='Z' => Some(1 << (26 + mode as u32 - 'A' as u32)),
+            _ => None,
+        }
+    }
+
+    pub fn contains(self, mode: char) -> bool {
+        Self::bit(mode).is_some_and(|b| self.0 & b != 0)
+    }
+
+    pub fn insert(&mut self, mode: char) {
+        self.0 |= Self::bit(mode).unwrap_or(0);
+    }
+
+    pub fn remove(&mut self, mode: char) {
+        self.0 &= !Self::bit(mode).unwrap_or(0);
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = char> {
+        ('a'..='z')
+            .chain('A'..='Z')
+            .filter(move |&m| self.contains(m))
+    }
+}
+
+impl FromIterator<char> for ModeSet {
+    fn from_iter<I: IntoIterator<Item = char>>(modes: I) -> ModeSet {
+        let mut set = ModeSet::default();
+        modes.into_iter().for_each(|m| set.insert(m));
+        set
+    }
+}
+
 /// The standing that status mode `mode` gives (see the module table).
 pub fn standing_for_mode(mode: char) -> (Affiliation, Role) {
     match mode {
@@ -357,6 +400,17 @@ pub fn affiliation_mode_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mode_set_holds_letters_of_both_cases() {
+        let mut set: ModeSet = "qoYv".chars().collect();
+        assert!(set.contains('o') && set.contains('Y') && !set.contains('y'));
+        set.remove('o');
+        set.insert('h');
+        set.insert('*');
+        assert_eq!(set.iter().collect::<String>(), "hqvY");
+        assert!(!set.contains('*'));
+    }
 
     fn full() -> Prefixes {
         Prefixes::parse("(qaohv)~&@%+").unwrap()

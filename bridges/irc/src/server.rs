@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use estuary_bridge::{
-    Affiliation, BridgeError, EventSender, MessageKind, Occupant, PresenceShow, RemoteAddress,
-    RemoteEvent, RemoteMessage, Role, RoomInfo, Standing,
+    Affiliation, BridgeError, EventPermit, EventSender, MessageKind, Occupant, PresenceShow,
+    RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo, Standing,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -18,8 +18,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::address::IrcAddress;
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
 use crate::line::IrcLine;
+use crate::modes::{self, ModeSet};
 use crate::options::ServerOptions;
-use crate::{modes, text};
+use crate::text;
 
 /// What the session asks of a server task.
 pub enum ServerCommand {
@@ -122,12 +123,12 @@ pub fn spawn(
 /// the XMPP side sees, plus the prefix modes held, which role and affiliation
 /// changes are computed from.
 struct Member {
-    modes: Vec<char>,
+    modes: ModeSet,
     standing: Standing,
 }
 
 impl Member {
-    fn new(affiliation: Affiliation, role: Role, modes: Vec<char>) -> Member {
+    fn new(affiliation: Affiliation, role: Role, modes: ModeSet) -> Member {
         Member {
             modes,
             standing: Standing::new(affiliation, role),
@@ -161,7 +162,7 @@ struct ServerTask {
     unconfirmed: Vec<PendingEcho>,
     next_id: u64,
     /// Events the core's full queue could not take yet, oldest first.
-    backlog: std::collections::VecDeque<RemoteEvent>,
+    backlog: std::collections::VecDeque<Box<RemoteEvent>>,
     /// The away message in force, so that repeats (a client sends its
     /// presence to every room) cost nothing and a reconnect restores it.
     away: Option<String>,
@@ -227,7 +228,7 @@ impl ServerTask {
 
     /// The oldest backlogged event, into the room `permit` holds in the
     /// core's queue; without a permit the core is gone, and the backlog with it.
-    fn pass_on_backlog(&mut self, permit: Option<tokio::sync::mpsc::Permit<'_, RemoteEvent>>) {
+    fn pass_on_backlog(&mut self, permit: Option<EventPermit<'_>>) {
         match (permit, self.backlog.pop_front()) {
             (Some(permit), Some(event)) => permit.send(event),
             (Some(_), None) => {}
@@ -535,7 +536,7 @@ impl ServerTask {
                     .channels
                     .get(&isupport.fold(&channel))
                     .and_then(|ch| ch.members.get(nick.as_str()))
-                    .map(|m| m.modes.clone())
+                    .map(|m| m.modes.iter().collect::<Vec<char>>())
                     .unwrap_or_default();
                 let mut changes = Vec::new();
                 if let Some(affiliation) = affiliation {
@@ -577,6 +578,7 @@ impl ServerTask {
     /// deadlock the two. When the core's queue is full, events wait in
     /// `backlog` and the reader pauses, which keeps the backpressure.
     fn emit(&mut self, event: RemoteEvent) {
+        let event = Box::new(event);
         if !self.backlog.is_empty() {
             self.backlog.push_back(event);
             return;
@@ -607,7 +609,11 @@ impl ServerTask {
                         Some(ch) => {
                             ch.members.insert(
                                 nick.as_str().into(),
-                                Member::new(Affiliation::None, Role::Participant, Vec::new()),
+                                Member::new(
+                                    Affiliation::None,
+                                    Role::Participant,
+                                    ModeSet::default(),
+                                ),
                             );
                             ch.joined.then(|| ch.name.clone())
                         }
@@ -630,7 +636,11 @@ impl ServerTask {
                 if let Some(ch) = self.channels.get_mut(&folded) {
                     for entry in modes::parse_names(line.param(3), &isupport.prefix) {
                         let (affiliation, role) = entry.standing(&isupport.prefix);
-                        let member = Member::new(affiliation, role, entry.modes(&isupport.prefix));
+                        let member = Member::new(
+                            affiliation,
+                            role,
+                            entry.modes(&isupport.prefix).into_iter().collect(),
+                        );
                         ch.members.insert(entry.nick.as_str().into(), member);
                     }
                 }
@@ -859,13 +869,11 @@ impl ServerTask {
                     continue;
                 };
                 if change.adding {
-                    if !member.modes.contains(&change.mode) {
-                        member.modes.push(change.mode);
-                    }
+                    member.modes.insert(change.mode);
                 } else {
-                    member.modes.retain(|m| *m != change.mode);
+                    member.modes.remove(change.mode);
                 }
-                let (affiliation, role) = modes::standing_for_modes(member.modes.iter().copied());
+                let (affiliation, role) = modes::standing_for_modes(member.modes.iter());
                 member.standing.affiliation = affiliation;
                 member.standing.role = role;
                 changed.push((nick.to_owned(), affiliation, role));
@@ -903,7 +911,7 @@ impl ServerTask {
         for ch in self.channels.values_mut() {
             if let Some(member) = ch.members.get_mut(nick.as_str()) {
                 member.standing.show = show;
-                member.standing.status = status.as_deref().map(Box::from);
+                member.standing.set_status(status.as_deref());
                 if ch.joined {
                     updates.push((ch.name.clone(), member.standing.occupant(&nick)));
                 }
