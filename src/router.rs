@@ -37,7 +37,7 @@ pub enum RouterNote {
 
 /// A logged-in user: the channel to their session task and their online resources.
 struct UserHandle {
-    commands: mpsc::UnboundedSender<UserCommand>,
+    commands: mpsc::UnboundedSender<Box<UserCommand>>,
     resources: BTreeSet<FullJid>,
     task: JoinHandle<()>,
     keeps_session: Arc<AtomicBool>,
@@ -47,7 +47,7 @@ impl UserHandle {
     fn send(&self, command: UserCommand) {
         // The task only ends after this handle is dropped, so this cannot fail
         // while the handle exists; a panic in the task is logged by tokio.
-        let _ = self.commands.send(command);
+        let _ = self.commands.send(Box::new(command));
     }
 }
 

@@ -65,7 +65,8 @@ pub enum UserCommand {
 /// Start a user's task; it logs in at once.
 /// A running user task, as the router holds it.
 pub struct UserTask {
-    pub commands: mpsc::UnboundedSender<UserCommand>,
+    /// Boxed: an idle queue still holds a block of 32 slots.
+    pub commands: mpsc::UnboundedSender<Box<UserCommand>>,
     pub task: JoinHandle<()>,
     /// Set while a persistent room keeps the network session needed with no
     /// client online: the router then lets the task live on.
@@ -122,14 +123,14 @@ pub(crate) struct UserSession {
 }
 
 impl UserSession {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<UserCommand>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Box<UserCommand>>) {
         let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
         self.load_settings().await;
         self.login(events_tx.clone()).await;
         self.restore_persistent_rooms().await;
         loop {
             tokio::select! {
-                command = commands.recv() => match command {
+                command = commands.recv() => match command.map(|c| *c) {
                     Some(UserCommand::Shutdown) | None => break,
                     Some(UserCommand::Online { resource, show, status }) => {
                         if self.session.is_none() {

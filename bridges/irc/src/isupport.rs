@@ -9,8 +9,6 @@
 //!
 //! Until a token is seen, the RFC 1459/2811 defaults apply (see each field).
 
-use std::collections::BTreeMap;
-
 use crate::casemap::Casemapping;
 
 /// The membership prefixes of a server (`PREFIX=(qaohv)~&@%+`): each channel
@@ -212,8 +210,10 @@ pub struct Isupport {
     pub topiclen: Option<usize>,
     /// `LINELEN`: the line length limit when the server raised it above 512.
     pub linelen: Option<usize>,
-    /// Every token currently advertised, value unescaped ("" when it has none).
-    tokens: BTreeMap<String, String>,
+    /// `MODES`: parameter-taking mode changes per MODE command.
+    modes: Option<usize>,
+    // No map of every token: each IRC connection keeps its own `Isupport`,
+    // and a server advertises some forty tokens, of which these are used.
 }
 
 impl Default for Isupport {
@@ -227,7 +227,7 @@ impl Default for Isupport {
             nicklen: None,
             topiclen: None,
             linelen: None,
-            tokens: BTreeMap::new(),
+            modes: Some(3),
         }
     }
 }
@@ -256,7 +256,6 @@ impl Isupport {
     pub fn apply_token(&mut self, token: &str) {
         if let Some(name) = token.strip_prefix('-') {
             if !name.is_empty() {
-                self.tokens.remove(name);
                 self.reset(name);
             }
             return;
@@ -281,9 +280,11 @@ impl Isupport {
             "NICKLEN" => self.nicklen = parse_len(&value),
             "TOPICLEN" => self.topiclen = parse_len(&value),
             "LINELEN" => self.linelen = parse_len(&value),
+            // Unlimited when advertised without a value.
+            "MODES" if value.is_empty() => self.modes = None,
+            "MODES" => self.modes = value.parse().ok().filter(|&n| n > 0).or(Some(3)),
             _ => {}
         }
-        self.tokens.insert(name.to_owned(), value);
     }
 
     /// Put the field behind token `name` back to its default.
@@ -298,20 +299,9 @@ impl Isupport {
             "NICKLEN" => self.nicklen = default.nicklen,
             "TOPICLEN" => self.topiclen = default.topiclen,
             "LINELEN" => self.linelen = default.linelen,
+            "MODES" => self.modes = default.modes,
             _ => {}
         }
-    }
-
-    /// The unescaped value of any advertised token, `Some("")` for one without
-    /// a value, `None` when not advertised. For tokens without a field here
-    /// (`MONITOR`, `WHOX`, `CHATHISTORY`, …).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.tokens.get(name).map(String::as_str)
-    }
-
-    /// Whether the server currently advertises `name`.
-    pub fn has(&self, name: &str) -> bool {
-        self.tokens.contains_key(name)
     }
 
     /// Whether `name` is a channel name on this server (starts with a CHANTYPES character).
@@ -351,11 +341,7 @@ impl Isupport {
     /// 3 when not advertised (RFC 1459), unlimited (`usize::MAX`) when
     /// advertised without a value.
     pub fn modes_per_line(&self) -> usize {
-        match self.get("MODES") {
-            None => 3,
-            Some("") => usize::MAX,
-            Some(v) => v.parse().ok().filter(|&n| n > 0).unwrap_or(3),
-        }
+        self.modes.unwrap_or(usize::MAX)
     }
 }
 
@@ -460,11 +446,6 @@ mod tests {
         assert_eq!(i.nicklen, Some(16));
         assert_eq!(i.topiclen, Some(390));
         assert_eq!(i.modes_per_line(), 4);
-        assert_eq!(i.get("MONITOR"), Some("100"));
-        assert_eq!(i.get("WHOX"), Some(""));
-        assert!(i.has("WHOX"));
-        assert!(i.has("CALLERID"), "the first token counts");
-        assert!(!i.has("are supported by this server"));
         assert_eq!(i.chanmodes.list, vec!['e', 'I', 'b', 'q']);
         assert_eq!(i.chanmodes.param_when_set, vec!['f', 'l', 'j']);
         assert_eq!(i.mode_kind('q'), Some(ModeKind::List));
@@ -595,8 +576,16 @@ mod tests {
         );
         assert_eq!(unescape_value("é\\x21"), "é!", "non-ASCII around escapes");
         // Only the first `=` separates name and value.
-        let i = apply(&["FOO=a=b"]);
-        assert_eq!(i.get("FOO"), Some("a=b"));
+        let i = apply(&["NETWORK=a=b"]);
+        assert_eq!(i.network.as_deref(), Some("a=b"));
+    }
+
+    #[test]
+    fn modes_per_line_is_three_unless_advertised() {
+        assert_eq!(apply(&[]).modes_per_line(), 3);
+        assert_eq!(apply(&["MODES"]).modes_per_line(), usize::MAX);
+        assert_eq!(apply(&["MODES=x"]).modes_per_line(), 3);
+        assert_eq!(apply(&["MODES=6", "-MODES"]).modes_per_line(), 3);
     }
 
     #[test]

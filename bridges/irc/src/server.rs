@@ -73,7 +73,9 @@ pub enum ServerCommand {
 /// The session's handle on a server task.
 #[derive(Clone)]
 pub struct ServerHandle {
-    commands: mpsc::UnboundedSender<ServerCommand>,
+    /// Boxed: an idle queue still holds a block of 32 slots, and every user
+    /// has one per server.
+    commands: mpsc::UnboundedSender<Box<ServerCommand>>,
 }
 
 impl ServerHandle {
@@ -84,7 +86,7 @@ impl ServerHandle {
 
     pub fn send(&self, command: ServerCommand) -> Result<(), BridgeError> {
         self.commands
-            .send(command)
+            .send(Box::new(command))
             .map_err(|_| BridgeError::Unavailable("the IRC connection task ended".into()))
     }
 }
@@ -150,7 +152,7 @@ struct ServerTask {
     identity: Identity,
     fixed: Option<String>,
     events: EventSender,
-    commands: mpsc::UnboundedReceiver<ServerCommand>,
+    commands: mpsc::UnboundedReceiver<Box<ServerCommand>>,
     /// By case-folded name.
     channels: HashMap<String, Channel>,
     /// A LIST in progress: the channels so far, and who waits for them.
@@ -246,7 +248,7 @@ impl ServerTask {
                     self.pass_on_backlog(permit);
                     continue;
                 }
-                command = self.commands.recv() => command,
+                command = self.commands.recv() => command.map(|c| *c),
             };
             let Some(command) = command else { break };
             match command {
@@ -272,7 +274,7 @@ impl ServerTask {
     }
 
     fn fail_waiting(&mut self, reason: &str) {
-        while let Ok(command) = self.commands.try_recv() {
+        while let Ok(command) = self.commands.try_recv().map(|c| *c) {
             let err = BridgeError::Unavailable(reason.to_owned());
             match command {
                 ServerCommand::Join { reply, .. } => {
@@ -356,7 +358,7 @@ impl ServerTask {
                     Ok(None) => return Ended::Lost("the server closed the connection".into()),
                     Err(e) => return Ended::Lost(e.to_string()),
                 },
-                command = self.commands.recv() => match command {
+                command = self.commands.recv() => match command.map(|c| *c) {
                     Some(ServerCommand::Quit) | None => {
                         live.writer.send("QUIT", &["Gateway shutdown"]);
                         // Give the writer a moment to flush the QUIT.
