@@ -95,7 +95,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         awaiting_echo: Default::default(),
         keeps_session: keeps_session.clone(),
     };
-    let task = tokio::spawn(user.run(rx).instrument(span));
+    let task = tokio::spawn(Box::new(user).run(rx).instrument(span));
     UserTask {
         commands: tx,
         task,
@@ -123,28 +123,46 @@ pub(crate) struct UserSession {
 }
 
 impl UserSession {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Box<UserCommand>>) {
+    /// Every user has this task while logged in, mostly idle, so its future
+    /// is kept small: the session is boxed (a future holding it by value
+    /// keeps two copies), and so are the futures of handling one command or
+    /// event, which exist only while that runs.
+    async fn run(mut self: Box<Self>, mut commands: mpsc::UnboundedReceiver<Box<UserCommand>>) {
         let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
-        self.load_settings().await;
-        self.login(events_tx.clone()).await;
-        self.restore_persistent_rooms().await;
+        Box::pin(self.start(events_tx.clone())).await;
         loop {
             tokio::select! {
                 command = commands.recv() => match command.map(|c| *c) {
                     Some(UserCommand::Shutdown) | None => break,
                     Some(UserCommand::Online { resource, show, status }) => {
-                        if self.session.is_none() {
-                            self.login(events_tx.clone()).await;
-                        }
-                        self.on_online(resource, show, status).await;
+                        Box::pin(self.come_online(&events_tx, resource, show, status)).await;
                     }
-                    Some(command) => self.on_command(command).await,
+                    Some(command) => Box::pin(self.on_command(command)).await,
                 },
-                Some(event) = events.recv() => self.on_event(*event).await,
+                Some(event) = events.recv() => Box::pin(self.on_event(*event)).await,
             }
             self.note_persistence();
         }
-        self.logout().await;
+        Box::pin(self.logout()).await;
+    }
+
+    async fn start(&mut self, events: EventSender) {
+        self.load_settings().await;
+        self.login(events).await;
+        self.restore_persistent_rooms().await;
+    }
+
+    async fn come_online(
+        &mut self,
+        events: &EventSender,
+        resource: FullJid,
+        show: PresenceShow,
+        status: Option<String>,
+    ) {
+        if self.session.is_none() {
+            self.login(events.clone()).await;
+        }
+        self.on_online(resource, show, status).await;
     }
 
     async fn login(&mut self, events: EventSender) {

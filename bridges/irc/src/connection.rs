@@ -326,7 +326,8 @@ pub async fn connect(
         .unwrap_or(encoding_rs::WINDOWS_1252);
     let mut reader = LineReader {
         reader: BufReader::with_capacity(READ_BUFFER, read),
-        buf: Vec::with_capacity(1024),
+        // Grows to the longest line seen, which is usually well under 1 KB.
+        buf: Vec::new(),
         fallback,
     };
     let writer = LineWriter::spawn(write, options);

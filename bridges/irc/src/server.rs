@@ -2,7 +2,7 @@
 //! reconnects it with backoff, keeps channel state, and turns IRC lines into
 //! neutral events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use estuary_bridge::{
@@ -117,7 +117,7 @@ pub fn spawn(
         backlog: Default::default(),
         connect_error: None,
     };
-    tokio::spawn(task.run().instrument(span));
+    tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
 }
 
@@ -141,7 +141,9 @@ impl Member {
 /// A channel being joined or joined.
 struct Channel {
     name: String,
-    members: BTreeMap<Box<str>, Member>,
+    /// A hash map: a third smaller than a B-tree of the same entries, and
+    /// every user in a channel has one.
+    members: HashMap<Box<str>, Member>,
     /// NAMES finished and the self-join was reported.
     joined: bool,
 }
@@ -185,20 +187,27 @@ enum Ended {
     Lost(String),
 }
 
+// Every user has one of these tasks per server, for as long as they are
+// connected, so its future is kept small: the task and its connection state
+// are boxed (a future holding them by value keeps two copies), and so are the
+// futures it awaits only now and then (connecting, handling one line).
 impl ServerTask {
-    async fn run(mut self) {
+    async fn run(mut self: Box<Self>) {
         let mut attempt: u32 = 0;
         let mut was_connected = false;
         loop {
-            match connect(&self.server, &self.options, &self.identity).await {
-                Ok((reader, writer, me)) => {
+            let live = match Box::pin(connect(&self.server, &self.options, &self.identity)).await {
+                Ok((reader, writer, me)) => Ok(Box::new(Live { reader, writer, me })),
+                Err(e) => Err(e),
+            };
+            match live {
+                Ok(live) => {
                     attempt = 0;
                     self.connect_error = None;
                     if was_connected {
                         self.emit(RemoteEvent::Reconnected);
                     }
                     was_connected = true;
-                    let live = Live { reader, writer, me };
                     match self.serve(live).await {
                         Ended::Quit => return,
                         Ended::Lost(reason) => {
@@ -314,7 +323,7 @@ impl ServerTask {
         }
     }
 
-    async fn serve(&mut self, mut live: Live) -> Ended {
+    async fn serve(&mut self, mut live: Box<Live>) -> Ended {
         for command in &self.options.after_connect {
             let command = command.replace("{nick}", &live.me.nick);
             if !live.writer.send_raw(&command) {
@@ -328,7 +337,7 @@ impl ServerTask {
             // Scoped: a copy kept alive through the loop below would cost
             // every connection a second ISUPPORT table.
             let chantypes = live.me.isupport.clone();
-            self.resend_unconfirmed(&mut live, |e| !chantypes.is_channel(&e.target_name))
+            Box::pin(self.resend_unconfirmed(&mut live, |e| !chantypes.is_channel(&e.target_name)))
                 .await;
         }
         let ping_interval = self.options.ping_interval();
@@ -351,7 +360,7 @@ impl ServerTask {
                     Ok(Some(line)) => {
                         last_read = Instant::now();
                         pinged = false;
-                        if let Some(ended) = self.on_line(&mut live, line).await {
+                        if let Some(ended) = Box::pin(self.on_line(&mut live, line)).await {
                             return ended;
                         }
                     }
@@ -403,7 +412,7 @@ impl ServerTask {
                     folded,
                     Channel {
                         name: channel.clone(),
-                        members: BTreeMap::new(),
+                        members: HashMap::new(),
                         joined: false,
                     },
                 );
@@ -668,6 +677,8 @@ impl ServerTask {
                 let own = own.unwrap_or_else(|| {
                     occupant(&live.me.nick, Affiliation::None, Role::Participant)
                 });
+                // By nick, so that every join shows the room in the same order.
+                others.sort_unstable_by(|a, b| a.nick.cmp(&b.nick));
                 for occupant in others {
                     self.emit(RemoteEvent::Join {
                         room: room.clone(),
