@@ -27,9 +27,21 @@ pub struct StanzaBytes(Box<[u8]>);
 
 impl StanzaBytes {
     pub fn of(stanza: &Stanza) -> StanzaBytes {
-        let mut out = Vec::with_capacity(256);
-        write_stanza(stanza, &mut out);
-        StanzaBytes(out.into_boxed_slice())
+        // Written into a buffer the thread keeps, then copied once into an
+        // allocation of the exact size, instead of growing a fresh `Vec` and
+        // shrinking it (three allocations per stanza).
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            write_stanza(stanza, out);
+            let bytes = StanzaBytes(Box::from(&out[..]));
+            if out.capacity() > 64 * 1024 {
+                *out = Vec::new();
+            }
+            bytes
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -296,9 +308,7 @@ mod tests {
 
     /// What the server reads: parsed back with minidom.
     fn reparsed(stanza: &Stanza) -> Element {
-        let mut out = Vec::new();
-        write_stanza(stanza, &mut out);
-        let text = String::from_utf8(out).expect("UTF-8");
+        let text = String::from_utf8(StanzaBytes::of(stanza).as_bytes().to_vec()).expect("UTF-8");
         text.parse().unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
