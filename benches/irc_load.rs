@@ -59,7 +59,10 @@
 //!   One XMPP client sends N chat messages to another. The figure is N
 //!   received, divided by the time from the first send to the last receipt.
 //!   `irc_client_ceiling_msgs_per_s` is the same between two IRC clients in
-//!   a channel.
+//!   a channel. `prosody_ceiling_like_clients` (a diagnostic, not the
+//!   target) repeats the c2s phase with messages that also carry an origin-id
+//!   and a UUID-long id, as real clients send: as many elements as the
+//!   gateway's messages, whose stanza-id Prosody must parse and write too.
 //! - `irc_to_xmpp_msgs_per_s`: one XMPP user has registered with the gateway
 //!   (XEP-0077, nick `alice`) and joined `#bench%localhost@irc.localhost/alice`.
 //!   A plain IRC client (`bob`) in `#bench` sends N PRIVMSGs. The XMPP
@@ -265,7 +268,17 @@ async fn run(counts: Counts) -> Value {
     // --- Prosody on its own ------------------------------------------------
     let pb_jid = pb.jid();
     progress("Prosody c2s → c2s: warm-up and latency baseline");
-    let (pa, pb, _) = xmpp_to_xmpp(pa, pb, &pb_jid, "warm_x", WARMUP, Mode::Burst, &procs).await;
+    let (pa, pb, _) = xmpp_to_xmpp(
+        pa,
+        pb,
+        &pb_jid,
+        "warm_x",
+        WARMUP,
+        Mode::Burst,
+        Shape::Plain,
+        &procs,
+    )
+    .await;
     let (pa, pb, base_xmpp) = xmpp_to_xmpp(
         pa,
         pb,
@@ -273,6 +286,7 @@ async fn run(counts: Counts) -> Value {
         "base_x",
         counts.latency_messages,
         Mode::Paced,
+        Shape::Plain,
         &procs,
     )
     .await;
@@ -287,6 +301,19 @@ async fn run(counts: Counts) -> Value {
         "ceil_x",
         counts.messages,
         Mode::Windowed,
+        Shape::Plain,
+        &procs,
+    )
+    .await;
+    progress("Prosody c2s → c2s again, with messages shaped like the gateway's (diagnostic)");
+    let (pa, pb, like_clients) = xmpp_to_xmpp(
+        pa,
+        pb,
+        &pb_jid,
+        "ceil_xs",
+        counts.messages,
+        Mode::Windowed,
+        Shape::LikeClients,
         &procs,
     )
     .await;
@@ -296,6 +323,11 @@ async fn run(counts: Counts) -> Value {
     let base_xmpp_latency = base_xmpp.latency();
     phases.insert("prosody_c2s_latency".into(), base_xmpp.json());
     phases.insert("prosody_c2s_throughput".into(), ceiling.json());
+    let like_clients_ceiling = like_clients.rate();
+    phases.insert(
+        "prosody_c2s_throughput_like_clients".into(),
+        like_clients.json(),
+    );
 
     // --- IRC on its own ----------------------------------------------------
     progress("IRC clients bob and carol");
@@ -490,8 +522,23 @@ async fn run(counts: Counts) -> Value {
         (Some(a), Some(b)) => Some(a.max(b)),
         _ => None,
     };
+    let like_clients_ratio = |rate: Option<f64>| {
+        rate.filter(|_| like_clients_ceiling > 0.0)
+            .map(|r| round(r / like_clients_ceiling, 3))
+    };
     json!({
         "prosody_ceiling_msgs_per_s": round(prosody_ceiling, 0),
+        "prosody_ceiling_like_clients": {
+            "msgs_per_s": round(like_clients_ceiling, 0),
+            "irc_to_xmpp_ratio": like_clients_ratio(i2x),
+            "xmpp_to_irc_ratio": like_clients_ratio(x2i),
+            "note": "Diagnostic, not the target: the same c2s phase with messages carrying a \
+                     UUID-long id and an XEP-0359 origin-id, as Conversations, Dino and Gajim \
+                     send; that is the element and attribute count of the gateway's messages \
+                     (which carry a stanza-id). Prosody's cost per stanza grows with its \
+                     elements. An XMPP → IRC message is two stanzas through Prosody (the \
+                     message and its reflection), so it cannot reach the c2s rate of one.",
+        },
         "irc_to_xmpp_msgs_per_s": i2x.map(|r| round(r, 0)),
         "xmpp_to_irc_msgs_per_s": x2i.map(|r| round(r, 0)),
         "irc_client_ceiling_msgs_per_s": round(irc_ceiling_rate(&phases), 0),
@@ -972,6 +1019,7 @@ impl Sent {
 
 /// Sends `n` messages of `kind` to `to` from an XMPP client. Between
 /// bursts it reads whatever arrived (reflections), without waiting.
+#[allow(clippy::too_many_arguments)] // a test client's knobs, each used
 async fn send_xmpp(
     client: &mut XmppClient,
     to: &str,
@@ -980,6 +1028,7 @@ async fn send_xmpp(
     n: usize,
     mode: Mode,
     flow: &Flow,
+    shape: Shape,
 ) -> Sent {
     let mut sent = Sent::new();
     let mut ticker = tokio::time::interval(PACE);
@@ -992,10 +1041,19 @@ async fn send_xmpp(
             sent.gave_up = true;
             break;
         }
-        let stanza = el(&format!(
-            "<message to='{to}' type='{kind}' id='{tag}-{seq}'><body>{}</body></message>",
-            stamp(tag, seq)
-        ));
+        let stanza = el(&match shape {
+            Shape::Plain => format!(
+                "<message to='{to}' type='{kind}' id='{tag}-{seq}'><body>{}</body></message>",
+                stamp(tag, seq)
+            ),
+            Shape::LikeClients => format!(
+                "<message to='{to}' type='{kind}' id='01a22f35-fa7b-77d7-9e6c-{seq:012}'>\
+                 <body>{}</body>\
+                 <origin-id xmlns='urn:xmpp:sid:0' id='01a22f35-fa7b-77d7-9e6c-{seq:012}'/>\
+                 </message>",
+                stamp(tag, seq)
+            ),
+        });
         client.send(stanza).await;
         sent.count += 1;
         if mode == Mode::Paced || (seq + 1) % BURST == 0 {
@@ -1159,6 +1217,18 @@ fn deadline(n: usize, mode: Mode) -> Instant {
     Instant::now() + PHASE_TIMEOUT + paced
 }
 
+/// What the XMPP test clients' messages carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A body only.
+    Plain,
+    /// A UUID-long id and an XEP-0359 origin-id too, as Conversations, Dino
+    /// and Gajim send: the same number of elements and attributes as the
+    /// gateway's messages, which carry a stanza-id.
+    LikeClients,
+}
+
+#[allow(clippy::too_many_arguments)] // a test client's knobs, each used
 async fn xmpp_to_xmpp(
     mut from: XmppClient,
     to: XmppClient,
@@ -1166,13 +1236,14 @@ async fn xmpp_to_xmpp(
     tag: &str,
     n: usize,
     mode: Mode,
+    shape: Shape,
     procs: &Procs,
 ) -> (XmppClient, XmppClient, Phase) {
     let before = procs.sample();
     let flow = Flow::new(1);
     let tally = Tally::new(tag, n).with_flow(&flow);
     let receiver = tokio::spawn(collect_xmpp(to, tally, deadline(n, mode)));
-    let sent = send_xmpp(&mut from, to_jid, "chat", tag, n, mode, &flow).await;
+    let sent = send_xmpp(&mut from, to_jid, "chat", tag, n, mode, &flow, shape).await;
     let (to, tally) = receiver.await.expect("receiver task");
     let phase = Phase::new(sent, tally, procs.sample().since(&before));
     report_phase(tag, &phase);
@@ -1234,7 +1305,17 @@ async fn xmpp_to_irc(
     let flow = Flow::new(1);
     let tally = Tally::new(tag, n).with_flow(&flow);
     let receiver = tokio::spawn(collect_irc(to, chan, tally, deadline(n, mode)));
-    let mut sent = send_xmpp(&mut from, room, "groupchat", tag, n, mode, &flow).await;
+    let mut sent = send_xmpp(
+        &mut from,
+        room,
+        "groupchat",
+        tag,
+        n,
+        mode,
+        &flow,
+        Shape::Plain,
+    )
+    .await;
     let (to, tally) = receiver.await.expect("receiver task");
     // The reflections of the last messages.
     tokio::time::sleep(Duration::from_millis(200)).await;
