@@ -28,10 +28,11 @@ use crate::tls::{self, ReadHalf, WriteHalf};
 const MAX_LINE: usize = 8191 + 512;
 
 /// Read buffer per connection. Lines are short and a gateway holds one
-/// connection per user and server, so a small buffer (a dozen lines per read)
-/// beats tokio's 8 KiB default; longer lines still arrive whole, over several
-/// reads.
-const READ_BUFFER: usize = 2048;
+/// connection per user and server, so a small buffer (several lines per
+/// read) beats tokio's 8 KiB default; longer lines still arrive whole, over
+/// several reads. Halving it from 2 KiB took 1 KB off every joined user and
+/// left the fan-out's CPU per delivery unchanged in the bench.
+const READ_BUFFER: usize = 1024;
 
 /// Most bytes of queued lines gathered into one write.
 const WRITE_BATCH: usize = 16 * 1024;
