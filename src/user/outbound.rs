@@ -1,6 +1,8 @@
 //! The session's events, turned into stanzas for the user.
 
-use estuary_bridge::{Occupant, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence};
+use estuary_bridge::{
+    Affiliation, Occupant, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence,
+};
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
@@ -17,6 +19,14 @@ use super::UserSession;
 
 /// A remote timestamp older than this is shown with a XEP-0203 delay.
 const DELAY_THRESHOLD_MS: i64 = 5_000;
+
+/// How an occupant left a room, which decides the MUC status code and
+/// whether they are shown as banned (affiliation `outcast`).
+enum Departure<'a> {
+    Left,
+    Kicked { by: Option<&'a str> },
+    Banned { by: Option<&'a str> },
+}
 
 pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
     match event {
@@ -107,7 +117,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             nick,
             reason,
             is_self,
-        } => user.on_gone(&room, &nick, is_self, &[], reason.as_deref(), None),
+        } => user.on_gone(&room, &nick, is_self, Departure::Left, reason.as_deref()),
         RemoteEvent::Kick {
             room,
             nick,
@@ -115,14 +125,15 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             reason,
             is_self,
             banned,
-        } => user.on_gone(
-            &room,
-            &nick,
-            is_self,
-            &[if banned { muc::BANNED } else { muc::KICKED }],
-            reason.as_deref(),
-            by.as_deref(),
-        ),
+        } => {
+            let by = by.as_deref();
+            let how = if banned {
+                Departure::Banned { by }
+            } else {
+                Departure::Kicked { by }
+            };
+            user.on_gone(&room, &nick, is_self, how, reason.as_deref())
+        }
         RemoteEvent::NickChange {
             room,
             old,
@@ -521,23 +532,24 @@ impl UserSession {
         room: &RemoteAddress,
         nick: &str,
         is_self: bool,
-        codes: &[u16],
+        how: Departure<'_>,
         reason: Option<&str>,
-        actor: Option<&str>,
     ) {
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
         let occupant = state.occupants.remove(nick);
-        let mut statuses = codes.to_vec();
-        if is_self {
-            statuses.insert(0, muc::SELF_PRESENCE);
-        }
-        let affiliation = if codes.contains(&muc::BANNED) {
-            estuary_bridge::Affiliation::Outcast
-        } else {
-            occupant.as_ref().map(|o| o.affiliation).unwrap_or_default()
+        let kept = occupant.as_ref().map(|o| o.affiliation).unwrap_or_default();
+        let (code, affiliation, actor) = match how {
+            Departure::Left => (None, kept, None),
+            Departure::Kicked { by } => (Some(muc::KICKED), kept, by),
+            Departure::Banned { by } => (Some(muc::BANNED), Affiliation::Outcast, by),
         };
+        let statuses: Vec<u16> = is_self
+            .then_some(muc::SELF_PRESENCE)
+            .into_iter()
+            .chain(code)
+            .collect();
         let item = OccupantItem {
             affiliation,
             role: estuary_bridge::Role::None,
