@@ -10,8 +10,8 @@
 //! XEP-0114 has no acknowledgements, so the link makes its own: once 512
 //! stanzas or 50 ms of them are unproven it pings the server, and since the
 //! server handles a stream in order, the pong proves everything written
-//! before the ping arrived. Stanzas not yet proven are written again after a reconnect. A
-//! stanza may therefore arrive twice, never zero times.
+//! before the ping arrived. Stanzas not yet proven are written again after a
+//! reconnect. A stanza may therefore arrive twice, never zero times.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;

@@ -196,10 +196,9 @@ impl ServerTask {
         let mut attempt: u32 = 0;
         let mut was_connected = false;
         loop {
-            let live = match Box::pin(connect(&self.server, &self.options, &self.identity)).await {
-                Ok((reader, writer, me)) => Ok(Box::new(Live { reader, writer, me })),
-                Err(e) => Err(e),
-            };
+            let live = Box::pin(connect(&self.server, &self.options, &self.identity))
+                .await
+                .map(|(reader, writer, me)| Box::new(Live { reader, writer, me }));
             match live {
                 Ok(live) => {
                     attempt = 0;
