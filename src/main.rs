@@ -42,15 +42,18 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at start-up: a background thread hands unused
 /// pages back to the system after a second (`dirty_decay_ms`) instead of
-/// keeping them for reuse indefinitely, and two arenas rather than four per
-/// core (fewer arenas hold less memory apart; measured 70 KB per user against
-/// 82 KB with the default on the two-core bench machine). A host with many
-/// cores and busy gateways may want more: the `MALLOC_CONF` environment
-/// variable overrides these, e.g. `MALLOC_CONF=narenas:8`.
+/// keeping them for reuse indefinitely, and one arena rather than four per
+/// core (fewer arenas hold less memory apart: on the two-core bench machine
+/// 70 KB per user with two arenas against 82 KB with the default, and later
+/// 29.7 KB on average with one (seven runs, 28.0–31.8) against 30.7 KB with
+/// two (six runs), at the same CPU, since each thread's cache takes most
+/// allocations without the arena's lock). A host
+/// with many cores and busy gateways may want more: the `MALLOC_CONF`
+/// environment variable overrides these, e.g. `MALLOC_CONF=narenas:8`.
 #[allow(non_upper_case_globals)]
 #[export_name = "malloc_conf"]
 pub static malloc_conf: &[u8] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2\0";
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1\0";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
