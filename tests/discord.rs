@@ -88,13 +88,7 @@ async fn start_estuary(
 
 /// Register `client` with a gateway (XEP-0077, no fields); returns the reply.
 async fn register(client: &mut XmppClient, gateway: &str) -> Element {
-    client
-        .iq(
-            gateway,
-            "set",
-            el("<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'/></query>"),
-        )
-        .await
+    client.submit_registration(gateway, &[]).await
 }
 
 /// Asserts that `reply` is an error whose XML says `expected`.
@@ -106,16 +100,7 @@ fn assert_refused(reply: &Element, expected: &str) {
 
 /// Register `client` with their own bot's token; returns the reply.
 async fn register_own_bot(client: &mut XmppClient, token: &str) -> Element {
-    client
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
-                 <field var='token'><value>{token}</value></field></x></query>"
-            )),
-        )
-        .await
+    client.submit_registration(GW, &[("token", token)]).await
 }
 
 /// Prosody, the Discord double with its community, Estuary with the

@@ -273,16 +273,7 @@ async fn bad_registrations_are_refused_and_store_nothing() {
     let mut alice = fx.user("alice").await;
     let store = &fx.estuary.as_ref().unwrap().store;
 
-    let missing = alice
-        .iq(
-            GW,
-            "set",
-            el(
-                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
-                <field var='user'><value>alice</value></field></x></query>",
-            ),
-        )
-        .await;
+    let missing = alice.submit_registration(GW, &[("user", "alice")]).await;
     assert_eq!(condition(&missing), "not-acceptable");
 
     let long = "x".repeat(300);

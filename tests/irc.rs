@@ -80,16 +80,7 @@ async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
     let mut alice =
         XmppClient::connect(prosody.c2s_port(), "alice", "localhost", "pw", "res").await;
     alice.send(el("<presence/>")).await;
-    let reply = alice
-        .iq(
-            GW,
-            "set",
-            el(
-                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
-                <field var='nick'><value>alice</value></field></x></query>",
-            ),
-        )
-        .await;
+    let reply = alice.submit_registration(GW, &[("nick", "alice")]).await;
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     Setup {
         prosody,

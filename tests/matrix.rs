@@ -159,23 +159,12 @@ async fn register(
     password: Option<&str>,
     token: Option<&str>,
 ) -> Element {
-    let field = |var: &str, value: Option<&str>| match value {
-        Some(v) => format!("<field var='{var}'><value>{v}</value></field>"),
-        None => String::new(),
-    };
-    alice
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>{}{}{}{}</x></query>",
-                field("homeserver", Some(homeserver)),
-                field("user", Some(user)),
-                field("password", password),
-                field("token", token),
-            )),
-        )
-        .await
+    let optional = [("password", password), ("token", token)];
+    let fields: Vec<(&str, &str)> = [("homeserver", homeserver), ("user", user)]
+        .into_iter()
+        .chain(optional.into_iter().filter_map(|(var, v)| Some((var, v?))))
+        .collect();
+    alice.submit_registration(GW, &fields).await
 }
 
 /// Removes the registration (XEP-0077); returns the iq reply.

@@ -39,9 +39,10 @@ impl UserSession {
         let Ok(from) = bare_jid(contact, &self.gw.domain) else {
             return;
         };
-        let name = match self.gw.may_write_roster(self.jid.domain().as_str()) {
-            true => self.contact_name(contact).await,
-            false => None,
+        let name = if self.gw.may_write_roster(self.jid.domain().as_str()) {
+            self.contact_name(contact).await
+        } else {
+            None
         };
         let added = self.gw.write_roster(
             &self.jid,

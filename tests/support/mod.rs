@@ -144,15 +144,13 @@ impl Fixture {
 /// Register through XEP-0077 with a data form; returns the iq reply.
 pub async fn register(client: &mut XmppClient, user: &str, password: &str) -> Element {
     client
-        .iq(
+        .submit_registration(
             GW,
-            "set",
-            el(&format!(
-                "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
-                 <field var='FORM_TYPE'><value>jabber:iq:register</value></field>\
-                 <field var='user'><value>{user}</value></field>\
-                 <field var='password'><value>{password}</value></field></x></query>"
-            )),
+            &[
+                ("FORM_TYPE", "jabber:iq:register"),
+                ("user", user),
+                ("password", password),
+            ],
         )
         .await
 }

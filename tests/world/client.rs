@@ -199,6 +199,30 @@ impl XmppClient {
         self.expect(REPLY_TIMEOUT, |el| is_reply_to(el, &id)).await
     }
 
+    /// Submits an XEP-0077 registration data form with `fields` (in order)
+    /// to `gateway`; returns the iq reply.
+    pub async fn submit_registration(&mut self, gateway: &str, fields: &[(&str, &str)]) -> Element {
+        let fields: String = fields
+            .iter()
+            .map(|(var, value)| {
+                format!(
+                    "<field var='{}'><value>{}</value></field>",
+                    escape(var),
+                    escape(value)
+                )
+            })
+            .collect();
+        self.iq(
+            gateway,
+            "set",
+            el(&format!(
+                "<query xmlns='jabber:iq:register'>\
+                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></query>"
+            )),
+        )
+        .await
+    }
+
     /// True once the server closed the stream or the connection broke.
     pub fn is_closed(&self) -> bool {
         self.closed.is_some()

@@ -211,7 +211,7 @@ pub struct Isupport {
     /// `LINELEN`: the line length limit when the server raised it above 512.
     pub linelen: Option<usize>,
     /// `MODES`: parameter-taking mode changes per MODE command.
-    modes: Option<usize>,
+    modes_per_line: usize,
     // No map of every token: each IRC connection keeps its own `Isupport`,
     // and a server advertises some forty tokens, of which these are used.
 }
@@ -227,7 +227,8 @@ impl Default for Isupport {
             nicklen: None,
             topiclen: None,
             linelen: None,
-            modes: Some(3),
+            // RFC 1459's limit, when not advertised.
+            modes_per_line: 3,
         }
     }
 }
@@ -281,8 +282,8 @@ impl Isupport {
             "TOPICLEN" => self.topiclen = parse_len(&value),
             "LINELEN" => self.linelen = parse_len(&value),
             // Unlimited when advertised without a value.
-            "MODES" if value.is_empty() => self.modes = None,
-            "MODES" => self.modes = value.parse().ok().filter(|&n| n > 0).or(Some(3)),
+            "MODES" if value.is_empty() => self.modes_per_line = usize::MAX,
+            "MODES" => self.modes_per_line = value.parse().ok().filter(|&n| n > 0).unwrap_or(3),
             _ => {}
         }
     }
@@ -299,7 +300,7 @@ impl Isupport {
             "NICKLEN" => self.nicklen = default.nicklen,
             "TOPICLEN" => self.topiclen = default.topiclen,
             "LINELEN" => self.linelen = default.linelen,
-            "MODES" => self.modes = default.modes,
+            "MODES" => self.modes_per_line = default.modes_per_line,
             _ => {}
         }
     }
@@ -341,7 +342,7 @@ impl Isupport {
     /// 3 when not advertised (RFC 1459), unlimited (`usize::MAX`) when
     /// advertised without a value.
     pub fn modes_per_line(&self) -> usize {
-        self.modes.unwrap_or(usize::MAX)
+        self.modes_per_line
     }
 }
 
