@@ -20,7 +20,9 @@
 //! The variables are `IRC_LOAD_MESSAGES` (messages per throughput phase,
 //! default 5000), `IRC_LOAD_LATENCY_MESSAGES` (default 200, one every 5 ms),
 //! `IRC_LOAD_USERS` (default 100) and `IRC_LOAD_FANOUT_MESSAGES` (default
-//! 200). Each is capped, so a run stays bounded.
+//! 200). Each is capped, so a run stays bounded. `IRC_LOAD_ESTUARY` runs
+//! another Estuary binary than this checkout's release build, to compare two
+//! builds on the same machine, one run after the other.
 //!
 //! # What runs
 //!
@@ -174,6 +176,49 @@ const TARGET_CPU_MS_PER_1000: f64 = 30.0;
 const TARGET_ADDED_LATENCY_MS: f64 = 0.5;
 const TARGET_RSS_KB_PER_USER: f64 = 32.0;
 
+/// Rounds of the throughput comparison. The machine's speed drifts during a
+/// run (it is a shared virtual machine), so one ceiling measured a minute
+/// before the gateway's phases made single ratios swing by 0.2 from run to
+/// run; each round measures the ceiling next to the gateway's phases, and
+/// the figures are medians over the rounds.
+const ROUNDS: usize = 3;
+
+/// One round: the ceilings, then the gateway both ways, in messages/s.
+struct Round {
+    ceiling: f64,
+    like_clients: f64,
+    i2x: f64,
+    x2i: f64,
+}
+
+impl Round {
+    fn json(&self) -> Value {
+        json!({
+            "prosody_ceiling_msgs_per_s": round(self.ceiling, 0),
+            "prosody_ceiling_like_clients_msgs_per_s": round(self.like_clients, 0),
+            "irc_to_xmpp_msgs_per_s": round(self.i2x, 0),
+            "xmpp_to_irc_msgs_per_s": round(self.x2i, 0),
+            "irc_to_xmpp_ratio": (self.ceiling > 0.0).then(|| round(self.i2x / self.ceiling, 3)),
+            "xmpp_to_irc_ratio": (self.ceiling > 0.0).then(|| round(self.x2i / self.ceiling, 3)),
+        })
+    }
+}
+
+/// The median of some figures; `None` when there are none.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
 /// The counts of one run.
 #[derive(Clone, Copy)]
 struct Counts {
@@ -290,44 +335,8 @@ async fn run(counts: Counts) -> Value {
         &procs,
     )
     .await;
-    progress(&format!(
-        "Prosody c2s → c2s: {} messages in bursts of {BURST}, at most {WINDOW} in flight",
-        counts.messages
-    ));
-    let (pa, pb, ceiling) = xmpp_to_xmpp(
-        pa,
-        pb,
-        &pb_jid,
-        "ceil_x",
-        counts.messages,
-        Mode::Windowed,
-        Shape::Plain,
-        &procs,
-    )
-    .await;
-    progress("Prosody c2s → c2s again, with messages shaped like the gateway's (diagnostic)");
-    let (pa, pb, like_clients) = xmpp_to_xmpp(
-        pa,
-        pb,
-        &pb_jid,
-        "ceil_xs",
-        counts.messages,
-        Mode::Windowed,
-        Shape::LikeClients,
-        &procs,
-    )
-    .await;
-    pa.close().await;
-    pb.close().await;
-    let prosody_ceiling = ceiling.rate();
     let base_xmpp_latency = base_xmpp.latency();
     phases.insert("prosody_c2s_latency".into(), base_xmpp.json());
-    phases.insert("prosody_c2s_throughput".into(), ceiling.json());
-    let like_clients_ceiling = like_clients.rate();
-    phases.insert(
-        "prosody_c2s_throughput_like_clients".into(),
-        like_clients.json(),
-    );
 
     // --- IRC on its own ----------------------------------------------------
     progress("IRC clients bob and carol");
@@ -383,13 +392,14 @@ async fn run(counts: Counts) -> Value {
             None
         }
     };
-    let mut i2x = None;
-    let mut x2i = None;
+    let mut rounds: Vec<Round> = Vec::new();
     let mut i2x_latency = None;
     let mut x2i_latency = None;
-    let mut throughput_cpu = None;
+    let mut throughput_cpu_ms = 0.0;
+    let mut throughput_handled = 0;
     let mut alice_left = None;
-    let mut throughput_complete = false;
+    let mut throughput_complete = true;
+    let (mut pa, mut pb) = (pa, pb);
     if let Some(alice) = alice {
         irc_drain(&mut bob).await;
         progress("gateway: warm-up both ways");
@@ -424,47 +434,87 @@ async fn run(counts: Counts) -> Value {
         )
         .await;
 
-        progress(&format!(
-            "gateway: throughput, {} messages IRC → XMPP then XMPP → IRC",
-            counts.messages
-        ));
-        let before = procs.sample();
-        let (b, alice, tp_i) = irc_to_xmpp(
-            b,
-            alice,
-            &room,
-            "tp_i2x",
-            counts.messages,
-            Mode::Windowed,
-            &procs,
-        )
-        .await;
-        let (alice, b, tp_x) = xmpp_to_irc(
-            alice,
-            b,
-            &room,
-            "tp_x2i",
-            counts.messages,
-            Mode::Windowed,
-            &procs,
-        )
-        .await;
-        let after = procs.sample();
-        let handled = tp_i.unique + tp_x.unique;
-        let estuary_ms = after.estuary_ms_since(&before);
-        throughput_cpu = Some((estuary_ms, handled));
+        let mut b = b;
+        let mut alice = alice;
+        for round in 1..=ROUNDS {
+            progress(&format!(
+                "round {round}/{ROUNDS}: {} messages each, Prosody c2s → c2s (plain, then shaped \
+                 like clients'), IRC → XMPP, XMPP → IRC",
+                counts.messages
+            ));
+            let (a, c, ceiling) = xmpp_to_xmpp(
+                pa,
+                pb,
+                &pb_jid,
+                &format!("ceil_x{round}"),
+                counts.messages,
+                Mode::Windowed,
+                Shape::Plain,
+                &procs,
+            )
+            .await;
+            let (a, c, like_clients) = xmpp_to_xmpp(
+                a,
+                c,
+                &pb_jid,
+                &format!("ceil_xs{round}"),
+                counts.messages,
+                Mode::Windowed,
+                Shape::LikeClients,
+                &procs,
+            )
+            .await;
+            (pa, pb) = (a, c);
+            let before = procs.sample();
+            let (b2, alice2, tp_i) = irc_to_xmpp(
+                b,
+                alice,
+                &room,
+                &format!("tp_i2x{round}"),
+                counts.messages,
+                Mode::Windowed,
+                &procs,
+            )
+            .await;
+            let (alice2, b2, tp_x) = xmpp_to_irc(
+                alice2,
+                b2,
+                &room,
+                &format!("tp_x2i{round}"),
+                counts.messages,
+                Mode::Windowed,
+                &procs,
+            )
+            .await;
+            let after = procs.sample();
+            (b, alice) = (b2, alice2);
+            throughput_cpu_ms += after.estuary_ms_since(&before);
+            throughput_handled += tp_i.unique + tp_x.unique;
+            throughput_complete &= tp_i.tally.complete() && tp_x.tally.complete();
+            rounds.push(Round {
+                ceiling: ceiling.rate(),
+                like_clients: like_clients.rate(),
+                i2x: tp_i.rate(),
+                x2i: tp_x.rate(),
+            });
+            phases.insert(format!("prosody_c2s_throughput_{round}"), ceiling.json());
+            phases.insert(
+                format!("prosody_c2s_throughput_like_clients_{round}"),
+                like_clients.json(),
+            );
+            phases.insert(format!("irc_to_xmpp_throughput_{round}"), tp_i.json());
+            phases.insert(format!("xmpp_to_irc_throughput_{round}"), tp_x.json());
+        }
         bob = b;
         i2x_latency = Some(lat_i.latency());
         x2i_latency = Some(lat_x.latency());
         phases.insert("irc_to_xmpp_latency".into(), lat_i.json());
         phases.insert("xmpp_to_irc_latency".into(), lat_x.json());
-        phases.insert("irc_to_xmpp_throughput".into(), tp_i.json());
-        phases.insert("xmpp_to_irc_throughput".into(), tp_x.json());
-        i2x = Some(tp_i.rate());
-        x2i = Some(tp_x.rate());
-        throughput_complete = tp_i.tally.complete() && tp_x.tally.complete();
         alice_left = Some(alice);
     }
+
+    pa.close().await;
+    pb.close().await;
 
     // --- Many users through the gateway ------------------------------------
     let fanout = fanout(&prosody, &mut carol, counts, &procs, &mut bob).await;
@@ -510,28 +560,36 @@ async fn run(counts: Counts) -> Value {
     };
     let added_i2x = added(i2x_latency);
     let added_x2i = added(x2i_latency);
-    let cpu_per_1000 = throughput_cpu
-        .filter(|(_, handled)| *handled > 0)
-        .map(|(ms, handled)| ms * 1000.0 / handled as f64);
-    let threshold = prosody_ceiling * TARGET_THROUGHPUT_RATIO;
-    let ratio = |rate: Option<f64>| {
-        rate.filter(|_| prosody_ceiling > 0.0)
-            .map(|r| round(r / prosody_ceiling, 3))
+    let cpu_per_1000 =
+        (throughput_handled > 0).then(|| throughput_cpu_ms * 1000.0 / throughput_handled as f64);
+    let prosody_ceiling = median(rounds.iter().map(|r| r.ceiling)).unwrap_or(0.0);
+    let like_clients_ceiling = median(rounds.iter().map(|r| r.like_clients)).unwrap_or(0.0);
+    let i2x = median(rounds.iter().map(|r| r.i2x));
+    let x2i = median(rounds.iter().map(|r| r.x2i));
+    // Each round's rates over the ceiling measured just before them, so
+    // that the machine's speed, which drifts during a run, cancels out.
+    let ratio_of = |rate: fn(&Round) -> f64, ceiling: fn(&Round) -> f64| {
+        median(
+            rounds
+                .iter()
+                .filter(|r| ceiling(r) > 0.0)
+                .map(|r| rate(r) / ceiling(r)),
+        )
+        .map(|v| round(v, 3))
     };
+    let i2x_ratio = ratio_of(|r| r.i2x, |r| r.ceiling);
+    let x2i_ratio = ratio_of(|r| r.x2i, |r| r.ceiling);
+    let threshold = prosody_ceiling * TARGET_THROUGHPUT_RATIO;
     let worst_added = match (added_i2x, added_x2i) {
         (Some(a), Some(b)) => Some(a.max(b)),
         _ => None,
-    };
-    let like_clients_ratio = |rate: Option<f64>| {
-        rate.filter(|_| like_clients_ceiling > 0.0)
-            .map(|r| round(r / like_clients_ceiling, 3))
     };
     json!({
         "prosody_ceiling_msgs_per_s": round(prosody_ceiling, 0),
         "prosody_ceiling_like_clients": {
             "msgs_per_s": round(like_clients_ceiling, 0),
-            "irc_to_xmpp_ratio": like_clients_ratio(i2x),
-            "xmpp_to_irc_ratio": like_clients_ratio(x2i),
+            "irc_to_xmpp_ratio": ratio_of(|r| r.i2x, |r| r.like_clients),
+            "xmpp_to_irc_ratio": ratio_of(|r| r.x2i, |r| r.like_clients),
             "note": "Diagnostic, not the target: the same c2s phase with messages carrying a \
                      UUID-long id and an XEP-0359 origin-id, as Conversations, Dino and Gajim \
                      send; that is the element and attribute count of the gateway's messages \
@@ -539,6 +597,7 @@ async fn run(counts: Counts) -> Value {
                      elements. An XMPP → IRC message is two stanzas through Prosody (the \
                      message and its reflection), so it cannot reach the c2s rate of one.",
         },
+        "rounds": rounds.iter().map(Round::json).collect::<Vec<_>>(),
         "irc_to_xmpp_msgs_per_s": i2x.map(|r| round(r, 0)),
         "xmpp_to_irc_msgs_per_s": x2i.map(|r| round(r, 0)),
         "irc_client_ceiling_msgs_per_s": round(irc_ceiling_rate(&phases), 0),
@@ -569,12 +628,11 @@ async fn run(counts: Counts) -> Value {
                            every message delivered",
                 "all_delivered": throughput_complete,
                 "threshold_msgs_per_s": round(threshold, 0),
-                "irc_to_xmpp_ratio": ratio(i2x),
-                "xmpp_to_irc_ratio": ratio(x2i),
-                "met": prosody_ceiling > 0.0
-                    && throughput_complete
-                    && i2x.is_some_and(|r| r >= threshold)
-                    && x2i.is_some_and(|r| r >= threshold),
+                "irc_to_xmpp_ratio": i2x_ratio,
+                "xmpp_to_irc_ratio": x2i_ratio,
+                "met": throughput_complete
+                    && i2x_ratio.is_some_and(|r| r >= TARGET_THROUGHPUT_RATIO)
+                    && x2i_ratio.is_some_and(|r| r >= TARGET_THROUGHPUT_RATIO),
             },
             "cpu": {
                 "target": "gateway_cpu_ms_per_1000_msgs <= 30",
@@ -1639,8 +1697,12 @@ async fn fanout(
 
 /// The release binary. Under `cargo bench` Cargo has just built it; when it
 /// is missing or older than the sources (they changed since), it is built
-/// again with `cargo build --release --bin estuary`.
+/// again with `cargo build --release --bin estuary`. `IRC_LOAD_ESTUARY`
+/// names another binary instead, to compare two builds on the same machine.
 fn estuary_binary() -> PathBuf {
+    if let Some(other) = std::env::var_os("IRC_LOAD_ESTUARY") {
+        return PathBuf::from(other);
+    }
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_estuary"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();

@@ -111,7 +111,7 @@ impl Store {
     }
 
     /// `INSERT` text for `rows` rows of `columns` values each, followed by
-    /// `tail` (an `ON CONFLICT` clause).
+    /// `tail` (an `ON CONFLICT` clause, or nothing).
     ///
     /// SQLite gets anonymous `?` parameters, PostgreSQL `$1…`. sqlx asks
     /// SQLite for each parameter's name, and SQLite finds a name by a linear
