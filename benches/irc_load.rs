@@ -57,6 +57,11 @@
 //!
 //! # The figures
 //!
+//! - `rounds`: the throughput phases run in [`ROUNDS`] rounds, each the
+//!   c2s ceiling, its like-clients variant, then the gateway IRC → XMPP and
+//!   XMPP → IRC; each round's ratios are against its own ceiling. The
+//!   figures below are the medians over the rounds, and the ratios in
+//!   `targets` are the medians of the rounds' ratios.
 //! - `prosody_ceiling_msgs_per_s`: Prosody's own c2s throughput in this run.
 //!   One XMPP client sends N chat messages to another. The figure is N
 //!   received, divided by the time from the first send to the last receipt.
@@ -97,10 +102,10 @@
 //!   its last message.
 //! - `gateway_cpu_ms_per_1000_msgs`: Estuary's user plus system CPU time,
 //!   from `/proc/<pid>/stat` (clock ticks, converted with
-//!   `sysconf(_SC_CLK_TCK)`), over the two throughput phases (IRC → XMPP,
-//!   then XMPP → IRC, sampled once before the first and once after the
-//!   second). It is divided by the messages delivered in those two phases,
-//!   per 1000. A message to IRC also costs the reflection back to the XMPP
+//!   `sysconf(_SC_CLK_TCK)`), over the gateway's throughput phases (IRC →
+//!   XMPP, then XMPP → IRC, sampled before the first and after the second
+//!   of each round). It is divided by the messages delivered in those
+//!   phases, per 1000. A message to IRC also costs the reflection back to the XMPP
 //!   client. The fan-out's CPU per 1000 deliveries is in
 //!   `phases.fanout.gateway_cpu_ms_per_1000_deliveries`.
 //! - `rss_kb_per_joined_user`: Estuary's `VmRSS` from `/proc/<pid>/status`

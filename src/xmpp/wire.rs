@@ -179,8 +179,9 @@ fn write_iq(iq: &Iq, out: &mut Vec<u8>) {
 
 /// `<name`, the head of a stanza. Its namespace is the stream's default
 /// (`jabber:component:accept`, declared in the stream header), so it is not
-/// declared again: Prosody's parser pays for every namespace declaration,
-/// about 8 % of its CPU for a groupchat message (measured).
+/// declared again: that is 32 bytes less per stanza, and one namespace
+/// declaration less for the server's parser (in Prosody the saving in CPU
+/// was within the noise of `benches/prosody_stanza_cost.py`).
 fn open(out: &mut Vec<u8>, name: &str) {
     out.push(b'<');
     out.extend_from_slice(name.as_bytes());
