@@ -27,6 +27,8 @@ def free_port():
 
 D = tempfile.mkdtemp(prefix="prosody-stanza-cost-")
 C2S, COMP = free_port(), free_port()
+# The test world's Prosody configuration (tests/world/prosody.rs), repeated
+# here because this tool is Python and runs without the Rust test world.
 cfg = f'''
 run_as_root = true
 pidfile = "{D}/prosody.pid"
