@@ -108,7 +108,14 @@ fn run(path: &std::path::Path, networks: Networks) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tokio_env_set = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
+    if let Some(threads) = config.runtime.worker_threads(cores, tokio_env_set) {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");

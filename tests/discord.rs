@@ -72,6 +72,7 @@ async fn start_estuary(
             url: String::new(),
             data_dir: dir.path().to_owned(),
         },
+        runtime: Default::default(),
         gateways: gateways.clone(),
     };
     let estuary = app::start(config, &Networks::builtin()).await.unwrap();

@@ -54,6 +54,7 @@ async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
             url: String::new(),
             data_dir: dir.path().to_owned(),
         },
+        runtime: Default::default(),
         gateways: vec![GatewayConfig {
             domain: GW.to_owned(),
             secret: "secret".to_owned(),

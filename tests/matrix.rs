@@ -59,6 +59,7 @@ fn config(prosody: &Prosody, dir: &std::path::Path) -> Config {
             url: String::new(),
             data_dir: dir.to_owned(),
         },
+        runtime: Default::default(),
         gateways: vec![GatewayConfig {
             domain: GW.to_owned(),
             secret: "secret".to_owned(),

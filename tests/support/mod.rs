@@ -56,6 +56,7 @@ impl Fixture {
                 url: String::new(),
                 data_dir: dir.path().to_owned(),
             },
+            runtime: Default::default(),
             gateways: vec![GatewayConfig {
                 domain: GW.to_owned(),
                 secret: SECRET.to_owned(),
