@@ -47,9 +47,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// 70 KB per user with two arenas against 82 KB with the default, and later
 /// 29.7 KB on average with one (seven runs, 28.0–31.8) against 30.7 KB with
 /// two (six runs), at the same CPU, since each thread's cache takes most
-/// allocations without the arena's lock). A host
-/// with many cores and busy gateways may want more: the `MALLOC_CONF`
-/// environment variable overrides these, e.g. `MALLOC_CONF=narenas:8`.
+/// allocations without the arena's lock). A host with many cores and busy
+/// gateways may want more: the `MALLOC_CONF` environment variable overrides
+/// these, e.g. `MALLOC_CONF=narenas:8`.
 #[allow(non_upper_case_globals)]
 #[export_name = "malloc_conf"]
 pub static malloc_conf: &[u8] =

@@ -86,11 +86,10 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         for chunk in super::statement_chunks(records) {
-            let sql = self.multi_row_insert(
-                concat!("INSERT INTO message_map (", columns!(), ", created_at)"),
+            let sql = self.insert_skipping_duplicates(
+                concat!("message_map (", columns!(), ", created_at)"),
                 9,
                 chunk.len(),
-                "ON CONFLICT (gateway, account, chat, remote_id) DO NOTHING",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for record in chunk {

@@ -110,23 +110,37 @@ impl Store {
         Ok(())
     }
 
-    /// `INSERT` text for `rows` rows of `columns` values each, followed by
-    /// `tail` (an `ON CONFLICT` clause, or nothing).
+    /// `INSERT` text for `rows` rows of `columns` values each into `target`
+    /// (`table (column, …)`), skipping any row that would duplicate a unique
+    /// key: the batched writer's one kind of insert.
+    ///
+    /// SQLite gets `INSERT OR IGNORE`. `ON CONFLICT DO NOTHING` skips the
+    /// same rows, but still lets a NOT NULL constraint abort a multi-row
+    /// statement halfway, so SQLite writes a statement journal for every
+    /// insert; `OR IGNORE` cannot abort and needs none (measured on the
+    /// archive: 20 µs per row down to 12). Callers bind no NULL to a NOT NULL
+    /// column, and each table has one unique key besides its row id, so both
+    /// forms skip the same rows. PostgreSQL gets `ON CONFLICT DO NOTHING`.
     ///
     /// SQLite gets anonymous `?` parameters, PostgreSQL `$1…`. sqlx asks
     /// SQLite for each parameter's name, and SQLite finds a name by a linear
     /// scan, so numbered parameters made binding quadratic in the row count
     /// (profiled: a tenth of the gateway's CPU at 100 rows per statement);
     /// anonymous ones have no name to look up.
-    pub(crate) fn multi_row_insert(
+    pub(crate) fn insert_skipping_duplicates(
         &self,
-        head: &str,
+        target: &str,
         columns: usize,
         rows: usize,
-        tail: &str,
     ) -> String {
-        let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 5);
+        let (head, tail) = match self.backend {
+            Backend::Sqlite => ("INSERT OR IGNORE INTO ", ""),
+            Backend::Postgres => ("INSERT INTO ", " ON CONFLICT DO NOTHING"),
+        };
+        let mut sql =
+            String::with_capacity(head.len() + target.len() + tail.len() + rows * columns * 5);
         sql.push_str(head);
+        sql.push_str(target);
         sql.push_str(" VALUES ");
         for row in 0..rows {
             if row > 0 {
@@ -147,7 +161,6 @@ impl Store {
             }
             sql.push(')');
         }
-        sql.push(' ');
         sql.push_str(tail);
         sql
     }
