@@ -215,7 +215,7 @@ async fn roster_contacts(gw: &Gateway, user: &BareJid) -> Vec<BareJid> {
         Ok(rows) => rows
             .into_iter()
             .filter(|(_, json)| user::is_offered_marker(json))
-            .filter_map(|(address, _)| bare_jid(&RemoteAddress::new(address), &gw.domain).ok())
+            .filter_map(|(address, _)| bare_jid(&RemoteAddress::new(address), gw.jid.domain()).ok())
             .collect(),
         Err(e) => {
             warn!("cannot list the contacts to take out of the roster: {e}");

@@ -355,7 +355,7 @@ impl Router {
                     .network
                     .classify(typed)
                     .map_err(|e| Failure::not_acceptable(e.to_string()))
-                    .and_then(|_| address::bare_jid(&typed.into(), &gw.domain));
+                    .and_then(|_| address::bare_jid(&typed.into(), gw.jid.domain()));
                 match result {
                     Ok(jid) => gw.reply_result(iq, Some(service::gateway_jid(jid.as_str()))),
                     Err(failure) => gw.reply_error(stanza, &failure),

@@ -119,7 +119,7 @@ impl UserSession {
     /// Where an archived message appears from: its sender's occupant JID, or
     /// the room itself for a nick no JID can carry.
     fn archived_sender(&self, room: &RemoteAddress, room_bare: &Jid, nick: &str) -> Jid {
-        occupant_jid(room, &self.gw.domain, nick)
+        occupant_jid(room, self.gw.jid.domain(), nick)
             .map(Jid::from)
             .unwrap_or_else(|_| room_bare.clone())
     }

@@ -36,7 +36,7 @@ impl UserSession {
         {
             return;
         }
-        let Ok(from) = bare_jid(contact, &self.gw.domain) else {
+        let Ok(from) = bare_jid(contact, self.gw.jid.domain()) else {
             return;
         };
         let name = if self.gw.may_write_roster(self.jid.domain().as_str()) {
@@ -106,7 +106,7 @@ impl UserSession {
             PresenceType::Unsubscribe => PresenceType::Unsubscribed,
             _ => return false,
         };
-        let Ok(from) = bare_jid(contact, &self.gw.domain) else {
+        let Ok(from) = bare_jid(contact, self.gw.jid.domain()) else {
             return true;
         };
         let mut reply = Presence::new(answer);

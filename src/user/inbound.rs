@@ -154,7 +154,8 @@ impl UserSession {
     ) {
         let mut items = Vec::with_capacity(rooms.len());
         for room in rooms {
-            let Ok(jid) = crate::xmpp::address::bare_jid(&room.address, &self.gw.domain) else {
+            let Ok(jid) = crate::xmpp::address::bare_jid(&room.address, self.gw.jid.domain())
+            else {
                 continue;
             };
             let name = match (room.name, room.members) {
@@ -291,7 +292,10 @@ impl UserSession {
                         ))
                     }
                 };
-                let invitee = Jid::from(crate::xmpp::address::bare_jid(address, &self.gw.domain)?);
+                let invitee = Jid::from(crate::xmpp::address::bare_jid(
+                    address,
+                    self.gw.jid.domain(),
+                )?);
                 (room, invitee, reason)
             }
         };
@@ -529,7 +533,8 @@ impl UserSession {
         let Some(room_bare) = room_jid(&self.gw, address) else {
             return;
         };
-        let Ok(from) = crate::xmpp::address::occupant_jid(address, &self.gw.domain, &room.nick)
+        let Ok(from) =
+            crate::xmpp::address::occupant_jid(address, self.gw.jid.domain(), &room.nick)
         else {
             return;
         };

@@ -177,7 +177,7 @@ impl UserSession {
     /// An invitation from the network, as a mediated invitation from the room.
     fn on_invited(&self, room: &RemoteAddress, by: &RemoteAddress, reason: Option<String>) {
         let (Some(room_bare), Ok(inviter)) =
-            (room_jid(&self.gw, room), bare_jid(by, &self.gw.domain))
+            (room_jid(&self.gw, room), bare_jid(by, self.gw.jid.domain()))
         else {
             warn!(%room, %by, "an invitation names addresses that make no JID; dropped");
             return;
@@ -217,11 +217,11 @@ impl UserSession {
         match room {
             Some(room) => {
                 let nick = nick.unwrap_or(sender.as_str());
-                let jid = occupant_jid(room, &self.gw.domain, &clean_text(nick)).ok()?;
+                let jid = occupant_jid(room, self.gw.jid.domain(), &clean_text(nick)).ok()?;
                 Some((Jid::from(jid), MessageType::Groupchat))
             }
             None => Some((
-                Jid::from(bare_jid(sender, &self.gw.domain).ok()?),
+                Jid::from(bare_jid(sender, self.gw.jid.domain()).ok()?),
                 MessageType::Chat,
             )),
         }
@@ -385,7 +385,7 @@ impl UserSession {
         };
         let (Some(by), Ok(from)) = (
             room_jid(&self.gw, room),
-            occupant_jid(room, &self.gw.domain, &state.nick),
+            occupant_jid(room, self.gw.jid.domain(), &state.nick),
         ) else {
             return;
         };
@@ -412,7 +412,7 @@ impl UserSession {
     }
 
     fn on_remote_presence(&self, p: RemotePresence) {
-        let Ok(from) = bare_jid(&p.user, &self.gw.domain) else {
+        let Ok(from) = bare_jid(&p.user, self.gw.jid.domain()) else {
             return;
         };
         let mut presence = if p.show == estuary_bridge::PresenceShow::Offline {
@@ -456,7 +456,7 @@ impl UserSession {
                 statuses.push(muc::NICK_ASSIGNED);
             }
         }
-        let Ok(from) = occupant_jid(room, &self.gw.domain, &occupant.nick) else {
+        let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &occupant.nick) else {
             return;
         };
         for resource in &state.resources {
@@ -499,7 +499,7 @@ impl UserSession {
                 own = Some(occupant);
                 continue;
             }
-            if let Ok(from) = occupant_jid(room, &self.gw.domain, &occupant.nick) {
+            if let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &occupant.nick) {
                 self.gw
                     .send_presence(muc::occupant(Jid::from(from), to.clone(), &occupant, &[]));
             }
@@ -512,7 +512,7 @@ impl UserSession {
             show: estuary_bridge::PresenceShow::Online,
             status: None,
         });
-        if let Ok(from) = occupant_jid(room, &self.gw.domain, &state.nick) {
+        if let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &state.nick) {
             self.gw.send_presence(muc::occupant(
                 Jid::from(from),
                 to.clone(),
@@ -557,7 +557,7 @@ impl UserSession {
             reason,
             actor,
         };
-        if let Ok(from) = occupant_jid(room, &self.gw.domain, nick) {
+        if let Ok(from) = occupant_jid(room, self.gw.jid.domain(), nick) {
             for resource in &state.resources {
                 self.gw.send_presence(muc::gone(
                     Jid::from(from.clone()),
@@ -601,8 +601,8 @@ impl UserSession {
             actor: None,
         };
         if let (Ok(old_jid), Ok(new_jid)) = (
-            occupant_jid(room, &self.gw.domain, old),
-            occupant_jid(room, &self.gw.domain, new),
+            occupant_jid(room, self.gw.jid.domain(), old),
+            occupant_jid(room, self.gw.jid.domain(), new),
         ) {
             for resource in &state.resources {
                 let to = Jid::from(resource.clone());
@@ -634,7 +634,7 @@ impl UserSession {
         }
         let from = match by
             .as_deref()
-            .map(|nick| occupant_jid(room, &self.gw.domain, nick))
+            .map(|nick| occupant_jid(room, self.gw.jid.domain(), nick))
         {
             Some(Ok(full)) => Some(Jid::from(full)),
             _ => room_jid(&self.gw, room),

@@ -167,7 +167,7 @@ pub fn send_self_gone(
     extra: &[u16],
     status: Option<&str>,
 ) {
-    let Ok(from) = occupant_jid(room, &gw.domain, &state.nick) else {
+    let Ok(from) = occupant_jid(room, gw.jid.domain(), &state.nick) else {
         return;
     };
     let mut statuses = vec![muc::SELF_PRESENCE];
@@ -192,5 +192,5 @@ pub fn send_self_gone(
 
 /// The bare JID of a room, for stanza-id's `by`.
 pub fn room_jid(gw: &Gateway, room: &RemoteAddress) -> Option<Jid> {
-    bare_jid(room, &gw.domain).ok().map(Jid::from)
+    bare_jid(room, gw.jid.domain()).ok().map(Jid::from)
 }

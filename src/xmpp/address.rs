@@ -1,7 +1,7 @@
 //! Which remote entity a JID names, and the JID of a remote entity.
 
 use estuary_bridge::{AddressKind, Network, RemoteAddress};
-use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::jid::{BareJid, DomainRef, FullJid, Jid, NodePart};
 
 use super::errors::Failure;
 use super::escape::{escape, unescape};
@@ -36,14 +36,71 @@ pub fn target(to: &Jid, network: &dyn Network) -> Result<Target, Failure> {
 }
 
 /// The JID of a remote entity on this gateway.
-pub fn bare_jid(address: &RemoteAddress, domain: &str) -> Result<BareJid, Failure> {
+///
+/// Built from parts rather than parsed from a string: `domain` is the
+/// gateway's own, already validated, and this runs for every message shown
+/// (parsing checked the domain with IDNA each time: 3% of the gateway's CPU
+/// in the load tool). The node is still checked with nodeprep.
+pub fn bare_jid(address: &RemoteAddress, domain: &DomainRef) -> Result<BareJid, Failure> {
     let local = escape(address.as_str()).map_err(|e| Failure::jid_malformed(e.to_string()))?;
-    BareJid::new(&format!("{local}@{domain}")).map_err(|e| Failure::jid_malformed(e.to_string()))
+    let node = NodePart::new(&local).map_err(|e| Failure::jid_malformed(e.to_string()))?;
+    Ok(BareJid::from_parts(Some(&node), domain))
 }
 
 /// The in-room JID of an occupant.
-pub fn occupant_jid(room: &RemoteAddress, domain: &str, nick: &str) -> Result<FullJid, Failure> {
+pub fn occupant_jid(
+    room: &RemoteAddress,
+    domain: &DomainRef,
+    nick: &str,
+) -> Result<FullJid, Failure> {
     let bare = bare_jid(room, domain)?;
     bare.with_resource_str(nick)
         .map_err(|e| Failure::jid_malformed(format!("nick '{nick}': {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain() -> BareJid {
+        BareJid::new("irc.example.org").unwrap()
+    }
+
+    #[test]
+    fn a_jid_built_from_parts_is_the_one_parsing_would_give() {
+        for name in [
+            "#chan%irc.libera.chat",
+            "Bob%irc.libera.chat",
+            "#Caps",
+            "alice smith",
+            "a@b/c",
+            "#café",
+        ] {
+            let address = RemoteAddress::new(name.to_owned());
+            let built = bare_jid(&address, domain().domain()).unwrap();
+            let local = escape(name).unwrap();
+            let parsed = BareJid::new(&format!("{local}@irc.example.org")).unwrap();
+            assert_eq!(built, parsed, "{name}");
+            assert_eq!(built.to_string(), parsed.to_string(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_name_nodeprep_refuses_is_malformed() {
+        // U+FFFD is prohibited in a localpart.
+        let address = RemoteAddress::new("#bad\u{FFFD}".to_owned());
+        assert!(bare_jid(&address, domain().domain()).is_err());
+        let occupant = occupant_jid(&RemoteAddress::new("#ok".to_owned()), domain().domain(), "");
+        assert!(occupant.is_err(), "an empty nick is no resource");
+    }
+
+    #[test]
+    fn an_occupant_jid_is_room_slash_nick() {
+        let room = RemoteAddress::new("#chan%irc.libera.chat".to_owned());
+        let jid = occupant_jid(&room, domain().domain(), "Bob Smith").unwrap();
+        assert_eq!(
+            jid.to_string(),
+            "#chan%irc.libera.chat@irc.example.org/Bob Smith"
+        );
+    }
 }
