@@ -194,10 +194,11 @@ impl LineWriter {
                     // The user task queues one line per message and waits for
                     // its answer, so the queue is usually empty here. Letting the
                     // other ready tasks run first lets the next lines join this
-                    // write: a quarter less gateway CPU in the load tool's
-                    // XMPP → IRC phase. The cost is one round of the other ready
-                    // tasks before a lone line goes out: nothing measurable when
-                    // idle (the load tool's added latency did not move).
+                    // write. In the load tool this cut Estuary's `sendto` calls
+                    // by seven tenths and its CPU per XMPP → IRC message by a
+                    // tenth to a quarter. The cost is one round of the other
+                    // ready tasks before a lone line goes out: nothing measurable
+                    // (the load tool's added latency did not move).
                     tokio::task::yield_now().await;
                 }
                 while tokens >= 1.0 && out.len() < WRITE_BATCH {
