@@ -173,12 +173,17 @@ async fn serve_gateway(
     let mut link_result = None;
     loop {
         tokio::select! {
+            // In this order, not at random among what is ready: shutdown,
+            // then notes, since a registration's note is sent before its
+            // answer and must be handled before any stanza that answer
+            // prompts; then the link's events, all of them before its end.
+            biased;
+            _ = shutdown.changed() => break,
+            Some(note) = notes.recv() => router.on_note(note).await,
             event = link.events.recv() => match event {
                 Some(event) => router.on_link(event).await,
                 None => break,
             },
-            Some(note) = notes.recv() => router.on_note(note).await,
-            _ = shutdown.changed() => break,
             result = &mut link_task => {
                 link_result = Some(result);
                 break;

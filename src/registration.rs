@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use estuary_bridge::RemoteAddress;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
@@ -52,8 +53,17 @@ pub fn command_list(domain: &str, registered: bool) -> Element {
     service::items(Some(NS_COMMANDS), &items)
 }
 
-/// Serve one request; returns what the router must do about sessions.
-pub async fn handle(gw: &Gateway, request: Request, iq: Iq, from: Jid) -> Option<RouterNote> {
+/// Serve one request, telling the router what it must do about sessions
+/// before the user sees the answer: a client that sends a message as soon as
+/// its registration is confirmed must reach the session started with the new
+/// credentials, not the one they replace.
+pub async fn handle(
+    gw: &Gateway,
+    request: Request,
+    iq: Iq,
+    from: Jid,
+    router: &mpsc::UnboundedSender<RouterNote>,
+) {
     let outcome = match request {
         Request::Register(query) => match register::parse(&query) {
             Ok(RegisterRequest::Remove) => unregister(gw, &from).await.map(|note| (None, note)),
@@ -66,13 +76,14 @@ pub async fn handle(gw: &Gateway, request: Request, iq: Iq, from: Jid) -> Option
     };
     match outcome {
         Ok((payload, note)) => {
+            if let Some(note) = note {
+                let _ = router.send(note);
+            }
             gw.reply_result(&iq, payload);
-            note
         }
         Err(failure) => {
             info!(condition = ?failure.condition, reason = %failure.text, "registration refused");
             gw.reply_error(&Stanza::Iq(iq), &failure);
-            None
         }
     }
 }

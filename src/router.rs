@@ -396,9 +396,7 @@ impl Router {
         let span = info_span!("registration", user = %from.to_bare(), gateway = %gw.domain);
         tokio::spawn(
             async move {
-                if let Some(note) = registration::handle(&gw, request, iq, from).await {
-                    let _ = notes.send(note);
-                }
+                registration::handle(&gw, request, iq, from, &notes).await;
             }
             .instrument(span),
         );
