@@ -1280,3 +1280,71 @@ async fn the_gateway_lists_its_servers_to_a_registered_user() {
         String::from(&items)
     );
 }
+
+/// The MAM bodies of `room`, asked by `client` (the archiver flushes first).
+async fn archived_bodies(client: &mut XmppClient, room: &str) -> Vec<String> {
+    const MAM: &str = "urn:xmpp:mam:2";
+    client
+        .send(el(&format!(
+            "<iq to='{room}' type='set' id='mam1'><query xmlns='{MAM}' queryid='q1'/></iq>"
+        )))
+        .await;
+    let mut bodies = Vec::new();
+    loop {
+        let s = client.recv(WAIT).await.expect("an answer to the query");
+        if s.name() == "iq" && attr(&s, "id") == "mam1" {
+            assert_eq!(attr(&s, "type"), "result", "{}", String::from(&s));
+            return bodies;
+        }
+        if let Some(result) = find_child(&s, "result", MAM) {
+            let message = find_child(result, "forwarded", "urn:xmpp:forward:0")
+                .and_then(|f| find_child(f, "message", "jabber:client"))
+                .expect("a forwarded message");
+            bodies.push(body(message).unwrap_or_default());
+        }
+    }
+}
+
+/// Two users of the gateway in one channel: each message is archived once,
+/// whether it reached the gateway as the sender's echo or as the other
+/// user's incoming message (one msgid), and no message is lost to another's
+/// id (each connection numbers what it sends from 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_message_of_a_shared_channel_is_archived_once() {
+    let mut s = setup().await;
+    let room = format!("#both%localhost@{GW}");
+    s.prosody.add_user("carol", "pw");
+    let mut carol =
+        XmppClient::connect(s.prosody.c2s_port(), "carol", "localhost", "pw", "res").await;
+    carol.send(el("<presence/>")).await;
+    let reply = carol.submit_registration(GW, &[("nick", "carol")]).await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    join_as_alice(&mut s, &room).await;
+    carol
+        .send(el(&format!("<presence to='{room}/carol'/>")))
+        .await;
+    carol
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/carol"))
+        })
+        .await;
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        for (client, nick) in [(&mut s.alice, "alice"), (&mut carol, "carol")] {
+            let text = format!("{nick} says {i}");
+            let id = format!("{nick}-{i}");
+            client
+                .send(el(&format!(
+                    "<message to='{room}' type='groupchat' id='{id}'><body>{text}</body></message>"
+                )))
+                .await;
+            client.expect(WAIT, |m| attr(m, "id") == id).await;
+            expected.push(text);
+        }
+    }
+    let mut archived = archived_bodies(&mut s.alice, &room).await;
+    archived.retain(|b| expected.contains(b));
+    archived.sort();
+    expected.sort();
+    assert_eq!(archived, expected, "each message once");
+}

@@ -280,13 +280,14 @@ impl UserSession {
         }
         if m.from_self {
             // The network echoed the user's own message: reflect it under the id the user sent it with.
-            let awaited = self.awaiting_echo.take(chat.as_str(), &m.id);
+            let sent_as = m.sent_as.as_deref().unwrap_or(&m.id);
+            let awaited = self.awaiting_echo.take(chat.as_str(), sent_as);
             let record = match awaited {
                 Some(record) => Ok(Some(record)),
                 None => {
                     self.gw
                         .messages
-                        .by_remote_id(&self.account.jid, chat.as_str(), &m.id)
+                        .by_remote_id(&self.account.jid, chat.as_str(), sent_as)
                         .await
                 }
             };

@@ -173,6 +173,11 @@ pub struct RemoteMessage {
     pub timestamp_ms: Option<i64>,
     /// The logged-in user's own message, echoed back by the network.
     pub from_self: bool,
+    /// For an echo whose `id` is the network's (the one everyone else sees
+    /// the message under): the id [`crate::Session::send_message`] returned
+    /// for it, which the core awaits the echo by. `None` when they are the
+    /// same.
+    pub sent_as: Option<String>,
     /// Files attached, as links the XMPP user can fetch (XEP-0066).
     pub attachments: Vec<Attachment>,
 }
@@ -198,6 +203,7 @@ impl RemoteMessage {
             reply_to: None,
             timestamp_ms: None,
             from_self: false,
+            sent_as: None,
             attachments: Vec::new(),
         }
     }

@@ -112,7 +112,7 @@ pub fn spawn(
         listing: None,
         echoes: std::collections::VecDeque::new(),
         unconfirmed: Vec::new(),
-        next_id: 0,
+        local_ids: LocalIds::new(),
         away: None,
         backlog: Default::default(),
         connect_error: None,
@@ -164,7 +164,7 @@ struct ServerTask {
     /// Messages never echoed by a connection that was lost, to send again
     /// once the new connection is back in their channel.
     unconfirmed: Vec<PendingEcho>,
-    next_id: u64,
+    local_ids: LocalIds,
     /// Events the core's full queue could not take yet, oldest first.
     backlog: std::collections::VecDeque<Box<RemoteEvent>>,
     /// The away message in force, so that repeats (a client sends its
@@ -431,9 +431,9 @@ impl ServerTask {
                 // To the server itself: each line is a raw command.
                 let lines = text::sanitize_outgoing(&body);
                 let sent = lines.iter().filter(|l| live.writer.send_raw(l)).count();
-                self.next_id += 1;
+                let id = self.local_ids.next("raw");
                 let _ = reply.send(if sent == lines.len() && sent > 0 {
-                    Ok(format!("raw-{}", self.next_id))
+                    Ok(id)
                 } else {
                     Err(BridgeError::BadRequest("not an IRC command".into()))
                 });
@@ -472,13 +472,13 @@ impl ServerTask {
                     let _ = reply.send(Err(BridgeError::BadRequest("nothing to send".into())));
                     return;
                 }
-                self.next_id += 1;
-                let id = format!("out-{}", self.next_id);
+                let id = self.local_ids.next("out");
                 let _ = reply.send(Ok(id.clone()));
                 let echo = PendingEcho {
                     target: live.me.isupport.fold(&target),
                     target_name: target.clone(),
                     id,
+                    network_id: None,
                     body: text::sanitize_outgoing(&body).join("\n"),
                     kind,
                     remaining: sent,
@@ -848,11 +848,10 @@ impl ServerTask {
 
     /// A message from the server itself, shown as coming from its JID.
     async fn server_notice(&mut self, body: String) {
-        self.next_id += 1;
         let message = RemoteMessage {
             kind: MessageKind::Notice,
             ..RemoteMessage::text(
-                format!("srv-{}", self.next_id),
+                self.local_ids.next("srv"),
                 RemoteAddress::new(self.server.clone()),
                 text::irc_to_styling(&body),
             )
@@ -954,11 +953,15 @@ impl ServerTask {
         let from_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
         if from_self {
             // echo-message: the server confirms our own line. Report the
-            // message once its last line is confirmed, under the ID the
-            // session returned for it, so the core reflects it with the
-            // user's own id.
+            // message once its last line is confirmed, with the ID the
+            // session returned for it (so the core reflects it with the
+            // user's own id) and the server's msgid for it (so the core
+            // archives it once, however many users of the gateway saw it).
             let folded = isupport.fold(target);
             if let Some(pos) = self.echoes.iter().position(|e| e.target == folded) {
+                if self.echoes[pos].network_id.is_none() {
+                    self.echoes[pos].network_id = line.tags.get("msgid").cloned();
+                }
                 self.echoes[pos].remaining -= 1;
                 if self.echoes[pos].remaining == 0 {
                     let echo = self.echoes.remove(pos).expect("position is valid");
@@ -976,12 +979,10 @@ impl ServerTask {
             None if line.command == "NOTICE" => (raw.to_owned(), MessageKind::Notice),
             None => (raw.to_owned(), MessageKind::Normal),
         };
-        self.next_id += 1;
-        let id = line
-            .tags
-            .get("msgid")
-            .cloned()
-            .unwrap_or_else(|| format!("in-{}-{}", rand::rng().random::<u32>(), self.next_id));
+        let id = match line.tags.get("msgid") {
+            Some(id) => id.clone(),
+            None => self.local_ids.next("in"),
+        };
         let room = if isupport.is_channel(target) {
             Some(self.room(target))
         } else {
@@ -1000,6 +1001,7 @@ impl ServerTask {
                 .get("time")
                 .and_then(|t| crate::server_time::parse(t)),
             from_self,
+            sent_as: None,
             attachments: Vec::new(),
         };
         self.emit(RemoteEvent::from(message));
@@ -1024,10 +1026,45 @@ struct PendingEcho {
     /// The target as written, to send again.
     target_name: String,
     id: String,
+    /// The msgid the server gave the first echoed line: the id the other
+    /// users in the channel see the message under.
+    network_id: Option<String>,
     body: String,
     kind: MessageKind,
     /// Lines not yet echoed.
     remaining: usize,
+}
+
+/// The ids a connection gives messages the server gave none (no msgid, or
+/// the user's own before their echo): a counter after a prefix unique to the
+/// connection task, its start time and then a random number. The archive
+/// keeps one row per (room, id), so a bare counter, which every connection
+/// and every run starts again, would make different messages one row; the
+/// time first keeps the archive's index growing at its end.
+struct LocalIds {
+    started_ms: u64,
+    salt: u32,
+    next: u64,
+}
+
+impl LocalIds {
+    fn new() -> LocalIds {
+        LocalIds {
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            salt: rand::rng().random(),
+            next: 0,
+        }
+    }
+
+    fn next(&mut self, kind: &str) -> String {
+        self.next += 1;
+        format!(
+            "{kind}-{:011x}{:08x}-{}",
+            self.started_ms, self.salt, self.next
+        )
+    }
 }
 
 impl ServerTask {
@@ -1040,8 +1077,15 @@ impl ServerTask {
             Some(_) => RemoteAddress::new(String::new()),
             None => self.user(&echo.target),
         };
+        // Under the id everyone else sees it by, where the server gave one,
+        // so the core archives the message once for all of them.
+        let (id, sent_as) = match echo.network_id {
+            Some(network_id) => (network_id, Some(echo.id)),
+            None => (echo.id, None),
+        };
         let message = RemoteMessage {
-            id: echo.id,
+            id,
+            sent_as,
             room,
             sender,
             nick: None,
@@ -1074,5 +1118,31 @@ fn backoff(attempt: u32) -> Duration {
 impl std::fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ServerHandle")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocalIds;
+
+    #[test]
+    fn local_ids_differ_between_connections_and_grow_with_time() {
+        let mut first = LocalIds::new();
+        let mut second = LocalIds::new();
+        // Two connections started in the same millisecond still differ.
+        second.started_ms = first.started_ms;
+        while second.salt == first.salt {
+            second.salt = rand::Rng::random(&mut rand::rng());
+        }
+        let a = first.next("out");
+        let b = second.next("out");
+        assert_ne!(a, b);
+        assert_ne!(first.next("out"), a, "the counter moves on");
+        // A connection started later sorts after, whatever its salt.
+        let mut later = LocalIds::new();
+        later.started_ms = first.started_ms + 1;
+        later.salt = 0;
+        first.salt = u32::MAX;
+        assert!(later.next("out") > first.next("out"));
     }
 }
