@@ -1306,9 +1306,8 @@ async fn archived_bodies(client: &mut XmppClient, room: &str) -> Vec<String> {
 }
 
 /// Two users of the gateway in one channel: each message is archived once,
-/// whether it reached the gateway as the sender's echo or as the other
-/// user's incoming message (one msgid), and no message is lost to another's
-/// id (each connection numbers what it sends from 1).
+/// though the gateway saw it twice, as the sender's echo and as the other
+/// user's incoming message (under one msgid).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_message_of_a_shared_channel_is_archived_once() {
     let mut s = setup().await;
