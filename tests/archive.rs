@@ -83,41 +83,6 @@ async fn leave(client: &mut XmppClient, nick: &str) {
         .await;
 }
 
-/// A MAM query on `to`; returns the `<result/>`s and the iq reply.
-async fn mam(
-    client: &mut XmppClient,
-    to: &str,
-    fields: &str,
-    set: &str,
-) -> (Vec<Element>, Element) {
-    let id = format!("mam-{}", uuid::Uuid::new_v4());
-    let form = if fields.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<x xmlns='jabber:x:data' type='submit'>\
-             <field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>{fields}</x>"
-        )
-    };
-    client
-        .send(el(&format!(
-            "<iq to='{to}' type='set' id='{id}'><query xmlns='{MAM}' queryid='q-{id}'>{form}{set}</query></iq>"
-        )))
-        .await;
-    let mut results = Vec::new();
-    loop {
-        let s = client.recv(WAIT).await.expect("an answer to the query");
-        if s.name() == "iq" && attr(&s, "id") == id {
-            return (results, s);
-        }
-        if let Some(result) = find_child(&s, "result", MAM) {
-            assert_eq!(attr(&s, "from"), room());
-            assert_eq!(attr(result, "queryid"), format!("q-{id}"));
-            results.push(result.clone());
-        }
-    }
-}
-
 fn rsm(max: usize, extra: &str) -> String {
     format!("<set xmlns='{RSM}'><max>{max}</max>{extra}</set>")
 }
@@ -196,7 +161,7 @@ async fn room_messages_are_archived_and_paged_through_mam() {
         })
         .await;
     let answer_id = attr(find_child(&answer, "stanza-id", SID).unwrap(), "id").to_owned();
-    let (results, reply) = mam(&mut alice, &room, "", "").await;
+    let (results, reply) = alice.mam_query(&room, "", "").await;
     assert_eq!(bodies(&results), ["hello room", "bob heard: hello room"]);
     assert_eq!(ids(&results), ["g1".to_owned(), answer_id]);
     let senders: Vec<_> = results
@@ -243,7 +208,7 @@ async fn room_messages_are_archived_and_paged_through_mam() {
     all.extend(numbered("line", 0..28));
 
     // Forwards, ten at a time.
-    let (page1, reply) = mam(&mut alice, &room, "", &rsm(10, "")).await;
+    let (page1, reply) = alice.mam_query(&room, "", &rsm(10, "")).await;
     assert_eq!(bodies(&page1), all[0..10]);
     let (complete, first, last, count) = fin(&reply);
     assert_eq!((complete.as_str(), count.as_str()), ("false", "30"));
@@ -251,45 +216,37 @@ async fn room_messages_are_archived_and_paged_through_mam() {
         (first, last.clone()),
         ("g1".to_owned(), ids(&page1)[9].clone())
     );
-    let (page2, reply) = mam(
-        &mut alice,
-        &room,
-        "",
-        &rsm(10, &format!("<after>{last}</after>")),
-    )
-    .await;
+    let (page2, reply) = alice
+        .mam_query(&room, "", &rsm(10, &format!("<after>{last}</after>")))
+        .await;
     assert_eq!(bodies(&page2), all[10..20]);
     assert_eq!(fin(&reply).0, "false");
-    let (page3, reply) = mam(
-        &mut alice,
-        &room,
-        "",
-        &rsm(10, &format!("<after>{}</after>", fin(&reply).2)),
-    )
-    .await;
+    let (page3, reply) = alice
+        .mam_query(
+            &room,
+            "",
+            &rsm(10, &format!("<after>{}</after>", fin(&reply).2)),
+        )
+        .await;
     assert_eq!(bodies(&page3), all[20..30]);
     assert_eq!(fin(&reply).0, "true");
 
     // Backwards from the end: the last page, then the one before it.
-    let (last_page, reply) = mam(&mut alice, &room, "", &rsm(10, "<before/>")).await;
+    let (last_page, reply) = alice.mam_query(&room, "", &rsm(10, "<before/>")).await;
     assert_eq!(ids(&last_page), ids(&page3));
     let (complete, first, _, _) = fin(&reply);
     assert_eq!(complete, "false");
-    let (before, reply) = mam(
-        &mut alice,
-        &room,
-        "",
-        &rsm(10, &format!("<before>{first}</before>")),
-    )
-    .await;
+    let (before, reply) = alice
+        .mam_query(&room, "", &rsm(10, &format!("<before>{first}</before>")))
+        .await;
     assert_eq!(ids(&before), ids(&page2));
-    let (_, reply) = mam(
-        &mut alice,
-        &room,
-        "",
-        &rsm(10, &format!("<before>{}</before>", fin(&reply).1)),
-    )
-    .await;
+    let (_, reply) = alice
+        .mam_query(
+            &room,
+            "",
+            &rsm(10, &format!("<before>{}</before>", fin(&reply).1)),
+        )
+        .await;
     assert_eq!(
         fin(&reply).0,
         "true",
@@ -297,14 +254,14 @@ async fn room_messages_are_archived_and_paged_through_mam() {
     );
 
     // By date: 00:10 to 00:14 on 2020-01-01 is lines 10 to 14.
-    let (window, reply) = mam(
-        &mut alice,
-        &room,
-        "<field var='start'><value>2020-01-01T00:10:00Z</value></field>\
+    let (window, reply) = alice
+        .mam_query(
+            &room,
+            "<field var='start'><value>2020-01-01T00:10:00Z</value></field>\
          <field var='end'><value>2020-01-01T00:14:30Z</value></field>",
-        "",
-    )
-    .await;
+            "",
+        )
+        .await;
     assert_eq!(bodies(&window), numbered("line", 10..15));
     assert_eq!(fin(&reply).3, "5");
     let stamp = find_child(
@@ -314,31 +271,29 @@ async fn room_messages_are_archived_and_paged_through_mam() {
     )
     .map(|d| attr(d, "stamp").to_owned());
     assert_eq!(stamp.as_deref(), Some("2020-01-01T00:10:00.000Z"));
-    let (by_bob, _) = mam(
-        &mut alice,
-        &room,
-        &format!("<field var='with'><value>{room}/bob</value></field>"),
-        "",
-    )
-    .await;
+    let (by_bob, _) = alice
+        .mam_query(
+            &room,
+            &format!("<field var='with'><value>{room}/bob</value></field>"),
+            "",
+        )
+        .await;
     assert_eq!(bodies(&by_bob), ["bob heard: hello room"]);
 
     // Bad ids and bad dates are refused; rooms one is not in are closed.
-    let (_, reply) = mam(&mut alice, &room, "", &rsm(10, "<after>nope</after>")).await;
+    let (_, reply) = alice
+        .mam_query(&room, "", &rsm(10, "<after>nope</after>"))
+        .await;
     assert_eq!(condition(&reply), "item-not-found");
-    let (_, reply) = mam(
-        &mut alice,
-        &room,
-        "<field var='start'><value>soon</value></field>",
-        "",
-    )
-    .await;
+    let (_, reply) = alice
+        .mam_query(&room, "<field var='start'><value>soon</value></field>", "")
+        .await;
     assert_eq!(condition(&reply), "bad-request");
-    let (none, reply) = mam(&mut alice, &format!("#other@{GW}"), "", "").await;
+    let (none, reply) = alice.mam_query(&format!("#other@{GW}"), "", "").await;
     assert!(none.is_empty());
     assert_eq!(condition(&reply), "forbidden");
     let mut dave = fx.user("dave").await;
-    let (none, reply) = mam(&mut dave, &room, "", "").await;
+    let (none, reply) = dave.mam_query(&room, "", "").await;
     assert!(none.is_empty());
     assert_eq!(condition(&reply), "registration-required");
 }
@@ -433,7 +388,7 @@ async fn the_archive_survives_a_restart() {
         .await;
     let history = join(&mut alice, "al", "").await;
     assert_eq!(history.len(), 3);
-    let (results, _) = mam(&mut alice, &room(), "", "").await;
+    let (results, _) = alice.mam_query(&room(), "", "").await;
     assert_eq!(bodies(&results), numbered("kept", 0..3));
 }
 
@@ -456,7 +411,7 @@ async fn a_burst_of_room_messages_is_archived_completely() {
     alice
         .expect(WAIT, |s| body(s).as_deref() == Some("burst 499"))
         .await;
-    let (results, reply) = mam(&mut alice, &room(), "", &rsm(100, "<before/>")).await;
+    let (results, reply) = alice.mam_query(&room(), "", &rsm(100, "<before/>")).await;
     let (complete, _, _, count) = fin(&reply);
     assert_eq!(count, BURST.to_string());
     assert_eq!(complete, "false");

@@ -1283,26 +1283,17 @@ async fn the_gateway_lists_its_servers_to_a_registered_user() {
 
 /// The MAM bodies of `room`, asked by `client` (the archiver flushes first).
 async fn archived_bodies(client: &mut XmppClient, room: &str) -> Vec<String> {
-    const MAM: &str = "urn:xmpp:mam:2";
-    client
-        .send(el(&format!(
-            "<iq to='{room}' type='set' id='mam1'><query xmlns='{MAM}' queryid='q1'/></iq>"
-        )))
-        .await;
-    let mut bodies = Vec::new();
-    loop {
-        let s = client.recv(WAIT).await.expect("an answer to the query");
-        if s.name() == "iq" && attr(&s, "id") == "mam1" {
-            assert_eq!(attr(&s, "type"), "result", "{}", String::from(&s));
-            return bodies;
-        }
-        if let Some(result) = find_child(&s, "result", MAM) {
+    let (results, reply) = client.mam_query(room, "", "").await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    results
+        .iter()
+        .map(|result| {
             let message = find_child(result, "forwarded", "urn:xmpp:forward:0")
                 .and_then(|f| find_child(f, "message", "jabber:client"))
                 .expect("a forwarded message");
-            bodies.push(body(message).unwrap_or_default());
-        }
-    }
+            body(message).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Two users of the gateway in one channel: each message is archived once,

@@ -5,20 +5,20 @@
 use estuary_bridge::{MessageKind, RemoteAddress, RemoteMessage};
 use tracing::warn;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::Message;
 use xmpp_parsers::presence::Presence;
 
 use crate::archive::{self, ArchiveError};
 use crate::store::{now_ms, ArchivedMessage};
-use crate::xmpp::address::occupant_jid;
+use crate::xmpp::address::occupant_of;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::history::{self, HistoryRequest};
 use crate::xmpp::mam;
 use crate::xmpp::message::Incoming;
 use crate::xmpp::xml::clean_text;
 
-use super::rooms::room_jid;
+use super::rooms::room_bare;
 use super::UserSession;
 
 /// A body as the user's clients were shown it, so that replays match.
@@ -118,10 +118,10 @@ impl UserSession {
 
     /// Where an archived message appears from: its sender's occupant JID, or
     /// the room itself for a nick no JID can carry.
-    fn archived_sender(&self, room: &RemoteAddress, room_bare: &Jid, nick: &str) -> Jid {
-        occupant_jid(room, self.gw.jid.domain(), nick)
+    fn archived_sender(room_bare: &BareJid, nick: &str) -> Jid {
+        occupant_of(room_bare, nick)
             .map(Jid::from)
-            .unwrap_or_else(|_| room_bare.clone())
+            .unwrap_or_else(|_| Jid::from(room_bare.clone()))
     }
 
     /// XEP-0313 on a room JID: the page of the archive asked for, one
@@ -145,8 +145,9 @@ impl UserSession {
         let to = from
             .clone()
             .ok_or_else(|| Failure::bad_request("the query has no sender"))?;
-        let room_bare = room_jid(&self.gw, room)
+        let room_bare = room_bare(&self.gw, room)
             .ok_or_else(|| Failure::jid_malformed("the room has no JID"))?;
+        let room_jid = Jid::from(room_bare.clone());
         if let Err(e) = self.gw.archiver.flush().await {
             warn!("the archive could not be brought up to date for a query: {e}");
         }
@@ -160,10 +161,10 @@ impl UserSession {
                 }
             })?;
         for m in &page.messages {
-            let sender = self.archived_sender(room, &room_bare, &m.nick);
+            let sender = Self::archived_sender(&room_bare, &m.nick);
             self.gw.send_message(mam::result(
                 to.clone(),
-                &room_bare,
+                &room_jid,
                 sender,
                 query.queryid.as_deref(),
                 m,
@@ -192,9 +193,10 @@ impl UserSession {
             return;
         };
         let limit = request.limit();
-        let Some(room_bare) = room_jid(&self.gw, room).filter(|_| limit > 0) else {
+        let Some(room_bare) = room_bare(&self.gw, room).filter(|_| limit > 0) else {
             return;
         };
+        let room_jid = Jid::from(room_bare.clone());
         if let Err(e) = self.gw.archiver.flush().await {
             warn!("the archive could not be brought up to date for a join: {e}");
         }
@@ -218,8 +220,8 @@ impl UserSession {
         let stanzas = messages
             .iter()
             .map(|m| {
-                let sender = self.archived_sender(room, &room_bare, &m.nick);
-                history::message(&room_bare, sender, Jid::from(to.clone()), m)
+                let sender = Self::archived_sender(&room_bare, &m.nick);
+                history::message(&room_jid, sender, Jid::from(to.clone()), m)
             })
             .collect();
         for stanza in history::fit_chars(stanzas, request.max_chars) {

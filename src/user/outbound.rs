@@ -9,12 +9,12 @@ use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use crate::store::{now_ms, MessageRecord, Sender};
-use crate::xmpp::address::{bare_jid, occupant_jid};
+use crate::xmpp::address::{bare_jid, occupant_jid, occupant_of};
 use crate::xmpp::message;
 use crate::xmpp::muc::{self, OccupantItem};
 use crate::xmpp::xml::clean_text;
 
-use super::rooms::room_jid;
+use super::rooms::{room_bare, room_jid};
 use super::UserSession;
 
 /// A remote timestamp older than this is shown with a XEP-0203 delay.
@@ -332,11 +332,11 @@ impl UserSession {
                 origin_id: None,
             });
         }
+        // In a room, the sender's occupant JID is the room's JID and a nick.
         let by = match &m.room {
-            Some(room) => room_jid(&self.gw, room),
-            None => Some(Jid::from(self.jid.clone())),
+            Some(_) => Jid::from(from.to_bare()),
+            None => Jid::from(self.jid.clone()),
         };
-        let Some(by) = by else { return };
         let reply_to = match &m.reply_to {
             Some(target) => self
                 .gw
@@ -384,12 +384,10 @@ impl UserSession {
         let Some(state) = self.rooms.get(room) else {
             return;
         };
-        let (Some(by), Ok(from)) = (
-            room_jid(&self.gw, room),
-            occupant_jid(room, self.gw.jid.domain(), &state.nick),
-        ) else {
+        let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &state.nick) else {
             return;
         };
+        let by = Jid::from(from.to_bare());
         let id = record
             .xmpp_id
             .clone()
@@ -493,6 +491,9 @@ impl UserSession {
         let Some(state) = self.rooms.get(room) else {
             return;
         };
+        // Built once for all the occupants.
+        let room_bare = room_bare(&self.gw, room);
+        let in_room = |nick: &str| room_bare.as_ref().and_then(|r| occupant_of(r, nick).ok());
         let to = Jid::from(resource.clone());
         let mut own = None;
         for occupant in state.occupants.iter() {
@@ -500,7 +501,7 @@ impl UserSession {
                 own = Some(occupant);
                 continue;
             }
-            if let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &occupant.nick) {
+            if let Some(from) = in_room(&occupant.nick) {
                 self.gw
                     .send_presence(muc::occupant(Jid::from(from), to.clone(), &occupant, &[]));
             }
@@ -513,7 +514,7 @@ impl UserSession {
             show: estuary_bridge::PresenceShow::Online,
             status: None,
         });
-        if let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &state.nick) {
+        if let Some(from) = in_room(&state.nick) {
             self.gw.send_presence(muc::occupant(
                 Jid::from(from),
                 to.clone(),
@@ -523,8 +524,9 @@ impl UserSession {
         }
         let subject = state.subject.clone().unwrap_or_default();
         self.send_history(room, resource).await;
-        if let Some(room_bare) = room_jid(&self.gw, room) {
-            self.gw.send_message(muc::subject(room_bare, to, &subject));
+        if let Some(room_bare) = room_bare {
+            self.gw
+                .send_message(muc::subject(Jid::from(room_bare), to, &subject));
         }
     }
 

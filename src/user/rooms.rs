@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use estuary_bridge::{Affiliation, Occupant, RemoteAddress, Role, Standing};
-use xmpp_parsers::jid::{FullJid, Jid};
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
 use crate::xmpp::address::{bare_jid, occupant_jid};
@@ -192,5 +192,10 @@ pub fn send_self_gone(
 
 /// The bare JID of a room, for stanza-id's `by`.
 pub fn room_jid(gw: &Gateway, room: &RemoteAddress) -> Option<Jid> {
-    bare_jid(room, gw.jid.domain()).ok().map(Jid::from)
+    room_bare(gw, room).map(Jid::from)
+}
+
+/// The same as a [`BareJid`], to build occupants' JIDs on.
+pub fn room_bare(gw: &Gateway, room: &RemoteAddress) -> Option<BareJid> {
+    bare_jid(room, gw.jid.domain()).ok()
 }

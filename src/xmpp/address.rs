@@ -53,8 +53,14 @@ pub fn occupant_jid(
     domain: &DomainRef,
     nick: &str,
 ) -> Result<FullJid, Failure> {
-    let bare = bare_jid(room, domain)?;
-    bare.with_resource_str(nick)
+    occupant_of(&bare_jid(room, domain)?, nick)
+}
+
+/// The in-room JID of an occupant of the room whose JID is `room`: for
+/// callers that have the room's JID already and would otherwise build it
+/// again for every occupant or message.
+pub fn occupant_of(room: &BareJid, nick: &str) -> Result<FullJid, Failure> {
+    room.with_resource_str(nick)
         .map_err(|e| Failure::jid_malformed(format!("nick '{nick}': {e}")))
 }
 

@@ -175,8 +175,6 @@ impl XmppClient {
         }
     }
 
-    /// Sends an iq of `type_` ("get"/"set") carrying `payload` to `to` and
-    /// returns the whole reply (type result or error). Waits 10 s.
     /// disco#items of `to`: the whole reply.
     pub async fn disco_items(&mut self, to: &str) -> Element {
         self.iq(
@@ -187,6 +185,8 @@ impl XmppClient {
         .await
     }
 
+    /// Sends an iq of `type_` ("get"/"set") carrying `payload` to `to` and
+    /// returns the whole reply (type result or error). Waits 10 s.
     pub async fn iq(&mut self, to: &str, type_: &str, payload: Element) -> Element {
         let id = next_id();
         let mut iq = el(&format!(
@@ -221,6 +221,48 @@ impl XmppClient {
             )),
         )
         .await
+    }
+
+    /// A MAM query (XEP-0313 v2) to `to`, with `fields` in its data form (no
+    /// form when empty) and an RSM `set` (may be empty). Returns the
+    /// `<result/>`s, each checked to come from `to` and to answer this query,
+    /// and the iq's reply (result or error). Waits 10 s for each stanza.
+    pub async fn mam_query(
+        &mut self,
+        to: &str,
+        fields: &str,
+        set: &str,
+    ) -> (Vec<Element>, Element) {
+        const MAM: &str = "urn:xmpp:mam:2";
+        let id = next_id();
+        let form = if fields.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>{fields}</x>"
+            )
+        };
+        self.send(el(&format!(
+            "<iq to='{}' type='set' id='{id}'><query xmlns='{MAM}' queryid='q-{id}'>{form}{set}</query></iq>",
+            escape(to)
+        )))
+        .await;
+        let mut results = Vec::new();
+        loop {
+            let s = self
+                .recv(REPLY_TIMEOUT)
+                .await
+                .expect("an answer to the MAM query");
+            if is_reply_to(&s, &id) {
+                return (results, s);
+            }
+            if let Some(result) = find_child(&s, "result", MAM) {
+                assert_eq!(attr(&s, "from"), to, "a MAM result from elsewhere");
+                assert_eq!(attr(result, "queryid"), format!("q-{id}"));
+                results.push(result.clone());
+            }
+        }
     }
 
     /// True once the server closed the stream or the connection broke.
