@@ -1287,13 +1287,16 @@ async fn archived_bodies(client: &mut XmppClient, room: &str) -> Vec<String> {
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     results
         .iter()
-        .map(|result| {
-            let message = find_child(result, "forwarded", "urn:xmpp:forward:0")
-                .and_then(|f| find_child(f, "message", "jabber:client"))
-                .expect("a forwarded message");
-            body(message).unwrap_or_default()
-        })
+        .map(|result| forwarded_body(result).unwrap_or_default())
         .collect()
+}
+
+/// The body of the message a MAM `<result/>` forwards.
+fn forwarded_body(result: &Element) -> Option<String> {
+    let message = find_child(result, "forwarded", "urn:xmpp:forward:0")
+        .and_then(|f| find_child(f, "message", "jabber:client"))
+        .expect("a forwarded message");
+    body(message)
 }
 
 /// Two users of the gateway in one channel: each message is archived once,
@@ -1319,6 +1322,8 @@ async fn each_message_of_a_shared_channel_is_archived_once() {
         })
         .await;
     let mut expected = Vec::new();
+    // The stanza-id the sender's own clients were shown, by message.
+    let mut reflected = std::collections::HashMap::new();
     for i in 0..5 {
         for (client, nick) in [(&mut s.alice, "alice"), (&mut carol, "carol")] {
             let text = format!("{nick} says {i}");
@@ -1328,13 +1333,79 @@ async fn each_message_of_a_shared_channel_is_archived_once() {
                     "<message to='{room}' type='groupchat' id='{id}'><body>{text}</body></message>"
                 )))
                 .await;
-            client.expect(WAIT, |m| attr(m, "id") == id).await;
+            let reflection = client.expect(WAIT, |m| attr(m, "id") == id).await;
+            reflected.insert(text.clone(), world::stanza_id(&reflection));
             expected.push(text);
         }
     }
+    // The stanza-id the other user was shown, by message; read before the
+    // MAM queries, which take every stanza they find before their answer.
+    let mut shown_to_other = std::collections::HashMap::new();
+    for text in &expected {
+        let other = if text.starts_with("alice") {
+            &mut carol
+        } else {
+            &mut s.alice
+        };
+        let shown = other
+            .expect(WAIT, |m| body(m).as_deref() == Some(text.as_str()))
+            .await;
+        shown_to_other.insert(text.clone(), world::stanza_id(&shown));
+    }
+
     let mut archived = archived_bodies(&mut s.alice, &room).await;
     archived.retain(|b| expected.contains(b));
     archived.sort();
     expected.sort();
     assert_eq!(archived, expected, "each message once");
+
+    // Both users were shown each message under one stanza-id, the one MAM
+    // gives it, whoever sent it: so neither user's client shows a message
+    // twice once it reads the archive.
+    let (results, _) = s.alice.mam_query(&room, "", "").await;
+    for text in &expected {
+        let archived_id = results
+            .iter()
+            .find(|r| forwarded_body(r).as_deref() == Some(text.as_str()))
+            .map(|r| attr(r, "id"))
+            .expect("the message in MAM");
+        assert_eq!(
+            reflected[text], archived_id,
+            "the stanza-id of '{text}' shown to its sender, and MAM's"
+        );
+        assert_eq!(
+            shown_to_other[text], archived_id,
+            "the stanza-id of '{text}' shown to the other user, and MAM's"
+        );
+    }
+}
+
+/// A client that reuses a message id (some count from 1 again on each
+/// start) still gets each message archived, and reflected under its own
+/// stanza-id; the id it chose comes back as the reflection's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_message_id_loses_no_message() {
+    let mut s = setup().await;
+    let room = format!("#reuse%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+    let mut stanza_ids = Vec::new();
+    for text in ["first with id 1", "second with id 1"] {
+        s.alice
+            .send(el(&format!(
+                "<message to='{room}' type='groupchat' id='1'><body>{text}</body></message>"
+            )))
+            .await;
+        let reflected = s
+            .alice
+            .expect(WAIT, |m| body(m).as_deref() == Some(text))
+            .await;
+        assert_eq!(attr(&reflected, "id"), "1", "the client's id is kept");
+        stanza_ids.push(world::stanza_id(&reflected));
+    }
+    assert_ne!(
+        stanza_ids[0], stanza_ids[1],
+        "a stanza-id names one message"
+    );
+    let archived = archived_bodies(&mut s.alice, &room).await;
+    assert_eq!(archived, ["first with id 1", "second with id 1"]);
 }

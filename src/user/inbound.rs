@@ -368,7 +368,7 @@ impl UserSession {
                 .retract_message(address, &record.remote_id)
                 .await
                 .map_err(Failure::from)?;
-            self.reflect(m, address);
+            self.reflect(m, address, &crate::xmpp::stanza_id::fresh());
             return Ok(());
         }
         if let Some((target, emojis)) = &incoming.reactions {
@@ -378,7 +378,7 @@ impl UserSession {
                 .react(address, &record.remote_id, emojis.clone())
                 .await
                 .map_err(Failure::from)?;
-            self.reflect(m, address);
+            self.reflect(m, address, &crate::xmpp::stanza_id::fresh());
             return Ok(());
         }
         let Some(body) = incoming.body.clone() else {
@@ -428,16 +428,16 @@ impl UserSession {
                 .await
                 .map_err(Failure::from)?;
             if let Some(remote_id) = new_id {
-                self.record_own(address, remote_id, &incoming);
+                self.record_own(m, address, remote_id, &incoming);
             }
-            self.reflect(m, address);
+            self.reflect(m, address, &crate::xmpp::stanza_id::fresh());
             return Ok(());
         }
         match session.send_message(address, outgoing.clone()).await {
             Ok(remote_id) => {
-                self.record_own(address, remote_id, &incoming);
+                let stanza_id = self.record_own(m, address, remote_id, &incoming);
                 if !self.gw.info.capabilities.echoes_own_messages {
-                    self.reflect(m, address);
+                    self.reflect(m, address, &stanza_id);
                 }
                 Ok(())
             }
@@ -460,7 +460,7 @@ impl UserSession {
                 if self.queue_send(&queued).await {
                     debug!(error = %e, "network unavailable; message queued");
                     if !self.gw.info.capabilities.echoes_own_messages {
-                        self.reflect(m, address);
+                        self.reflect(m, address, &queued.stanza_id);
                     }
                     Ok(())
                 } else {
@@ -471,7 +471,25 @@ impl UserSession {
         }
     }
 
-    fn record_own(&mut self, address: &RemoteAddress, remote_id: String, incoming: &Incoming) {
+    /// Remember the user's message `m`, sent as `remote_id`, and return the
+    /// stanza-id the gateway gives it.
+    fn record_own(
+        &mut self,
+        m: &Message,
+        address: &RemoteAddress,
+        remote_id: String,
+        incoming: &Incoming,
+    ) -> String {
+        let mut stanza_id = crate::xmpp::stanza_id::fresh();
+        if m.type_ == MessageType::Groupchat {
+            // Other users of the gateway in the room may have been shown it
+            // already, if the network tells them under the id it gave the
+            // sender (Matrix, Discord); they and the sender must see one id.
+            stanza_id = self
+                .gw
+                .archiver
+                .stanza_id_for(address.as_str(), &remote_id, &stanza_id);
+        }
         let record = MessageRecord {
             gateway: self.gw.domain.clone(),
             account: self.account.jid.clone(),
@@ -479,10 +497,11 @@ impl UserSession {
             remote_id,
             sender: Sender::Account,
             xmpp_id: incoming.id.clone(),
-            stanza_id: crate::xmpp::stanza_id::fresh(),
+            stanza_id: stanza_id.clone(),
             origin_id: incoming.origin_id.clone(),
         };
         self.awaiting_echo.keep(&self.gw, record);
+        stanza_id
     }
 
     /// One of the user's own messages, by the id their client used. Scoped to
@@ -522,8 +541,11 @@ impl UserSession {
     }
 
     /// Echo a groupchat message back to every resource of the user in the
-    /// room, keeping its id, as MUC requires.
-    fn reflect(&self, m: &Message, address: &RemoteAddress) {
+    /// room, keeping its id, as MUC requires, under the gateway's
+    /// `stanza_id`. Never under the client's id: clients choose ids that
+    /// need not be unique (some count from 1 on each start), and a stanza-id
+    /// must name one message, in the archive too.
+    fn reflect(&self, m: &Message, address: &RemoteAddress, stanza_id: &str) {
         if m.type_ != MessageType::Groupchat {
             return;
         }
@@ -538,18 +560,15 @@ impl UserSession {
         else {
             return;
         };
-        let id =
-            m.id.as_ref()
-                .map(|i| i.0.clone())
-                .unwrap_or_else(crate::xmpp::stanza_id::fresh);
-        self.archive_own(m, address, &id);
+        self.archive_own(m, address, stanza_id);
         for resource in &room.resources {
             let mut echo = m.clone();
             echo.from = Some(Jid::from(from.clone()));
             echo.to = Some(Jid::from(resource.clone()));
             echo.payloads
                 .retain(|p| !p.is("stanza-id", crate::xmpp::xml::NS_SID));
-            echo.payloads.push(message::stanza_id(&id, &room_bare));
+            echo.payloads
+                .push(message::stanza_id(stanza_id, &room_bare));
             self.gw.send_message(echo);
         }
     }

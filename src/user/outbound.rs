@@ -5,7 +5,7 @@ use estuary_bridge::{
 };
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
-use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::message::{Id, Message, MessageType};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use crate::store::{now_ms, MessageRecord, Sender};
@@ -388,21 +388,26 @@ impl UserSession {
             return;
         };
         let by = Jid::from(from.to_bare());
-        let id = record
-            .xmpp_id
-            .clone()
-            .unwrap_or_else(|| record.stanza_id.clone());
-        self.archive_echo(room, m, &id);
+        // The other users of the gateway in the room get the echoed id too,
+        // and whichever copy came first chose the stanza-id for all.
+        let stanza_id = self
+            .gw
+            .archiver
+            .stanza_id_for(room.as_str(), &m.id, &record.stanza_id);
+        let id = record.xmpp_id.as_deref().unwrap_or(&stanza_id);
+        self.archive_echo(room, m, &stanza_id);
         for resource in &state.resources {
             let mut stanza = message::text(
                 MessageType::Groupchat,
                 Jid::from(from.clone()),
                 Jid::from(resource.clone()),
-                &id,
+                &stanza_id,
                 &m.body,
                 m.kind,
                 &by,
             );
+            // The id the user's client sent it with, as MUC requires.
+            stanza.id = Some(Id(id.to_owned()));
             if let Some(origin) = &record.origin_id {
                 stanza.payloads.push(message::origin_id(origin));
             }
