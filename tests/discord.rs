@@ -979,7 +979,9 @@ async fn xmpp_users_in_the_same_channel_see_each_other() {
         .wait_for_message(c.general, WAIT, |m| m.content == "hello dave")
         .await;
     let seen = expect_from(&mut dave, c.general, "alice", "hello dave").await;
-    s.alice.expect(WAIT, |m| attr(m, "id") == "h1").await;
+    let reflected = s.alice.expect(WAIT, |m| attr(m, "id") == "h1").await;
+    // One stanza-id for both, whichever of them the gateway heard of first.
+    assert_eq!(world::stanza_id(&reflected), world::stanza_id(&seen));
     // Her correction reaches dave as a correction of what he saw.
     send_groupchat(
         &mut s.alice,

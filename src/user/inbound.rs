@@ -480,16 +480,6 @@ impl UserSession {
         remote_id: String,
         incoming: &Incoming,
     ) -> String {
-        let mut stanza_id = crate::xmpp::stanza_id::fresh();
-        if m.type_ == MessageType::Groupchat {
-            // Other users of the gateway in the room may have been shown it
-            // already, if the network tells them under the id it gave the
-            // sender (Matrix, Discord); they and the sender must see one id.
-            stanza_id = self
-                .gw
-                .archiver
-                .stanza_id_for(address.as_str(), &remote_id, &stanza_id);
-        }
         let record = MessageRecord {
             gateway: self.gw.domain.clone(),
             account: self.account.jid.clone(),
@@ -497,11 +487,11 @@ impl UserSession {
             remote_id,
             sender: Sender::Account,
             xmpp_id: incoming.id.clone(),
-            stanza_id: stanza_id.clone(),
+            stanza_id: crate::xmpp::stanza_id::fresh(),
             origin_id: incoming.origin_id.clone(),
         };
-        self.awaiting_echo.keep(&self.gw, record);
-        stanza_id
+        let in_room = m.type_ == MessageType::Groupchat;
+        self.awaiting_echo.keep(&self.gw, record, in_room)
     }
 
     /// One of the user's own messages, by the id their client used. Scoped to

@@ -92,15 +92,6 @@ impl UserSession {
             };
             match session.send_message(&to, message).await {
                 Ok(remote_id) => {
-                    // As for a message sent at once: one stanza-id for all
-                    // users of the gateway in the room (see `record_own`).
-                    let stanza_id = if self.rooms.get(&to).is_some() {
-                        self.gw
-                            .archiver
-                            .stanza_id_for(to.as_str(), &remote_id, &queued.stanza_id)
-                    } else {
-                        queued.stanza_id.clone()
-                    };
                     let record = MessageRecord {
                         gateway: self.gw.domain.clone(),
                         account: self.account.jid.clone(),
@@ -108,10 +99,11 @@ impl UserSession {
                         remote_id,
                         sender: Sender::Account,
                         xmpp_id: queued.xmpp_id.clone(),
-                        stanza_id,
+                        stanza_id: queued.stanza_id.clone(),
                         origin_id: queued.origin_id.clone(),
                     };
-                    self.awaiting_echo.keep(&self.gw, record);
+                    let in_room = self.rooms.get(&to).is_some();
+                    self.awaiting_echo.keep(&self.gw, record, in_room);
                     let _ = self.gw.store.outbox_done(item.id).await;
                 }
                 Err(e) if e.is_transient() => {

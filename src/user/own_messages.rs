@@ -39,14 +39,32 @@ impl AwaitingEcho {
     }
 
     /// Remember one of the user's own messages, sent to the network through
-    /// the gateway `gw`. (A method here rather than on `UserSession`, so that
-    /// it borrows only this field while the session is in use.)
-    pub fn keep(&mut self, gw: &Gateway, record: MessageRecord) {
+    /// the gateway `gw`, and return the stanza-id it is known by: the
+    /// record's own, unless the message went to a room (`in_room`) where
+    /// another user of the gateway was already shown it under another one.
+    /// (A method here rather than on `UserSession`, so that it borrows only
+    /// this field while the session is in use.)
+    pub fn keep(&mut self, gw: &Gateway, mut record: MessageRecord, in_room: bool) -> String {
         let capabilities = &gw.info.capabilities;
         if capabilities.refers_to_messages() {
+            if in_room {
+                // A network that tells the room's other users of the message
+                // under the id it gave the sender (Matrix, Discord) may have
+                // done so already; the map must keep the id they were shown.
+                // (Elsewhere the echo settles the id: `reflect_echo`.)
+                record.stanza_id =
+                    gw.archiver
+                        .stanza_id_for(&record.chat, &record.remote_id, &record.stanza_id);
+            }
+            let stanza_id = record.stanza_id.clone();
             gw.messages.record(record);
-        } else if capabilities.echoes_own_messages {
-            self.push(record);
+            stanza_id
+        } else {
+            let stanza_id = record.stanza_id.clone();
+            if capabilities.echoes_own_messages {
+                self.push(record);
+            }
+            stanza_id
         }
     }
 }
