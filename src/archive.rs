@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 use tracing::{error, warn, Instrument};
 
-use crate::store::{ArchiveRange, ArchivedMessage, MessageRecord, Store, StoreError};
+use crate::store::{lock, ArchiveRange, ArchivedMessage, MessageRecord, Store, StoreError};
 
 /// Most messages written in one transaction.
 pub const BATCH: usize = 1024;
@@ -124,7 +124,7 @@ impl Archiver {
     /// remote message; they must all see the stanza-id it is archived under,
     /// or their clients could not match MAM results with what they saw.
     pub fn stanza_id_for(&self, room: &str, remote_id: &str, proposed: &str) -> String {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = lock(&self.recent);
         recent.claim(room, remote_id, proposed)
     }
 
@@ -171,10 +171,6 @@ impl RecentIds {
         self.ids.insert(key, proposed.to_owned());
         proposed.to_owned()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the writer holds between two commits.

@@ -341,6 +341,176 @@ async fn the_store_on_postgresql() {
     store.close().await;
 }
 
+/// An archive written before rooms had integer keys (migrations 1 to 3),
+/// opened by this version: every row is still there, in its room, under its
+/// row id (MAM's order and paging positions), and new rows follow the old.
+async fn an_archive_of_named_rooms_is_migrated(url: &str, migrations: sqlx::migrate::Migrator) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    migrations.run_to(3, &pool).await.unwrap();
+    // Interleaved rooms and gateways, with and without remote ids.
+    let old_rows = [
+        (1, "gw", "#a", "s1", Some("r1"), "al", "one in a"),
+        (2, "gw", "#b", "s2", None, "bo", "one in b"),
+        (
+            3,
+            "other-gw",
+            "#a",
+            "s3",
+            Some("r1"),
+            "al",
+            "one in the other a",
+        ),
+        (4, "gw", "#a", "s4", None, "bo", "two in a"),
+        (
+            7,
+            "gw",
+            "#a",
+            "s7",
+            Some("r7"),
+            "al",
+            "three in a, after a gap",
+        ),
+        (9, "gw", "#b", "s9-gone", None, "bo", "deleted below"),
+    ];
+    for (id, gateway, room, stanza_id, remote_id, nick, body) in old_rows {
+        sqlx::query(
+            "INSERT INTO archive (id, gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)",
+        )
+        .bind(id as i64)
+        .bind(gateway)
+        .bind(room)
+        .bind(stanza_id)
+        .bind(remote_id)
+        .bind(nick)
+        .bind(body)
+        .bind(1_600_000_000_000 + id as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    if url.starts_with("postgres") {
+        // As BIGSERIAL would have left it had the rows come without ids.
+        sqlx::query("SELECT setval('archive_id_seq', 9)")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    // The newest row is gone; its id must not be given again.
+    sqlx::query("DELETE FROM archive WHERE id = 9")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let store = Store::open(url).await.unwrap();
+    let rows = |gateway: &str, room: &str| ArchiveRange {
+        gateway: gateway.into(),
+        room: room.into(),
+        ..ArchiveRange::default()
+    };
+    let seen = |rows: Vec<ArchivedRow>| -> Vec<(i64, String, String)> {
+        rows.into_iter()
+            .map(|r| (r.id, r.message.stanza_id, r.message.body))
+            .collect()
+    };
+    let a = seen(
+        store
+            .archive_range(&rows("gw", "#a"), 10, false)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        a,
+        [
+            (1, "s1".into(), "one in a".into()),
+            (4, "s4".into(), "two in a".into()),
+            (7, "s7".into(), "three in a, after a gap".into()),
+        ]
+    );
+    let b = seen(
+        store
+            .archive_range(&rows("gw", "#b"), 10, false)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(b, [(2, "s2".into(), "one in b".into())]);
+    let other = store
+        .archive_range(&rows("other-gw", "#a"), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].message.remote_id.as_deref(), Some("r1"));
+    assert_eq!(other[0].message.gateway, "other-gw");
+    assert_eq!(
+        store.archive_position("gw", "#a", "s4").await.unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        store.archive_position("gw", "#b", "s4").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.archive_count(&rows("gw", "#nowhere")).await.unwrap(),
+        0
+    );
+
+    // The unique keys hold per room as before, and new rows come after the old.
+    let message = |room: &str, stanza_id: &str, remote_id: &str| ArchivedMessage {
+        gateway: "gw".into(),
+        room: room.into(),
+        stanza_id: stanza_id.into(),
+        remote_id: Some(remote_id.into()),
+        nick: "al".into(),
+        sender: None,
+        body: format!("{stanza_id} in {room}"),
+        ts_ms: 1_700_000_000_000,
+    };
+    store
+        .archive(&[
+            message("#a", "s8", "r7"),    // remote id already in #a: skipped
+            message("#b", "s9", "r7"),    // the same remote id in #b: kept
+            message("#new", "s10", "r1"), // a room never archived
+        ])
+        .await
+        .unwrap();
+    let a = store
+        .archive_range(&rows("gw", "#a"), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 3);
+    let b = store
+        .archive_range(&rows("gw", "#b"), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 2);
+    assert!(b[1].id > 9, "no row id is given twice: {}", b[1].id);
+    let new = store
+        .archive_range(&rows("gw", "#new"), 10, false)
+        .await
+        .unwrap();
+    assert_eq!(new[0].message.stanza_id, "s10");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_of_named_rooms_is_migrated_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("old.sqlite").display()
+    );
+    an_archive_of_named_rooms_is_migrated(&url, sqlx::migrate!("./migrations/sqlite")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_of_named_rooms_is_migrated_on_postgresql() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    an_archive_of_named_rooms_is_migrated(&url, sqlx::migrate!("./migrations/postgres")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_url_is_a_clear_error() {
     let err = Store::open("mysql://nope").await.unwrap_err();

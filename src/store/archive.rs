@@ -1,10 +1,12 @@
 //! The room archive: every message shown in a room, for history on join and
 //! for MAM. Rows are ordered by their `id`, which is also the paging order.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{opt_text, text, Result, Store};
+use super::{lock, opt_text, text, Result, Store, StoreError};
 
 /// One room message as kept for history and MAM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,23 +41,47 @@ pub struct ArchiveRange {
     pub before_id: Option<i64>,
 }
 
-/// The columns of an [`ArchivedRow`]. Macros rather than constants, so that
-/// statements are built with `concat!` and stay literal SQL.
+/// The columns of an [`ArchivedRow`] besides its room. Macros rather than
+/// constants, so that statements are built with `concat!` and stay literal
+/// SQL.
 macro_rules! columns {
     () => {
-        "id, gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms"
+        "id, stanza_id, remote_id, nick, sender, body, ts_ms"
+    };
+}
+
+/// The row of `archive_rooms` for gateway `$1` and room `$2`: NULL, which
+/// matches no row, for a room never archived.
+macro_rules! room_key {
+    () => {
+        "(SELECT id FROM archive_rooms WHERE gateway = $1 AND room = $2)"
     };
 }
 
 /// The conditions of an [`ArchiveRange`], bound by [`bind_range`]. Open sides
 /// are sentinels rather than `$n IS NULL` tests, so that one statement with
-/// typed parameters serves both databases and can use the (gateway, room, id)
+/// typed parameters serves both databases and can use the (room_id, id)
 /// index.
 macro_rules! range {
     () => {
-        "gateway = $1 AND room = $2 AND ts_ms >= $3 AND ts_ms <= $4 \
-         AND id > $5 AND id < $6 AND ($7 = '' OR nick = $7)"
+        concat!(
+            "room_id = ",
+            room_key!(),
+            " AND ts_ms >= $3 AND ts_ms <= $4 \
+             AND id > $5 AND id < $6 AND ($7 = '' OR nick = $7)"
+        )
     };
+}
+
+/// The keys of the rooms archived so far, by gateway and room: a room's key
+/// never changes once made, so it is looked up once per process.
+#[derive(Debug, Default)]
+pub(super) struct ArchiveRoomKeys(HashMap<String, HashMap<String, i64>>);
+
+impl ArchiveRoomKeys {
+    fn get(&self, gateway: &str, room: &str) -> Option<i64> {
+        self.0.get(gateway)?.get(room).copied()
+    }
 }
 
 impl Store {
@@ -65,23 +91,77 @@ impl Store {
         self.write_batch(messages, &[]).await
     }
 
-    /// Insert archive rows within `tx`, many per statement.
+    /// The room key of each message, in order, making keys for rooms never
+    /// archived before. Called before the batch's transaction: a key is
+    /// remembered only once it is committed, and a key made for a batch that
+    /// then fails is merely unused.
+    pub(super) async fn archive_room_keys(&self, messages: &[ArchivedMessage]) -> Result<Vec<i64>> {
+        let mut missing: Vec<(&str, &str)> = {
+            let known = lock(&self.archive_rooms);
+            messages
+                .iter()
+                .filter(|m| known.get(&m.gateway, &m.room).is_none())
+                .map(|m| (m.gateway.as_str(), m.room.as_str()))
+                .collect()
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        for (gateway, room) in missing {
+            let key = self.make_archive_room(gateway, room).await?;
+            lock(&self.archive_rooms)
+                .0
+                .entry(gateway.to_owned())
+                .or_default()
+                .insert(room.to_owned(), key);
+        }
+        let known = lock(&self.archive_rooms);
+        messages
+            .iter()
+            .map(|m| {
+                known.get(&m.gateway, &m.room).ok_or_else(|| {
+                    StoreError::Corrupt(format!("no archive key for room '{}'", m.room))
+                })
+            })
+            .collect()
+    }
+
+    /// The key of a room's archive, made if it has none yet (by this process
+    /// or, on PostgreSQL, another one at the same time).
+    async fn make_archive_room(&self, gateway: &str, room: &str) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO archive_rooms (gateway, room) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(gateway)
+        .bind(room)
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query(concat!("SELECT ", room_key!(), " AS id"))
+            .bind(gateway)
+            .bind(room)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// Insert archive rows within `tx`, many per statement; `room_keys` are
+    /// the messages' room keys, in order.
     pub(super) async fn insert_archived(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         messages: &[ArchivedMessage],
+        room_keys: &[i64],
     ) -> Result<()> {
+        let mut keys = room_keys.iter();
         for chunk in super::statement_chunks(messages) {
             let sql = self.insert_skipping_duplicates(
-                "archive (gateway, room, stanza_id, remote_id, nick, sender, body, ts_ms)",
-                8,
+                "archive (room_id, stanza_id, remote_id, nick, sender, body, ts_ms)",
+                7,
                 chunk.len(),
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for m in chunk {
+            for (m, key) in chunk.iter().zip(keys.by_ref()) {
                 query = query
-                    .bind(&m.gateway)
-                    .bind(&m.room)
+                    .bind(*key)
                     .bind(&m.stanza_id)
                     .bind(m.remote_id.as_deref())
                     .bind(&m.nick)
@@ -120,9 +200,11 @@ impl Store {
         room: &str,
         stanza_id: &str,
     ) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT id FROM archive WHERE gateway = $1 AND room = $2 AND stanza_id = $3",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT id FROM archive WHERE room_id = ",
+            room_key!(),
+            " AND stanza_id = $3"
+        ))
         .bind(gateway)
         .bind(room)
         .bind(stanza_id)
@@ -163,7 +245,7 @@ impl Store {
             .bind(limit.max(0))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(archived_row).collect()
+        rows.iter().map(|row| archived_row(row, range)).collect()
     }
 
     /// How many messages a range holds.
@@ -189,12 +271,13 @@ fn bind_range<'q>(query: Query<'q>, range: &'q ArchiveRange) -> Query<'q> {
         .bind(range.nick.as_deref().unwrap_or(""))
 }
 
-fn archived_row(row: &AnyRow) -> Result<ArchivedRow> {
+/// A row of the archive of `range`'s room.
+fn archived_row(row: &AnyRow, range: &ArchiveRange) -> Result<ArchivedRow> {
     Ok(ArchivedRow {
         id: row.try_get("id")?,
         message: ArchivedMessage {
-            gateway: text(row, "gateway")?,
-            room: text(row, "room")?,
+            gateway: range.gateway.clone(),
+            room: range.room.clone(),
             stanza_id: text(row, "stanza_id")?,
             remote_id: opt_text(row, "remote_id")?,
             nick: text(row, "nick")?,

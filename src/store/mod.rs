@@ -11,6 +11,7 @@ mod message_map;
 mod outbox;
 mod rooms;
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -48,6 +49,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    archive_rooms: Arc<Mutex<archive::ArchiveRoomKeys>>,
 }
 
 impl Store {
@@ -89,7 +91,11 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            archive_rooms: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -103,9 +109,10 @@ impl Store {
         messages: &[ArchivedMessage],
         records: &[MessageRecord],
     ) -> Result<()> {
+        let room_keys = self.archive_room_keys(messages).await?;
         let mut tx = self.pool.begin().await?;
         self.insert_records(&mut tx, records).await?;
-        self.insert_archived(&mut tx, messages).await?;
+        self.insert_archived(&mut tx, messages, &room_keys).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -212,6 +219,12 @@ pub(crate) fn statement_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
         }
     }
     chunks
+}
+
+/// A poisoned lock still guards data that is whole: nothing here panics
+/// halfway through a change.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn now_ms() -> i64 {
