@@ -1,0 +1,68 @@
+//! The CPU the archive's batched writes cost per row, through the store as
+//! the gateway uses it (sqlx, SQLite, one transaction per batch), with no
+//! network in the way: `cargo bench --bench archive_write`. Prints JSON.
+//!
+//! `ROWS` (default 200,000) and `BATCH` (default 1,000, about what the
+//! archiver commits at once under load) set the shape.
+
+use estuary::store::{ArchivedMessage, Store};
+
+/// CPU time of this whole process (every thread, SQLite's included), in ms.
+fn cpu_ms() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    // `cargo bench` passes `--bench`; this tool has no options.
+    let rows = setting("ROWS", 200_000);
+    let batch = setting("BATCH", 1_000).max(1);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("archive.sqlite").display()
+    );
+    let store = Store::open(&url).await.expect("the store opens");
+    let t0 = 1_700_000_000_000i64;
+    // Shaped like the IRC load's: UUIDv7-like stanza-ids and InspIRCd msgids.
+    let messages: Vec<ArchivedMessage> = (0..rows)
+        .map(|i| ArchivedMessage {
+            gateway: "irc.localhost".into(),
+            room: "#bench%localhost".into(),
+            stanza_id: format!("019{:013x}-7abc-8def-{i:012x}", t0 + i as i64),
+            remote_id: Some(format!("001AAAAAA~1700000000~{i}")),
+            nick: "bob".into(),
+            sender: None,
+            body: format!("tp_i2x {i} 1234567890123"),
+            ts_ms: t0 + i as i64,
+        })
+        .collect();
+    let cpu_before = cpu_ms();
+    let started = std::time::Instant::now();
+    for chunk in messages.chunks(batch) {
+        store.archive(chunk).await.expect("the batch is written");
+    }
+    let cpu = cpu_ms() - cpu_before;
+    let wall = started.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "{}",
+        serde_json::json!({
+            "rows": rows,
+            "batch": batch,
+            "cpu_us_per_row": (cpu * 1e3 / rows as f64 * 100.0).round() / 100.0,
+            "wall_us_per_row": (wall * 1e3 / rows as f64 * 100.0).round() / 100.0,
+        })
+    );
+    store.close().await;
+}
