@@ -428,10 +428,7 @@ async fn the_archiver_batches_concurrent_writers_without_loss() {
     use estuary::store::{ArchiveRange, ArchivedMessage};
 
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("a.sqlite").display()
-    );
+    let url = world::sqlite_url(&dir.path().join("a.sqlite"));
     let store = Store::open(&url).await.unwrap();
     let archiver = Archiver::spawn(store.clone());
     let message = |writer: usize, i: usize| ArchivedMessage {

@@ -321,10 +321,7 @@ async fn suite(store: Store) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("sub/estuary.sqlite").display()
-    );
+    let url = world::sqlite_url(&dir.path().join("sub/estuary.sqlite"));
     suite(Store::open(&url).await.unwrap()).await;
     // Reopening applies no migration twice and keeps the data.
     let store = Store::open(&url).await.unwrap();
@@ -497,10 +494,7 @@ async fn an_archive_of_named_rooms_is_migrated(url: &str, migrations: sqlx::migr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_archive_of_named_rooms_is_migrated_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("old.sqlite").display()
-    );
+    let url = world::sqlite_url(&dir.path().join("old.sqlite"));
     an_archive_of_named_rooms_is_migrated(&url, sqlx::migrate!("./migrations/sqlite")).await;
 }
 

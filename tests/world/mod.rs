@@ -31,6 +31,11 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// The store URL of an SQLite file at `path`, created on first use.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
 /// How often readiness probes retry.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
