@@ -13,7 +13,7 @@
 //! join) ask the writer to flush first, so they always see what was shown.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -150,16 +150,24 @@ impl Archiver {
 }
 
 /// Remote id → stanza-id for the most recent room messages, bounded.
+///
+/// Looked up for every message shown in a room, so a lookup allocates
+/// nothing: its key is built in `key`, and a kept key is one allocation
+/// shared by the map and the eviction order.
 #[derive(Debug, Default)]
 struct RecentIds {
-    ids: HashMap<(String, String), String>,
-    order: VecDeque<(String, String)>,
+    ids: HashMap<Arc<str>, String>,
+    order: VecDeque<Arc<str>>,
+    key: String,
 }
 
 impl RecentIds {
     fn claim(&mut self, room: &str, remote_id: &str, proposed: &str) -> String {
-        let key = (room.to_owned(), remote_id.to_owned());
-        if let Some(id) = self.ids.get(&key) {
+        // The room's length first, so that no two (room, id) pairs share a key.
+        use std::fmt::Write;
+        self.key.clear();
+        let _ = write!(self.key, "{}:{room}{remote_id}", room.len());
+        if let Some(id) = self.ids.get(self.key.as_str()) {
             return id.clone();
         }
         if self.order.len() >= RECENT_IDS {
@@ -167,6 +175,7 @@ impl RecentIds {
                 self.ids.remove(&old);
             }
         }
+        let key: Arc<str> = Arc::from(self.key.as_str());
         self.order.push_back(key.clone());
         self.ids.insert(key, proposed.to_owned());
         proposed.to_owned()
@@ -387,5 +396,13 @@ mod tests {
         }
         assert_eq!(recent.ids.len(), super::RECENT_IDS);
         assert_eq!(recent.claim("#r", "x1", "d"), "d");
+    }
+
+    #[test]
+    fn a_room_and_an_id_are_never_taken_for_another_pair() {
+        let mut recent = RecentIds::default();
+        assert_eq!(recent.claim("#a:b", "c", "first"), "first");
+        assert_eq!(recent.claim("#a", ":bc", "second"), "second");
+        assert_eq!(recent.claim("#a:", "bc", "third"), "third");
     }
 }

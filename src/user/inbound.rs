@@ -643,10 +643,7 @@ impl UserSession {
             }
             return Ok(());
         }
-        let mut state = RoomState {
-            nick: nick.clone(),
-            ..RoomState::default()
-        };
+        let mut state = RoomState::new(&self.gw, address, nick.clone());
         state.resources.insert(from);
         self.rooms.insert(address.clone(), state);
         if let Err(e) = session.join_room(address, &nick).await {

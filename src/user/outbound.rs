@@ -216,8 +216,11 @@ impl UserSession {
     ) -> Option<(Jid, MessageType)> {
         match room {
             Some(room) => {
-                let nick = nick.unwrap_or(sender.as_str());
-                let jid = occupant_jid(room, self.gw.jid.domain(), &clean_text(nick)).ok()?;
+                let nick = clean_text(nick.unwrap_or(sender.as_str()));
+                let jid = match self.rooms.get(room) {
+                    Some(state) => state.occupant(&nick)?,
+                    None => occupant_jid(room, self.gw.jid.domain(), &nick).ok()?,
+                };
                 Some((Jid::from(jid), MessageType::Groupchat))
             }
             None => Some((
@@ -384,7 +387,7 @@ impl UserSession {
         let Some(state) = self.rooms.get(room) else {
             return;
         };
-        let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &state.nick) else {
+        let Some(from) = state.occupant(&state.nick) else {
             return;
         };
         let by = Jid::from(from.to_bare());
@@ -460,7 +463,7 @@ impl UserSession {
                 statuses.push(muc::NICK_ASSIGNED);
             }
         }
-        let Ok(from) = occupant_jid(room, self.gw.jid.domain(), &occupant.nick) else {
+        let Some(from) = state.occupant(&occupant.nick) else {
             return;
         };
         for resource in &state.resources {

@@ -243,10 +243,7 @@ impl UserSession {
             }
             self.rooms.insert(
                 room.clone(),
-                super::rooms::RoomState {
-                    nick: record.nick.clone(),
-                    ..Default::default()
-                },
+                super::rooms::RoomState::new(&self.gw, &room, record.nick.clone()),
             );
             if let Err(e) = session.join_room(&room, &record.nick).await {
                 warn!(%room, error = %e, "rejoining a persistent room failed");

@@ -6,7 +6,7 @@ use estuary_bridge::{Affiliation, Occupant, RemoteAddress, Role, Standing};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
-use crate::xmpp::address::{bare_jid, occupant_jid};
+use crate::xmpp::address::{bare_jid, occupant_jid, occupant_of};
 use crate::xmpp::history::HistoryRequest;
 use crate::xmpp::muc::{self, OccupantItem};
 
@@ -21,6 +21,25 @@ pub struct RoomState {
     pub subject: Option<String>,
     /// The network confirmed the join (the self-presence was sent).
     pub joined: bool,
+    /// The room's JID, built once: every message shown in the room comes
+    /// from an occupant JID built on it ([`RoomState::occupant`]).
+    pub jid: Option<BareJid>,
+}
+
+impl RoomState {
+    /// A room the user is joining as `nick`.
+    pub fn new(gw: &Gateway, room: &RemoteAddress, nick: String) -> RoomState {
+        RoomState {
+            nick,
+            jid: room_bare(gw, room),
+            ..RoomState::default()
+        }
+    }
+
+    /// The in-room JID of `nick`, or `None` when no JID can carry it.
+    pub fn occupant(&self, nick: &str) -> Option<FullJid> {
+        occupant_of(self.jid.as_ref()?, nick).ok()
+    }
 }
 
 /// The occupants of one room, by nick.
