@@ -719,6 +719,79 @@ async fn subject_from(alice: &mut XmppClient, room_jid: &str) -> String {
     m.get_child("subject", "jabber:client").unwrap().text()
 }
 
+/// Two XMPP users of the gateway in one Matrix room, each through their own
+/// Matrix account, so the gateway hears of each message twice: as the
+/// sender's echo and as the other user's event. Both users are shown each
+/// message under one stanza-id, the one MAM gives it, and it is archived
+/// once, whichever copy came first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_xmpp_users_in_one_room_are_shown_one_stanza_id_per_message() {
+    let mut s = setup().await;
+    let bob = MatrixUser::new(s.synapse, "bob", "pw").await;
+    let (_, alias) = public_room(&bob, "shared").await;
+    let room_jid = jid_of(&alias);
+    let matrix_dave = MatrixUser::new(s.synapse, "dave", PASSWORD).await;
+    s.prosody.add_user("dave", "pw");
+    let mut dave =
+        XmppClient::connect(s.prosody.c2s_port(), "dave", "localhost", "pw", "res").await;
+    dave.send(el("<presence/>")).await;
+    let url = s.synapse.url();
+    let reply = register(&mut dave, &url, &matrix_dave.user_id, Some(PASSWORD), None).await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    join(&mut s.alice, &room_jid, "alice").await;
+    join(&mut dave, &room_jid, "dave").await;
+
+    let mut texts = Vec::new();
+    // The stanza-id each sender's own clients were shown, by message.
+    let mut reflected = std::collections::HashMap::new();
+    for i in 0..3 {
+        for (client, nick) in [(&mut s.alice, "alice"), (&mut dave, "dave")] {
+            let text = format!("{nick} says {i}");
+            let id = format!("{nick}-{i}");
+            client
+                .send(el(&format!(
+                    "<message to='{room_jid}' type='groupchat' id='{id}'><body>{text}</body></message>"
+                )))
+                .await;
+            let reflection = client.expect(WAIT, |m| attr(m, "id") == id).await;
+            reflected.insert(text.clone(), world::stanza_id(&reflection));
+            texts.push(text);
+        }
+    }
+    for text in &texts {
+        let other = if text.starts_with("alice") {
+            &mut dave
+        } else {
+            &mut s.alice
+        };
+        let shown = other
+            .expect(WAIT, |m| body(m).as_deref() == Some(text.as_str()))
+            .await;
+        assert_eq!(
+            world::stanza_id(&shown),
+            reflected[text],
+            "the stanza-id of '{text}' shown to the other user, and to its sender"
+        );
+    }
+
+    let (results, reply) = s.alice.mam_query(&room_jid, "", "").await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    for text in &texts {
+        let archived: Vec<&str> = results
+            .iter()
+            .filter(|r| {
+                find_child(r, "forwarded", "urn:xmpp:forward:0")
+                    .and_then(|f| find_child(f, "message", "jabber:client"))
+                    .and_then(body)
+                    .as_deref()
+                    == Some(text.as_str())
+            })
+            .map(|r| attr(r, "id"))
+            .collect();
+        assert_eq!(archived, [reflected[text].as_str()], "'{text}' in MAM");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_chats_are_contacts_both_ways() {
     let mut s = setup().await;
