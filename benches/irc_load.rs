@@ -108,6 +108,10 @@
 //!   phases, per 1000. A message to IRC also costs the reflection back to the XMPP
 //!   client. The fan-out's CPU per 1000 deliveries is in
 //!   `phases.fanout.gateway_cpu_ms_per_1000_deliveries`.
+//! - `gateway_cpu_per_prosody_ceiling_cpu`: that CPU divided by Prosody's
+//!   CPU per 1000 messages in this run's c2s ceiling phases. Not a target: a
+//!   yardstick for comparing two builds on a host whose speed drifts between
+//!   runs (both figures move with it).
 //! - `rss_kb_per_joined_user`: Estuary's `VmRSS` from `/proc/<pid>/status`
 //!   after the users joined (and 2 s to settle), less before, divided by the
 //!   number of users who joined. Each side is the least of eight readings
@@ -567,6 +571,10 @@ async fn run(counts: Counts) -> Value {
     let added_x2i = added(x2i_latency);
     let cpu_per_1000 =
         (throughput_handled > 0).then(|| throughput_cpu_ms * 1000.0 / throughput_handled as f64);
+    let cpu_vs_prosody = cpu_per_1000
+        .zip(prosody_ceiling_cpu_per_1000(&phases))
+        .filter(|(_, prosody)| *prosody > 0.0)
+        .map(|(gateway, prosody)| gateway / prosody);
     let prosody_ceiling = median(rounds.iter().map(|r| r.ceiling)).unwrap_or(0.0);
     let like_clients_ceiling = median(rounds.iter().map(|r| r.like_clients)).unwrap_or(0.0);
     let i2x = median(rounds.iter().map(|r| r.i2x));
@@ -626,6 +634,11 @@ async fn run(counts: Counts) -> Value {
         "gateway_cpu_note": "Estuary utime+stime over the two throughput phases (IRC → XMPP, then \
                              XMPP → IRC), divided by the messages delivered in them; an XMPP → IRC \
                              message also costs its reflection to the sender.",
+        "gateway_cpu_per_prosody_ceiling_cpu": cpu_vs_prosody.map(|v| round(v, 3)),
+        "gateway_cpu_per_prosody_ceiling_cpu_note": "gateway_cpu_ms_per_1000_msgs divided by \
+                             Prosody's CPU per 1000 messages in this run's c2s ceiling phases: \
+                             a yardstick for comparing builds on a host whose speed drifts \
+                             between runs, since both move with it.",
         "rss_kb_per_joined_user": rss_per_user.map(|v| round(v, 1)),
         "targets": {
             "throughput": {
@@ -706,6 +719,20 @@ fn anomalies(phases: &serde_json::Map<String, Value>) -> Vec<String> {
         }
     }
     found
+}
+
+/// Prosody's CPU per 1000 messages over the run's c2s ceiling phases (the
+/// body-only ones), from each phase's CPU and delivered count.
+fn prosody_ceiling_cpu_per_1000(phases: &serde_json::Map<String, Value>) -> Option<f64> {
+    let (mut cpu_ms, mut received) = (0.0, 0.0);
+    for (name, phase) in phases {
+        let round = name.strip_prefix("prosody_c2s_throughput_");
+        if round.is_some_and(|r| r.parse::<u32>().is_ok()) {
+            cpu_ms += phase["cpu_ms_by_process"]["prosody"].as_f64()?;
+            received += phase["received"].as_f64()?;
+        }
+    }
+    (received > 0.0).then(|| cpu_ms * 1000.0 / received)
 }
 
 fn irc_ceiling_rate(phases: &serde_json::Map<String, Value>) -> f64 {
