@@ -1301,7 +1301,8 @@ fn forwarded_body(result: &Element) -> Option<String> {
 
 /// Two users of the gateway in one channel: each message is archived once,
 /// though the gateway saw it twice, as the sender's echo and as the other
-/// user's incoming message (under one msgid).
+/// user's incoming message (under one msgid), and both were shown it under
+/// the stanza-id MAM gives it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_message_of_a_shared_channel_is_archived_once() {
     let mut s = setup().await;
@@ -1321,63 +1322,10 @@ async fn each_message_of_a_shared_channel_is_archived_once() {
             p.name() == "presence" && from(p, &format!("{room}/carol"))
         })
         .await;
-    let mut expected = Vec::new();
-    // The stanza-id the sender's own clients were shown, by message.
-    let mut reflected = std::collections::HashMap::new();
-    for i in 0..5 {
-        for (client, nick) in [(&mut s.alice, "alice"), (&mut carol, "carol")] {
-            let text = format!("{nick} says {i}");
-            let id = format!("{nick}-{i}");
-            client
-                .send(el(&format!(
-                    "<message to='{room}' type='groupchat' id='{id}'><body>{text}</body></message>"
-                )))
-                .await;
-            let reflection = client.expect(WAIT, |m| attr(m, "id") == id).await;
-            reflected.insert(text.clone(), world::stanza_id(&reflection));
-            expected.push(text);
-        }
-    }
-    // The stanza-id the other user was shown, by message; read before the
-    // MAM queries, which take every stanza they find before their answer.
-    let mut shown_to_other = std::collections::HashMap::new();
-    for text in &expected {
-        let other = if text.starts_with("alice") {
-            &mut carol
-        } else {
-            &mut s.alice
-        };
-        let shown = other
-            .expect(WAIT, |m| body(m).as_deref() == Some(text.as_str()))
+    let messages =
+        world::shared_room::exchange(&room, (&mut s.alice, "alice"), (&mut carol, "carol"), 5)
             .await;
-        shown_to_other.insert(text.clone(), world::stanza_id(&shown));
-    }
-
-    let mut archived = archived_bodies(&mut s.alice, &room).await;
-    archived.retain(|b| expected.contains(b));
-    archived.sort();
-    expected.sort();
-    assert_eq!(archived, expected, "each message once");
-
-    // Both users were shown each message under one stanza-id, the one MAM
-    // gives it, whoever sent it: so neither user's client shows a message
-    // twice once it reads the archive.
-    let (results, _) = s.alice.mam_query(&room, "", "").await;
-    for text in &expected {
-        let archived_id = results
-            .iter()
-            .find(|r| forwarded_body(r).as_deref() == Some(text.as_str()))
-            .map(|r| attr(r, "id"))
-            .expect("the message in MAM");
-        assert_eq!(
-            reflected[text], archived_id,
-            "the stanza-id of '{text}' shown to its sender, and MAM's"
-        );
-        assert_eq!(
-            shown_to_other[text], archived_id,
-            "the stanza-id of '{text}' shown to the other user, and MAM's"
-        );
-    }
+    world::shared_room::assert_archived_once_as_shown(&mut s.alice, &room, &messages).await;
 }
 
 /// A client that reuses a message id (some count from 1 again on each

@@ -741,55 +741,10 @@ async fn two_xmpp_users_in_one_room_are_shown_one_stanza_id_per_message() {
     join(&mut s.alice, &room_jid, "alice").await;
     join(&mut dave, &room_jid, "dave").await;
 
-    let mut texts = Vec::new();
-    // The stanza-id each sender's own clients were shown, by message.
-    let mut reflected = std::collections::HashMap::new();
-    for i in 0..3 {
-        for (client, nick) in [(&mut s.alice, "alice"), (&mut dave, "dave")] {
-            let text = format!("{nick} says {i}");
-            let id = format!("{nick}-{i}");
-            client
-                .send(el(&format!(
-                    "<message to='{room_jid}' type='groupchat' id='{id}'><body>{text}</body></message>"
-                )))
-                .await;
-            let reflection = client.expect(WAIT, |m| attr(m, "id") == id).await;
-            reflected.insert(text.clone(), world::stanza_id(&reflection));
-            texts.push(text);
-        }
-    }
-    for text in &texts {
-        let other = if text.starts_with("alice") {
-            &mut dave
-        } else {
-            &mut s.alice
-        };
-        let shown = other
-            .expect(WAIT, |m| body(m).as_deref() == Some(text.as_str()))
+    let messages =
+        world::shared_room::exchange(&room_jid, (&mut s.alice, "alice"), (&mut dave, "dave"), 3)
             .await;
-        assert_eq!(
-            world::stanza_id(&shown),
-            reflected[text],
-            "the stanza-id of '{text}' shown to the other user, and to its sender"
-        );
-    }
-
-    let (results, reply) = s.alice.mam_query(&room_jid, "", "").await;
-    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
-    for text in &texts {
-        let archived: Vec<&str> = results
-            .iter()
-            .filter(|r| {
-                find_child(r, "forwarded", "urn:xmpp:forward:0")
-                    .and_then(|f| find_child(f, "message", "jabber:client"))
-                    .and_then(body)
-                    .as_deref()
-                    == Some(text.as_str())
-            })
-            .map(|r| attr(r, "id"))
-            .collect();
-        assert_eq!(archived, [reflected[text].as_str()], "'{text}' in MAM");
-    }
+    world::shared_room::assert_archived_once_as_shown(&mut s.alice, &room_jid, &messages).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

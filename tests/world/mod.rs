@@ -15,6 +15,7 @@ pub mod irc_client;
 pub mod ports;
 pub mod postgres;
 pub mod prosody;
+pub mod shared_room;
 pub mod synapse;
 
 pub use client::{attr, body, el, find_child, moderation, stanza_id, XmppClient};
