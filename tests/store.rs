@@ -278,6 +278,69 @@ async fn suite(store: Store) {
     );
     assert_eq!(store.archive_count(&by_al).await.unwrap(), 2);
 
+    // Time bounds when row order is not time order: a delayed message gets
+    // a new row with an old time (L3). Few messages on the far side of a
+    // bound (the store then bounds row ids by them), and many.
+    store
+        .archive(&[
+            in_room("#late", "L0", None, "al", 100),
+            in_room("#late", "L1", None, "al", 200),
+            in_room("#late", "L2", None, "al", 300),
+            in_room("#late", "L3", None, "al", 150),
+            in_room("#late", "L4", None, "al", 400),
+        ])
+        .await
+        .unwrap();
+    let late = |start_ms: Option<i64>, end_ms: Option<i64>| ArchiveRange {
+        start_ms,
+        end_ms,
+        ..whole("#late")
+    };
+    for (range, oldest_first) in [
+        // The message with the earliest time from 140 on is L3; L1 and L2
+        // come before it in row order and are still in.
+        (late(Some(140), None), vec!["L1", "L2", "L3", "L4"]),
+        (late(Some(160), None), vec!["L1", "L2", "L4"]),
+        // The message with the latest time until 250 is L1; L3 comes after
+        // it in row order and is still in.
+        (late(None, Some(250)), vec!["L0", "L1", "L3"]),
+        (late(Some(150), Some(300)), vec!["L1", "L2", "L3"]),
+        (late(Some(1_000), None), vec![]),
+        (late(None, Some(50)), vec![]),
+    ] {
+        assert_eq!(
+            ids(store.archive_range(&range, 10, false).await.unwrap()),
+            oldest_first,
+            "{range:?}"
+        );
+        let mut newest_first = ids(store.archive_range(&range, 10, true).await.unwrap());
+        newest_first.reverse();
+        assert_eq!(newest_first, oldest_first, "{range:?}");
+        assert_eq!(
+            store.archive_count(&range).await.unwrap(),
+            oldest_first.len() as i64,
+            "{range:?}"
+        );
+    }
+    let many: Vec<ArchivedMessage> = (0..1_100)
+        .map(|i| in_room("#many", &format!("m{i}"), None, "al", 10_000 + i))
+        .collect();
+    store.archive(&many).await.unwrap();
+    let since = |start_ms| ArchiveRange {
+        start_ms: Some(start_ms),
+        ..whole("#many")
+    };
+    assert_eq!(store.archive_count(&since(10_000)).await.unwrap(), 1_100);
+    assert_eq!(
+        ids(store.archive_range(&since(10_000), 3, false).await.unwrap()),
+        ["m0", "m1", "m2"]
+    );
+    assert_eq!(store.archive_count(&since(11_050)).await.unwrap(), 50);
+    assert_eq!(
+        ids(store.archive_range(&since(11_050), 3, false).await.unwrap()),
+        ["m1050", "m1051", "m1052"]
+    );
+
     // MAM paging on top: pages, the last page, completeness, unknown ids.
     let request = |max, after: Option<&str>, before: Option<Option<&str>>| PageRequest {
         max,

@@ -224,6 +224,10 @@ impl Store {
         limit: i64,
         newest_first: bool,
     ) -> Result<Vec<ArchivedRow>> {
+        let Some(range) = self.narrowed(range).await? else {
+            return Ok(Vec::new());
+        };
+        let range = &range;
         let sql = if newest_first {
             concat!(
                 "SELECT ",
@@ -250,12 +254,97 @@ impl Store {
 
     /// How many messages a range holds.
     pub async fn archive_count(&self, range: &ArchiveRange) -> Result<i64> {
+        let Some(range) = self.narrowed(range).await? else {
+            return Ok(0);
+        };
         let sql = concat!("SELECT COUNT(*) AS n FROM archive WHERE ", range!());
-        let row = bind_range(sqlx::query(sql), range)
+        let row = bind_range(sqlx::query(sql), &range)
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
     }
+
+    /// `range` with row-id bounds that its time bounds imply, when they
+    /// leave few messages; `None` when they leave none.
+    ///
+    /// Pages and counts walk the (room, id) index, checking times on the
+    /// way: a MAM catch-up ("since this morning") in a room of a million
+    /// messages walked a million entries to find the last hundred (130 ms,
+    /// twice per page). Row order is not time order (a delayed message
+    /// gets a new row with an old time), so the bound is the least id of
+    /// all the messages after the start, found through the (room, time)
+    /// index, and is taken only when they are few; otherwise the walk from
+    /// the other end is the short one, and the range is left as it is.
+    async fn narrowed(&self, range: &ArchiveRange) -> Result<Option<ArchiveRange>> {
+        let mut range = range.clone();
+        if let Some(start) = range.start_ms {
+            let (count, first) = self.few_ids(TimeSide::From(start), &range).await?;
+            match first {
+                _ if count > FEW_ROWS => {}
+                Some(first) => {
+                    range.after_id = Some(range.after_id.unwrap_or(i64::MIN).max(first - 1));
+                }
+                None => return Ok(None),
+            }
+        }
+        if let Some(end) = range.end_ms {
+            let (count, last) = self.few_ids(TimeSide::Until(end), &range).await?;
+            match last {
+                _ if count > FEW_ROWS => {}
+                Some(last) => {
+                    range.before_id = Some(range.before_id.unwrap_or(i64::MAX).min(last + 1));
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(range))
+    }
+
+    /// How many of a room's messages are on `side` of a time, counted up to
+    /// one past [`FEW_ROWS`], and the least (from a time) or greatest
+    /// (until a time) row id among them.
+    async fn few_ids(&self, side: TimeSide, range: &ArchiveRange) -> Result<(i64, Option<i64>)> {
+        let (sql, time) = match side {
+            TimeSide::From(start) => (
+                concat!(
+                    "SELECT COUNT(*) AS n, MIN(id) AS bound FROM (SELECT id FROM archive \
+                     WHERE room_id = ",
+                    room_key!(),
+                    " AND ts_ms >= $3 LIMIT $4) AS after_start"
+                ),
+                start,
+            ),
+            TimeSide::Until(end) => (
+                concat!(
+                    "SELECT COUNT(*) AS n, MAX(id) AS bound FROM (SELECT id FROM archive \
+                     WHERE room_id = ",
+                    room_key!(),
+                    " AND ts_ms <= $3 LIMIT $4) AS before_end"
+                ),
+                end,
+            ),
+        };
+        let row = sqlx::query(sql)
+            .bind(range.gateway.as_str())
+            .bind(range.room.as_str())
+            .bind(time)
+            .bind(FEW_ROWS + 1)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("n")?, row.try_get("bound")?))
+    }
+}
+
+/// Up to how many messages on the far side of a time bound are looked at to
+/// turn it into a row-id bound (see [`Store::narrowed`]).
+const FEW_ROWS: i64 = 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum TimeSide {
+    /// Messages at or after a time.
+    From(i64),
+    /// Messages at or before a time.
+    Until(i64),
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
