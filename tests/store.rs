@@ -83,6 +83,21 @@ async fn suite(store: Store) {
         spoofed.is_none(),
         "bob's message must not be found as alice's"
     );
+    let by_stanza_id = store
+        .message_by_xmpp_ref("gw", "alice@localhost", "#room", "sid-r1", &Sender::Account)
+        .await
+        .unwrap();
+    assert_eq!(by_stanza_id.map(|r| r.remote_id), Some("r1".to_owned()));
+    // A client that reuses an id refers to its newest message of that id.
+    store
+        .save_message(&record("#room", "r3", Sender::Account, "m1"))
+        .await
+        .unwrap();
+    let newest = store
+        .message_by_xmpp_ref("gw", "alice@localhost", "#room", "m1", &Sender::Account)
+        .await
+        .unwrap();
+    assert_eq!(newest.map(|r| r.remote_id), Some("r3".to_owned()));
     let other_room = store
         .message_by_xmpp_ref("gw", "alice@localhost", "#other", "m1", &Sender::Account)
         .await
