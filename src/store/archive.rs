@@ -64,11 +64,19 @@ macro_rules! room_key {
 /// index.
 macro_rules! range {
     () => {
+        concat!(range_any_nick!(), " AND ($7 = '' OR nick = $7)")
+    };
+}
+
+/// [`range!`] without its nick condition, for ranges with no nick: every
+/// other column it tests is in the (room_id, id) and (room_id, ts_ms)
+/// indexes, so a count needs no table rows (a third of the time).
+macro_rules! range_any_nick {
+    () => {
         concat!(
             "room_id = ",
             room_key!(),
-            " AND ts_ms >= $3 AND ts_ms <= $4 \
-             AND id > $5 AND id < $6 AND ($7 = '' OR nick = $7)"
+            " AND ts_ms >= $3 AND ts_ms <= $4 AND id > $5 AND id < $6"
         )
     };
 }
@@ -257,10 +265,21 @@ impl Store {
         let Some(range) = self.narrowed(range).await? else {
             return Ok(0);
         };
-        let sql = concat!("SELECT COUNT(*) AS n FROM archive WHERE ", range!());
-        let row = bind_range(sqlx::query(sql), &range)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = match range.nick {
+            Some(_) => {
+                let sql = concat!("SELECT COUNT(*) AS n FROM archive WHERE ", range!());
+                bind_range(sqlx::query(sql), &range)
+            }
+            None => {
+                let sql = concat!(
+                    "SELECT COUNT(*) AS n FROM archive WHERE ",
+                    range_any_nick!()
+                );
+                bind_times_and_ids(sqlx::query(sql), &range)
+            }
+        }
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -350,6 +369,11 @@ enum TimeSide {
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 fn bind_range<'q>(query: Query<'q>, range: &'q ArchiveRange) -> Query<'q> {
+    bind_times_and_ids(query, range).bind(range.nick.as_deref().unwrap_or(""))
+}
+
+/// The parameters of [`range_any_nick!`].
+fn bind_times_and_ids<'q>(query: Query<'q>, range: &'q ArchiveRange) -> Query<'q> {
     query
         .bind(range.gateway.as_str())
         .bind(range.room.as_str())
@@ -357,7 +381,6 @@ fn bind_range<'q>(query: Query<'q>, range: &'q ArchiveRange) -> Query<'q> {
         .bind(range.end_ms.unwrap_or(i64::MAX))
         .bind(range.after_id.unwrap_or(i64::MIN))
         .bind(range.before_id.unwrap_or(i64::MAX))
-        .bind(range.nick.as_deref().unwrap_or(""))
 }
 
 /// A row of the archive of `range`'s room.
