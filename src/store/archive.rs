@@ -296,24 +296,25 @@ impl Store {
     /// the other end is the short one, and the range is left as it is.
     async fn narrowed(&self, range: &ArchiveRange) -> Result<Option<ArchiveRange>> {
         let mut range = range.clone();
-        if let Some(start) = range.start_ms {
-            let (count, first) = self.few_ids(TimeSide::From(start), &range).await?;
-            match first {
-                _ if count > FEW_ROWS => {}
-                Some(first) => {
-                    range.after_id = Some(range.after_id.unwrap_or(i64::MIN).max(first - 1));
-                }
-                None => return Ok(None),
+        let sides = [
+            range.start_ms.map(TimeSide::From),
+            range.end_ms.map(TimeSide::Until),
+        ];
+        for side in sides.into_iter().flatten() {
+            let (count, bound) = self.few_ids(side, &range).await?;
+            if count > FEW_ROWS {
+                continue;
             }
-        }
-        if let Some(end) = range.end_ms {
-            let (count, last) = self.few_ids(TimeSide::Until(end), &range).await?;
-            match last {
-                _ if count > FEW_ROWS => {}
-                Some(last) => {
-                    range.before_id = Some(range.before_id.unwrap_or(i64::MAX).min(last + 1));
+            let Some(bound) = bound else {
+                return Ok(None);
+            };
+            match side {
+                TimeSide::From(_) => {
+                    range.after_id = Some(range.after_id.unwrap_or(i64::MIN).max(bound - 1));
                 }
-                None => return Ok(None),
+                TimeSide::Until(_) => {
+                    range.before_id = Some(range.before_id.unwrap_or(i64::MAX).min(bound + 1));
+                }
             }
         }
         Ok(Some(range))
