@@ -542,14 +542,10 @@ impl UserSession {
         let Some(room) = self.rooms.get(address) else {
             return;
         };
-        let Some(room_bare) = room_jid(&self.gw, address) else {
+        let (Some(room_bare), Some(from)) = (&room.jid, room.occupant(&room.nick)) else {
             return;
         };
-        let Ok(from) =
-            crate::xmpp::address::occupant_jid(address, self.gw.jid.domain(), &room.nick)
-        else {
-            return;
-        };
+        let room_bare = Jid::from(room_bare.clone());
         self.archive_own(m, address, stanza_id);
         for resource in &room.resources {
             let mut echo = m.clone();
@@ -673,9 +669,10 @@ impl UserSession {
         let single = RoomState {
             nick: room.nick.clone(),
             resources: [from.clone()].into_iter().collect(),
+            jid: room.jid.clone(),
             ..RoomState::default()
         };
-        send_self_gone(&self.gw, address, &single, &[], None);
+        send_self_gone(&self.gw, &single, &[], None);
         room.resources.remove(from);
         let emptied = room.resources.is_empty();
         // A persistent room stays joined on the network with no client in it.

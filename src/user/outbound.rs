@@ -9,12 +9,12 @@ use xmpp_parsers::message::{Id, Message, MessageType};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use crate::store::{now_ms, MessageRecord, Sender};
-use crate::xmpp::address::{bare_jid, occupant_jid, occupant_of};
+use crate::xmpp::address::{bare_jid, occupant_jid};
 use crate::xmpp::message;
 use crate::xmpp::muc::{self, OccupantItem};
 use crate::xmpp::xml::clean_text;
 
-use super::rooms::{room_bare, room_jid};
+use super::rooms::room_jid;
 use super::UserSession;
 
 /// A remote timestamp older than this is shown with a XEP-0203 delay.
@@ -476,12 +476,13 @@ impl UserSession {
         }
         if first_self {
             let subject = state.subject.clone().unwrap_or_default();
+            let room_jid = state.jid.clone().map(Jid::from);
             let resources: Vec<FullJid> = state.resources.iter().cloned().collect();
             for resource in &resources {
                 self.send_history(room, resource).await;
             }
             // The subject comes last: clients take it as the end of the join.
-            if let Some(room_bare) = room_jid(&self.gw, room) {
+            if let Some(room_bare) = room_jid {
                 for resource in resources {
                     self.gw.send_message(muc::subject(
                         room_bare.clone(),
@@ -499,9 +500,6 @@ impl UserSession {
         let Some(state) = self.rooms.get(room) else {
             return;
         };
-        // Built once for all the occupants.
-        let room_bare = room_bare(&self.gw, room);
-        let in_room = |nick: &str| room_bare.as_ref().and_then(|r| occupant_of(r, nick).ok());
         let to = Jid::from(resource.clone());
         let mut own = None;
         for occupant in state.occupants.iter() {
@@ -509,7 +507,7 @@ impl UserSession {
                 own = Some(occupant);
                 continue;
             }
-            if let Some(from) = in_room(&occupant.nick) {
+            if let Some(from) = state.occupant(&occupant.nick) {
                 self.gw
                     .send_presence(muc::occupant(Jid::from(from), to.clone(), &occupant, &[]));
             }
@@ -522,7 +520,7 @@ impl UserSession {
             show: estuary_bridge::PresenceShow::Online,
             status: None,
         });
-        if let Some(from) = in_room(&state.nick) {
+        if let Some(from) = state.occupant(&state.nick) {
             self.gw.send_presence(muc::occupant(
                 Jid::from(from),
                 to.clone(),
@@ -531,10 +529,10 @@ impl UserSession {
             ));
         }
         let subject = state.subject.clone().unwrap_or_default();
+        let room_jid = state.jid.clone().map(Jid::from);
         self.send_history(room, resource).await;
-        if let Some(room_bare) = room_bare {
-            self.gw
-                .send_message(muc::subject(Jid::from(room_bare), to, &subject));
+        if let Some(room_jid) = room_jid {
+            self.gw.send_message(muc::subject(room_jid, to, &subject));
         }
     }
 
@@ -568,7 +566,7 @@ impl UserSession {
             reason,
             actor,
         };
-        if let Ok(from) = occupant_jid(room, self.gw.jid.domain(), nick) {
+        if let Some(from) = state.occupant(nick) {
             for resource in &state.resources {
                 self.gw.send_presence(muc::gone(
                     Jid::from(from.clone()),
@@ -611,10 +609,7 @@ impl UserSession {
             reason: None,
             actor: None,
         };
-        if let (Ok(old_jid), Ok(new_jid)) = (
-            occupant_jid(room, self.gw.jid.domain(), old),
-            occupant_jid(room, self.gw.jid.domain(), new),
-        ) {
+        if let (Some(old_jid), Some(new_jid)) = (state.occupant(old), state.occupant(new)) {
             for resource in &state.resources {
                 let to = Jid::from(resource.clone());
                 self.gw.send_presence(muc::gone(
@@ -643,12 +638,9 @@ impl UserSession {
         if !state.joined {
             return; // Sent with the self-presence when the join completes.
         }
-        let from = match by
-            .as_deref()
-            .map(|nick| occupant_jid(room, self.gw.jid.domain(), nick))
-        {
-            Some(Ok(full)) => Some(Jid::from(full)),
-            _ => room_jid(&self.gw, room),
+        let from = match by.as_deref().and_then(|nick| state.occupant(nick)) {
+            Some(full) => Some(Jid::from(full)),
+            None => state.jid.clone().map(Jid::from),
         };
         let Some(from) = from else { return };
         for resource in &state.resources {

@@ -46,26 +46,22 @@ impl AwaitingEcho {
     /// this field while the session is in use.)
     pub fn keep(&mut self, gw: &Gateway, mut record: MessageRecord, in_room: bool) -> String {
         let capabilities = &gw.info.capabilities;
-        if capabilities.refers_to_messages() {
-            if in_room {
-                // A network that tells the room's other users of the message
-                // under the id it gave the sender (Matrix, Discord) may have
-                // done so already; the map must keep the id they were shown.
-                // (Elsewhere the echo settles the id: `reflect_echo`.)
-                record.stanza_id =
-                    gw.archiver
-                        .stanza_id_for(&record.chat, &record.remote_id, &record.stanza_id);
-            }
-            let stanza_id = record.stanza_id.clone();
-            gw.messages.record(record);
-            stanza_id
-        } else {
-            let stanza_id = record.stanza_id.clone();
-            if capabilities.echoes_own_messages {
-                self.push(record);
-            }
-            stanza_id
+        if in_room && capabilities.refers_to_messages() {
+            // A network that tells the room's other users of the message
+            // under the id it gave the sender (Matrix, Discord) may have
+            // done so already; the map must keep the id they were shown.
+            // (Where no map is kept, the echo settles the id: `reflect_echo`.)
+            record.stanza_id =
+                gw.archiver
+                    .stanza_id_for(&record.chat, &record.remote_id, &record.stanza_id);
         }
+        let stanza_id = record.stanza_id.clone();
+        if capabilities.refers_to_messages() {
+            gw.messages.record(record);
+        } else if capabilities.echoes_own_messages {
+            self.push(record);
+        }
+        stanza_id
     }
 }
 

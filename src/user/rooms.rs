@@ -6,7 +6,7 @@ use estuary_bridge::{Affiliation, Occupant, RemoteAddress, Role, Standing};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
-use crate::xmpp::address::{bare_jid, occupant_jid, occupant_of};
+use crate::xmpp::address::{bare_jid, occupant_of};
 use crate::xmpp::history::HistoryRequest;
 use crate::xmpp::muc::{self, OccupantItem};
 
@@ -161,17 +161,17 @@ impl Rooms {
     /// Tell every resource in every room that it is out, and forget them all.
     pub fn leave_all(&mut self, gw: &Gateway, statuses: &[u16], status: Option<&str>) {
         self.history.clear();
-        for (room, state) in self.rooms.drain() {
-            send_self_gone(gw, &room, &state, statuses, status);
+        for (_, state) in self.rooms.drain() {
+            send_self_gone(gw, &state, statuses, status);
         }
     }
 
     /// Mark every room as not joined (the network connection is lost), telling
     /// the user's clients; the rooms are kept so they can be joined again.
     pub fn disconnect_all(&mut self, gw: &Gateway, status: &str) {
-        for (room, state) in &mut self.rooms {
+        for state in self.rooms.values_mut() {
             if state.joined {
-                send_self_gone(gw, room, state, &[muc::SHUTDOWN], Some(status));
+                send_self_gone(gw, state, &[muc::SHUTDOWN], Some(status));
             }
             state.joined = false;
             state.occupants.clear();
@@ -179,14 +179,9 @@ impl Rooms {
     }
 }
 
-pub fn send_self_gone(
-    gw: &Gateway,
-    room: &RemoteAddress,
-    state: &RoomState,
-    extra: &[u16],
-    status: Option<&str>,
-) {
-    let Ok(from) = occupant_jid(room, gw.jid.domain(), &state.nick) else {
+/// Tell each of the user's resources in the room of `state` that it is out.
+pub fn send_self_gone(gw: &Gateway, state: &RoomState, extra: &[u16], status: Option<&str>) {
+    let Some(from) = state.occupant(&state.nick) else {
         return;
     };
     let mut statuses = vec![muc::SELF_PRESENCE];
