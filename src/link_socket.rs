@@ -7,6 +7,10 @@
 //! `LinkWriter`. Both users live in the one link task, and tokio-xmpp
 //! flushes each of its writes before the link goes on, so their bytes never
 //! interleave inside an element.
+//!
+//! Its reads acknowledge at once (`estuary_bridge::tcp`), so a server that
+//! leaves Nagle's algorithm on (Prosody's default) does not hold stanzas to
+//! the gateway back for our delayed ACKs.
 
 use std::io;
 use std::pin::Pin;
@@ -17,9 +21,11 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader, BufWriter, ReadB
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use estuary_bridge::tcp::Acking;
+
 /// What tokio-xmpp's stream runs on.
 pub struct LinkSocket {
-    reader: BufReader<OwnedReadHalf>,
+    reader: BufReader<Acking<OwnedReadHalf>>,
     writer: LinkWriter,
 }
 
@@ -36,7 +42,7 @@ impl LinkSocket {
             half: Arc::new(Mutex::new(BufWriter::new(write))),
         };
         let socket = LinkSocket {
-            reader: BufReader::new(read),
+            reader: BufReader::new(Acking(read)),
             writer: writer.clone(),
         };
         (socket, writer)

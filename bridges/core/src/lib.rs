@@ -15,6 +15,7 @@ mod event;
 mod network;
 mod registration;
 mod session;
+pub mod tcp;
 
 pub use address::{AddressKind, RemoteAddress};
 pub use error::BridgeError;

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use encoding_rs::Encoding;
+use estuary_bridge::tcp::Acking;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -273,9 +274,12 @@ async fn open(host: &str, options: &ServerOptions) -> Result<(ReadHalf, WriteHal
                     continue;
                 }
             };
-            let handshake = timeout(HANDSHAKE_TIMEOUT, connector.connect(name.clone(), tcp))
-                .await
-                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            let handshake = timeout(
+                HANDSHAKE_TIMEOUT,
+                connector.connect(name.clone(), Acking(tcp)),
+            )
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
             return match handshake {
                 Ok(stream) => {
                     if !options.verify_certificates {

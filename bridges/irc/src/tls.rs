@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
+use estuary_bridge::tcp::Acking;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,7 +30,9 @@ use tokio_rustls::rustls::{
 use tokio_rustls::TlsConnector;
 use tracing::{debug, warn};
 
-pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+/// TLS over a TCP stream that acknowledges each read at once
+/// (`estuary_bridge::tcp` says why).
+pub type TlsStream = tokio_rustls::client::TlsStream<Acking<TcpStream>>;
 
 /// The one crypto provider of IRC connections.
 fn provider() -> Arc<CryptoProvider> {
@@ -193,7 +196,7 @@ impl ServerCertVerifier for AnyCertificate {
 /// lock-free owned halves; TLS state is shared by both directions, so its
 /// halves come from `tokio::io::split`.
 pub enum ReadHalf {
-    Plain(OwnedReadHalf),
+    Plain(Acking<OwnedReadHalf>),
     Tls(tokio::io::ReadHalf<TlsStream>),
 }
 
@@ -206,7 +209,7 @@ pub enum WriteHalf {
 /// Splits a plain connection.
 pub fn split_plain(tcp: TcpStream) -> (ReadHalf, WriteHalf) {
     let (read, write) = tcp.into_split();
-    (ReadHalf::Plain(read), WriteHalf::Plain(write))
+    (ReadHalf::Plain(Acking(read)), WriteHalf::Plain(write))
 }
 
 /// Splits a TLS connection.
