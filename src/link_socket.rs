@@ -7,10 +7,6 @@
 //! `LinkWriter`. Both users live in the one link task, and tokio-xmpp
 //! flushes each of its writes before the link goes on, so their bytes never
 //! interleave inside an element.
-//!
-//! Its reads acknowledge at once (`estuary_bridge::tcp`), so a server that
-//! leaves Nagle's algorithm on (Prosody's default) does not hold stanzas to
-//! the gateway back for our delayed ACKs.
 
 use std::io;
 use std::pin::Pin;
@@ -21,11 +17,9 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader, BufWriter, ReadB
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use estuary_bridge::tcp::Acking;
-
 /// What tokio-xmpp's stream runs on.
 pub struct LinkSocket {
-    reader: BufReader<Acking<OwnedReadHalf>>,
+    reader: BufReader<OwnedReadHalf>,
     writer: LinkWriter,
 }
 
@@ -42,7 +36,7 @@ impl LinkSocket {
             half: Arc::new(Mutex::new(BufWriter::new(write))),
         };
         let socket = LinkSocket {
-            reader: BufReader::new(Acking(read)),
+            reader: BufReader::new(read),
             writer: writer.clone(),
         };
         (socket, writer)

@@ -1,17 +1,23 @@
-//! TCP that acknowledges what it reads at once, for the gateway's
-//! connections to servers (IRC servers, and the XMPP server's component
-//! port).
+//! TCP that acknowledges at once what it reads, for the gateway's
+//! connections to IRC servers.
 //!
-//! Why: a server that leaves Nagle's algorithm on (InspIRCd does, and so
-//! does Prosody unless told `nagle = false`) holds back whatever it writes
-//! while earlier bytes are unacknowledged, until our ACK arrives; and Linux
-//! delays an ACK by up to 40 ms. Under a burst (a busy channel, a NAMES or
-//! history replay) that stalls the connection 40 ms at a time. In
-//! `benches/irc_load.rs`, acknowledging at once took IRC → XMPP throughput
-//! from 0.60 to 0.70–0.80 of the Prosody ceiling. TCP_QUICKACK is not
-//! sticky (the kernel returns to delayed ACKs on its own), so it is set
-//! again after every read; setting it also sends an ACK that is due. It
-//! costs one `setsockopt` per read, and reads carry many lines under load.
+//! Why: IRC servers (InspIRCd among them) leave Nagle's algorithm on, so
+//! whatever they write while earlier bytes are unacknowledged waits for our
+//! ACK, and Linux delays an ACK by up to 40 ms. Under a burst (a busy
+//! channel, a NAMES or history replay) that stalled the connection 40 ms at
+//! a time: in `benches/irc_load.rs`, acknowledging at once took IRC → XMPP
+//! throughput from 0.60 to about 0.70 of the Prosody ceiling.
+//!
+//! TCP_QUICKACK is not sticky (the kernel returns to delayed ACKs on its
+//! own), so it is set again after a read; setting it also sends an ACK that
+//! is due. Only after a read that left the caller's buffer room, which
+//! means the socket was drained: the stall happens while we wait for more,
+//! and a read that filled the buffer is followed at once by another.
+//!
+//! Not on the component link: there the XMPP server is the bottleneck under
+//! load, and pure ACKs (rather than ones riding on the gateway's stanzas)
+//! woke it more often for less work each; XMPP → IRC throughput fell by a
+//! tenth in irc_load.
 
 use std::io;
 use std::pin::Pin;
@@ -61,7 +67,7 @@ impl<T: AsyncRead + OnTcp + Unpin> AsyncRead for Acking<T> {
         let inner = &mut self.get_mut().0;
         let before = buf.filled().len();
         let polled = Pin::new(&mut *inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        if buf.filled().len() > before && buf.remaining() > 0 {
             acknowledge(inner.tcp());
         }
         polled
