@@ -118,8 +118,10 @@
 //!   runs (both figures move with it).
 //! - `rss_kb_per_joined_user`: Estuary's `VmRSS` from `/proc/<pid>/status`
 //!   after the users joined (and 2 s to settle), less before, divided by the
-//!   number of users who joined. Each side is the least of eight readings
-//!   over two seconds, since one reading swings with what is in flight.
+//!   number of users who joined. Each side is the least of readings every
+//!   250 ms until none has set a new low for two seconds (at most ten),
+//!   since one reading swings with what is in flight, and memory freed
+//!   after a burst goes back to the system over a few seconds.
 //! - `targets`: the targets, each with its value and `met`.
 //!   - Throughput to and from IRC: at least 80% of the Prosody ceiling,
 //!     with every message delivered.
@@ -2000,16 +2002,31 @@ impl Procs {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
-    /// The gateway's settled resident size: the least of eight readings over
-    /// two seconds. One reading swings by megabytes with what happens to be
-    /// in flight, or not yet returned to the system, at that instant.
+    /// The gateway's settled resident size: the least of readings every
+    /// 250 ms, taken until none has set a new low (by 64 kB or more) for
+    /// two seconds, and for at most ten. One reading swings by megabytes
+    /// with what happens to be in flight; and after a burst (the throughput
+    /// phases, 100 joins) jemalloc hands freed pages back over a few
+    /// seconds, so a fixed two-second window measured how far that had got.
     async fn settled_rss_kb(&self) -> Option<u64> {
+        const STEP: Duration = Duration::from_millis(250);
+        const QUIET: Duration = Duration::from_secs(2);
+        const MOST: Duration = Duration::from_secs(10);
+        const NEW_LOW_KB: u64 = 64;
+        let started = Instant::now();
         let mut least: Option<u64> = None;
-        for _ in 0..8 {
+        let mut last_low = started;
+        loop {
             if let Some(kb) = self.rss_kb() {
+                if least.is_none_or(|l| kb + NEW_LOW_KB <= l) {
+                    last_low = Instant::now();
+                }
                 least = Some(least.map_or(kb, |l| l.min(kb)));
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            if last_low.elapsed() >= QUIET || started.elapsed() >= MOST {
+                break;
+            }
+            tokio::time::sleep(STEP).await;
         }
         least
     }
