@@ -339,20 +339,19 @@ pub async fn page(
         after_id: None,
         before_id: None,
     };
-    let range = ArchiveRange {
-        after_id: position(store, gateway, room, request.after.as_deref()).await?,
-        before_id: position(
-            store,
-            gateway,
-            room,
-            request.before.clone().flatten().as_deref(),
-        )
-        .await?,
-        ..filters.clone()
-    };
+    let after_id = position(store, gateway, room, request.after.as_deref()).await?;
+    let before_id = position(
+        store,
+        gateway,
+        room,
+        request.before.clone().flatten().as_deref(),
+    )
+    .await?;
     let backwards = request.before.is_some();
     let limit = i64::try_from(request.max).unwrap_or(i64::MAX - 1);
-    let mut rows = store.archive_range(&range, limit + 1, backwards).await?;
+    let (mut rows, count) = store
+        .archive_page(&filters, after_id, before_id, limit + 1, backwards)
+        .await?;
     let complete = rows.len() <= request.max;
     rows.truncate(request.max);
     if backwards {
@@ -361,7 +360,7 @@ pub async fn page(
     Ok(Page {
         messages: rows.into_iter().map(|r| r.message).collect(),
         complete,
-        count: store.archive_count(&filters).await?,
+        count,
     })
 }
 

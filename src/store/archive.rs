@@ -232,10 +232,52 @@ impl Store {
         limit: i64,
         newest_first: bool,
     ) -> Result<Vec<ArchivedRow>> {
-        let Some(range) = self.narrowed(range).await? else {
-            return Ok(Vec::new());
+        match self.narrowed(range).await? {
+            Some(range) => self.rows_in(&range, limit, newest_first).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// How many messages a range holds.
+    pub async fn archive_count(&self, range: &ArchiveRange) -> Result<i64> {
+        match self.narrowed(range).await? {
+            Some(range) => self.count_in(&range).await,
+            None => Ok(0),
+        }
+    }
+
+    /// One page of a MAM query: up to `limit` messages of `filters` after
+    /// row `after_id` and before row `before_id` (as [`Store::archive_range`]
+    /// orders them), and how many messages `filters` holds in all. The time
+    /// bounds are narrowed once for both, where asking for the page and the
+    /// count apart would narrow them twice.
+    pub async fn archive_page(
+        &self,
+        filters: &ArchiveRange,
+        after_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+        newest_first: bool,
+    ) -> Result<(Vec<ArchivedRow>, i64)> {
+        let Some(filters) = self.narrowed(filters).await? else {
+            return Ok((Vec::new(), 0));
         };
-        let range = &range;
+        let page = ArchiveRange {
+            after_id: tighter_bound(filters.after_id, after_id, i64::max),
+            before_id: tighter_bound(filters.before_id, before_id, i64::min),
+            ..filters.clone()
+        };
+        let rows = self.rows_in(&page, limit, newest_first).await?;
+        Ok((rows, self.count_in(&filters).await?))
+    }
+
+    /// [`Store::archive_range`] of a range already narrowed.
+    async fn rows_in(
+        &self,
+        range: &ArchiveRange,
+        limit: i64,
+        newest_first: bool,
+    ) -> Result<Vec<ArchivedRow>> {
         let sql = if newest_first {
             concat!(
                 "SELECT ",
@@ -260,22 +302,19 @@ impl Store {
         rows.iter().map(|row| archived_row(row, range)).collect()
     }
 
-    /// How many messages a range holds.
-    pub async fn archive_count(&self, range: &ArchiveRange) -> Result<i64> {
-        let Some(range) = self.narrowed(range).await? else {
-            return Ok(0);
-        };
+    /// [`Store::archive_count`] of a range already narrowed.
+    async fn count_in(&self, range: &ArchiveRange) -> Result<i64> {
         let row = match range.nick {
             Some(_) => {
                 let sql = concat!("SELECT COUNT(*) AS n FROM archive WHERE ", range!());
-                bind_range(sqlx::query(sql), &range)
+                bind_range(sqlx::query(sql), range)
             }
             None => {
                 let sql = concat!(
                     "SELECT COUNT(*) AS n FROM archive WHERE ",
                     range_any_nick!()
                 );
-                bind_times_and_ids(sqlx::query(sql), &range)
+                bind_times_and_ids(sqlx::query(sql), range)
             }
         }
         .fetch_one(&self.pool)
@@ -310,10 +349,10 @@ impl Store {
             };
             match side {
                 TimeSide::From(_) => {
-                    range.after_id = Some(range.after_id.unwrap_or(i64::MIN).max(bound - 1));
+                    range.after_id = tighter_bound(range.after_id, Some(bound - 1), i64::max);
                 }
                 TimeSide::Until(_) => {
-                    range.before_id = Some(range.before_id.unwrap_or(i64::MAX).min(bound + 1));
+                    range.before_id = tighter_bound(range.before_id, Some(bound + 1), i64::min);
                 }
             }
         }
@@ -324,25 +363,23 @@ impl Store {
     /// one past [`FEW_ROWS`], and the least (from a time) or greatest
     /// (until a time) row id among them.
     async fn few_ids(&self, side: TimeSide, range: &ArchiveRange) -> Result<(i64, Option<i64>)> {
+        // The two sides differ only in their aggregate and comparison.
+        macro_rules! beyond {
+            ($bound:literal, $cmp:literal) => {
+                concat!(
+                    "SELECT COUNT(*) AS n, ",
+                    $bound,
+                    "(id) AS bound FROM (SELECT id FROM archive WHERE room_id = ",
+                    room_key!(),
+                    " AND ts_ms ",
+                    $cmp,
+                    " $3 LIMIT $4) AS beyond"
+                )
+            };
+        }
         let (sql, time) = match side {
-            TimeSide::From(start) => (
-                concat!(
-                    "SELECT COUNT(*) AS n, MIN(id) AS bound FROM (SELECT id FROM archive \
-                     WHERE room_id = ",
-                    room_key!(),
-                    " AND ts_ms >= $3 LIMIT $4) AS after_start"
-                ),
-                start,
-            ),
-            TimeSide::Until(end) => (
-                concat!(
-                    "SELECT COUNT(*) AS n, MAX(id) AS bound FROM (SELECT id FROM archive \
-                     WHERE room_id = ",
-                    room_key!(),
-                    " AND ts_ms <= $3 LIMIT $4) AS before_end"
-                ),
-                end,
-            ),
+            TimeSide::From(start) => (beyond!("MIN", ">="), start),
+            TimeSide::Until(end) => (beyond!("MAX", "<="), end),
         };
         let row = sqlx::query(sql)
             .bind(range.gateway.as_str())
@@ -352,6 +389,15 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok((row.try_get("n")?, row.try_get("bound")?))
+    }
+}
+
+/// Two optional row-id bounds as one: the tighter of the two (`tighter` is
+/// `i64::max` for lower bounds, `i64::min` for upper ones), or the one given.
+fn tighter_bound(a: Option<i64>, b: Option<i64>, tighter: fn(i64, i64) -> i64) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(tighter(a, b)),
+        (a, b) => a.or(b),
     }
 }
 
