@@ -492,6 +492,136 @@ async fn topics_modes_kicks_and_away_both_ways() {
     );
 }
 
+/// Status modes, away, nick changes and quits of someone in one of the
+/// user's two channels show in that room only, with the standing each
+/// earlier change left. IRC tells a quit, a nick change and away-notify
+/// without a channel, and the gateway keeps no member list per IRC
+/// connection: the room's own list decides where they show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_away_nicks_and_quits_follow_the_member_in_each_room() {
+    let mut s = setup().await;
+    let one = format!("#one%localhost@{GW}");
+    let two = format!("#two%localhost@{GW}");
+    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
+    chanop.join("#one").await;
+    chanop.join("#two").await;
+    join_as_alice(&mut s, &one).await;
+    join_as_alice(&mut s, &two).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#one").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{one}/bob"))
+        })
+        .await;
+
+    // Each change is shown with everything bob holds: -o leaves the +v.
+    let steps = [
+        ("+v", ("member", "participant")),
+        ("+o", ("admin", "moderator")),
+        ("-o", ("member", "participant")),
+    ];
+    for (change, (affiliation, role)) in steps {
+        chanop.send(&format!("MODE #one {change} bob")).await;
+        let shown = s
+            .alice
+            .expect(WAIT, |p| {
+                p.name() == "presence" && from(p, &format!("{one}/bob"))
+            })
+            .await;
+        assert_eq!(
+            muc_item(&shown),
+            (affiliation.to_owned(), role.to_owned()),
+            "after {change}: {}",
+            String::from(&shown)
+        );
+    }
+
+    // Away keeps the standing.
+    bob.send("AWAY :lunch").await;
+    let away = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{one}/bob"))
+        })
+        .await;
+    assert_eq!(
+        away.get_child("show", "jabber:client").unwrap().text(),
+        "away"
+    );
+    assert_eq!(
+        muc_item(&away),
+        ("member".to_owned(), "participant".to_owned())
+    );
+
+    // A nick change keeps both the standing and the away.
+    bob.send("NICK bobby").await;
+    let gone = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{one}/bob"))
+        })
+        .await;
+    assert!(
+        String::from(&gone).contains("code='303'"),
+        "{}",
+        String::from(&gone)
+    );
+    let renamed = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{one}/bobby"))
+        })
+        .await;
+    assert_eq!(
+        muc_item(&renamed),
+        ("member".to_owned(), "participant".to_owned())
+    );
+    assert_eq!(
+        renamed
+            .get_child("show", "jabber:client")
+            .map(Element::text)
+            .as_deref(),
+        Some("away")
+    );
+
+    // The modes moved with the nick: dropping the voice leaves none.
+    chanop.send("MODE #one -v bobby").await;
+    let devoiced = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{one}/bobby"))
+        })
+        .await;
+    assert_eq!(
+        muc_item(&devoiced),
+        ("none".to_owned(), "participant".to_owned())
+    );
+
+    bob.quit("bye").await;
+    let quit = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{one}/bobby"))
+        })
+        .await;
+    assert_eq!(attr(&quit, "type"), "unavailable");
+
+    // Nothing of bob's ever showed in #two: read up to a later message there.
+    chanop.send("PRIVMSG #two :marker").await;
+    let mut in_two = Vec::new();
+    loop {
+        let stanza = s.alice.recv(WAIT).await.expect("the marker never came");
+        if body(&stanza).as_deref() == Some("marker") {
+            break;
+        }
+        if attr(&stanza, "from").starts_with(&format!("{two}/bob")) {
+            in_two.push(String::from(&stanza));
+        }
+    }
+    assert!(in_two.is_empty(), "bob showed in #two: {in_two:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_list_nick_change_and_closing_after_the_last_part() {
     let mut s = setup().await;

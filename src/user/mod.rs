@@ -301,6 +301,7 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::Topic { room, .. }
         | RemoteEvent::Kick { room, .. }
         | RemoteEvent::RoleChange { room, .. }
+        | RemoteEvent::OccupantStatus { room, .. }
         | RemoteEvent::RoomInfo { room, .. }
         | RemoteEvent::Invited { room, .. } => Some(room.as_str()),
         RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected => None,

@@ -156,6 +156,22 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             let is_self = nick == state.nick && state.joined;
             user.on_join(&room, occupant, is_self, false).await;
         }
+        RemoteEvent::OccupantStatus {
+            room,
+            nick,
+            show,
+            status,
+        } => {
+            let Some(state) = user.rooms.get_mut(&room) else {
+                return;
+            };
+            let Some(occupant) = state.occupants.set_presence(&nick, show, status.as_deref())
+            else {
+                return;
+            };
+            let is_self = nick == state.nick && state.joined;
+            user.on_join(&room, occupant, is_self, false).await;
+        }
         RemoteEvent::RoomInfo { room, name } => {
             debug!(%room, ?name, "room info");
         }
@@ -548,6 +564,10 @@ impl UserSession {
             return;
         };
         let occupant = state.occupants.remove(nick);
+        if occupant.is_none() && !is_self {
+            // Not someone the user was shown (see `RemoteEvent::Part`).
+            return;
+        }
         let kept = occupant.as_ref().map(|o| o.affiliation).unwrap_or_default();
         let (code, affiliation, actor) = match how {
             Departure::Left => (None, kept, None),
@@ -586,14 +606,19 @@ impl UserSession {
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
-        let mut occupant = state.occupants.remove(old).unwrap_or(Occupant {
-            user: None,
-            nick: old.to_owned(),
-            affiliation: estuary_bridge::Affiliation::None,
-            role: estuary_bridge::Role::Participant,
-            show: estuary_bridge::PresenceShow::Online,
-            status: None,
-        });
+        let mut occupant = match state.occupants.remove(old) {
+            Some(occupant) => occupant,
+            // Not someone the user was shown (see `RemoteEvent::Part`).
+            None if !is_self => return,
+            None => Occupant {
+                user: None,
+                nick: old.to_owned(),
+                affiliation: estuary_bridge::Affiliation::None,
+                role: estuary_bridge::Role::Participant,
+                show: estuary_bridge::PresenceShow::Online,
+                status: None,
+            },
+        };
         occupant.nick = new.to_owned();
         let mut gone_codes = vec![muc::NICK_CHANGED];
         let mut back_codes = vec![];

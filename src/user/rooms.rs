@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use estuary_bridge::{Affiliation, Occupant, RemoteAddress, Role, Standing};
+use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role, Standing};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
@@ -71,6 +71,19 @@ impl OccupantList {
         let standing = self.0.get_mut(nick)?;
         standing.affiliation = affiliation;
         standing.role = role;
+        Some(standing.occupant(nick))
+    }
+
+    /// Change an occupant's availability; the occupant as it is now.
+    pub fn set_presence(
+        &mut self,
+        nick: &str,
+        show: PresenceShow,
+        status: Option<&str>,
+    ) -> Option<Occupant> {
+        let standing = self.0.get_mut(nick)?;
+        standing.show = show;
+        standing.set_status(status);
         Some(standing.occupant(nick))
     }
 

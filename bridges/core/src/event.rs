@@ -267,6 +267,11 @@ pub enum RemoteEvent {
         /// The network forced a nick other than the one asked for.
         nick_changed: bool,
     },
+    /// Someone left the room. The core keeps the one member list of each
+    /// room, so a bridge need not know who is in which: a Part, NickChange,
+    /// RoleChange or OccupantStatus about a nick that is not in the room is
+    /// dropped. An IRC QUIT names no channel, so IRC reports it in every
+    /// channel the connection shares with the network.
     Part {
         room: RemoteAddress,
         nick: String,
@@ -298,6 +303,14 @@ pub enum RemoteEvent {
         nick: String,
         affiliation: Affiliation,
         role: Role,
+    },
+    /// An occupant's availability changed (IRC away-notify); the rest of
+    /// their standing stays as it was.
+    OccupantStatus {
+        room: RemoteAddress,
+        nick: String,
+        show: PresenceShow,
+        status: Option<String>,
     },
     RoomInfo {
         room: RemoteAddress,

@@ -40,6 +40,10 @@ impl ModeSet {
         }
     }
 
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
     pub fn contains(self, mode: char) -> bool {
         Self::bit(mode).is_some_and(|b| self.0 & b != 0)
     }

@@ -121,31 +121,26 @@ pub fn spawn(
     ServerHandle { commands: tx }
 }
 
-/// Someone in a channel (the nick is the key of `Channel::members`): what
-/// the XMPP side sees, plus the prefix modes held, which role and affiliation
-/// changes are computed from.
-struct Member {
-    modes: ModeSet,
-    standing: Standing,
-}
-
-impl Member {
-    fn new(affiliation: Affiliation, role: Role, modes: ModeSet) -> Member {
-        Member {
-            modes,
-            standing: Standing::new(affiliation, role),
-        }
-    }
-}
-
 /// A channel being joined or joined.
 struct Channel {
     name: String,
-    /// A hash map: a third smaller than a B-tree of the same entries, and
-    /// every user in a channel has one.
-    members: HashMap<Box<str>, Member>,
+    /// The status modes of members, by nick. Until the join completes, every
+    /// member (the NAMES reply, and who came and went since), to be reported
+    /// together. Once joined, only the members holding a mode: a MODE line
+    /// tells a change, and the role follows from every mode held. The core
+    /// keeps the full list of each room for the user; a second copy here cost
+    /// 5 KB per user of a channel of a hundred.
+    members: HashMap<Box<str>, ModeSet>,
     /// NAMES finished and the self-join was reported.
     joined: bool,
+}
+
+impl Channel {
+    /// Once joined, drop the members holding no mode.
+    fn keep_moded(&mut self) {
+        self.members.retain(|_, modes| !modes.is_empty());
+        self.members.shrink_to_fit();
+    }
 }
 
 struct ServerTask {
@@ -546,7 +541,7 @@ impl ServerTask {
                     .channels
                     .get(&isupport.fold(&channel))
                     .and_then(|ch| ch.members.get(nick.as_str()))
-                    .map(|m| m.modes.iter().collect::<Vec<char>>())
+                    .map(|modes| modes.iter().collect::<Vec<char>>())
                     .unwrap_or_default();
                 let mut changes = Vec::new();
                 if let Some(affiliation) = affiliation {
@@ -616,16 +611,10 @@ impl ServerTask {
                     let folded = isupport.fold(&channel);
                     let occupant = occupant(&nick, Affiliation::None, Role::Participant);
                     let joined_room = match self.channels.get_mut(&folded) {
+                        Some(ch) if ch.joined => Some(ch.name.clone()),
                         Some(ch) => {
-                            ch.members.insert(
-                                nick.as_str().into(),
-                                Member::new(
-                                    Affiliation::None,
-                                    Role::Participant,
-                                    ModeSet::default(),
-                                ),
-                            );
-                            ch.joined.then(|| ch.name.clone())
+                            ch.members.insert(nick.as_str().into(), ModeSet::default());
+                            None
                         }
                         None => None,
                     };
@@ -645,13 +634,11 @@ impl ServerTask {
                 let folded = isupport.fold(line.param(2));
                 if let Some(ch) = self.channels.get_mut(&folded) {
                     for entry in modes::parse_names(line.param(3), &isupport.prefix) {
-                        let (affiliation, role) = entry.standing(&isupport.prefix);
-                        let member = Member::new(
-                            affiliation,
-                            role,
-                            entry.modes(&isupport.prefix).into_iter().collect(),
-                        );
-                        ch.members.insert(entry.nick.as_str().into(), member);
+                        let modes: ModeSet = entry.modes(&isupport.prefix).into_iter().collect();
+                        // A NAMES asked for later must not refill the list.
+                        if !ch.joined || !modes.is_empty() {
+                            ch.members.insert(entry.nick.as_str().into(), modes);
+                        }
                     }
                 }
             }
@@ -666,13 +653,16 @@ impl ServerTask {
                 let room = IrcAddress::remote(&ch.name, &self.server, self.fixed.as_deref());
                 let mut own = None;
                 let mut others = Vec::new();
-                for (nick, m) in &ch.members {
+                for (nick, &modes) in &ch.members {
+                    let (affiliation, role) = modes::standing_for_modes(modes.iter());
+                    let member = occupant(nick, affiliation, role);
                     if isupport.fold(nick) == my_folded {
-                        own = Some(m.standing.occupant(nick));
+                        own = Some(member);
                     } else {
-                        others.push(m.standing.occupant(nick));
+                        others.push(member);
                     }
                 }
+                ch.keep_moded();
                 let own = own.unwrap_or_else(|| {
                     occupant(&live.me.nick, Affiliation::None, Role::Participant)
                 });
@@ -729,10 +719,12 @@ impl ServerTask {
                 }
             }
             "QUIT" => {
+                // Told in every joined channel: the core knows which have the nick.
                 let nick = line.nick().unwrap_or_default().to_owned();
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if ch.members.remove(nick.as_str()).is_some() {
+                    ch.members.remove(nick.as_str());
+                    if ch.joined {
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -785,10 +777,13 @@ impl ServerTask {
                 if is_self {
                     live.me.nick = new.clone();
                 }
+                // Told in every joined channel, as a QUIT is.
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if let Some(m) = ch.members.remove(old.as_str()) {
-                        ch.members.insert(new.as_str().into(), m);
+                    if let Some(modes) = ch.members.remove(old.as_str()) {
+                        ch.members.insert(new.as_str().into(), modes);
+                    }
+                    if ch.joined {
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -876,17 +871,23 @@ impl ServerTask {
                 let Some(nick) = change.arg.as_deref() else {
                     continue;
                 };
-                let Some(member) = ch.members.get_mut(nick) else {
-                    continue;
+                // Once joined, a member without modes has no entry.
+                let mut held = match ch.members.get(nick) {
+                    Some(&modes) => modes,
+                    None if ch.joined => ModeSet::default(),
+                    None => continue,
                 };
                 if change.adding {
-                    member.modes.insert(change.mode);
+                    held.insert(change.mode);
                 } else {
-                    member.modes.remove(change.mode);
+                    held.remove(change.mode);
                 }
-                let (affiliation, role) = modes::standing_for_modes(member.modes.iter());
-                member.standing.affiliation = affiliation;
-                member.standing.role = role;
+                if ch.joined && held.is_empty() {
+                    ch.members.remove(nick);
+                } else {
+                    ch.members.insert(nick.into(), held);
+                }
+                let (affiliation, role) = modes::standing_for_modes(held.iter());
                 changed.push((nick.to_owned(), affiliation, role));
             }
             if !ch.joined {
@@ -918,22 +919,19 @@ impl ServerTask {
         } else {
             PresenceShow::Online
         };
-        let mut updates = Vec::new();
-        for ch in self.channels.values_mut() {
-            if let Some(member) = ch.members.get_mut(nick.as_str()) {
-                member.standing.show = show;
-                member.standing.set_status(status.as_deref());
-                if ch.joined {
-                    updates.push((ch.name.clone(), member.standing.occupant(&nick)));
-                }
-            }
-        }
-        for (channel, occupant) in updates {
-            self.emit(RemoteEvent::Join {
+        // Told in every joined channel, as a QUIT is.
+        let channels: Vec<String> = self
+            .channels
+            .values()
+            .filter(|ch| ch.joined)
+            .map(|ch| ch.name.clone())
+            .collect();
+        for channel in channels {
+            self.emit(RemoteEvent::OccupantStatus {
                 room: self.room(&channel),
-                occupant,
-                is_self: false,
-                nick_changed: false,
+                nick: nick.clone(),
+                show,
+                status: status.clone(),
             });
         }
     }
