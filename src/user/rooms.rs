@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role, Standing};
+use ecow::EcoString;
+use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
@@ -44,21 +45,61 @@ impl RoomState {
 
 /// The occupants of one room, by nick.
 ///
-/// Every user of a busy channel has one of these per room, so it is kept
-/// compact: the nick is stored once (as the key) and the rest in a
-/// [`Standing`], rather than as whole [`Occupant`]s, in a hash map (a
-/// third smaller than a B-tree of the same entries).
+/// Every user of a busy channel has one of these per room, so an entry is
+/// kept to 24 bytes: the nick inline (an [`EcoString`] holds up to 15 bytes
+/// without allocating, which most nicks fit), and a three-byte standing,
+/// with the user and status message of the few occupants who have either
+/// kept apart. Hash maps, a third smaller than B-trees of the same entries.
 #[derive(Debug, Default)]
-pub struct OccupantList(HashMap<Box<str>, Standing>);
+pub struct OccupantList {
+    standings: HashMap<EcoString, Standing>,
+    details: HashMap<EcoString, Details>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Standing {
+    affiliation: Affiliation,
+    role: Role,
+    show: PresenceShow,
+}
+
+#[derive(Debug, Default)]
+struct Details {
+    user: Option<RemoteAddress>,
+    status: Option<Box<str>>,
+}
 
 impl OccupantList {
     pub fn insert(&mut self, occupant: Occupant) {
-        let (nick, standing) = Standing::of(occupant);
-        self.0.insert(nick, standing);
+        let nick = EcoString::from(occupant.nick);
+        let standing = Standing {
+            affiliation: occupant.affiliation,
+            role: occupant.role,
+            show: occupant.show,
+        };
+        if occupant.user.is_some() || occupant.status.is_some() {
+            let details = Details {
+                user: occupant.user,
+                status: occupant.status.map(String::into_boxed_str),
+            };
+            self.details.insert(nick.clone(), details);
+        } else {
+            self.details.remove(&nick);
+        }
+        self.standings.insert(nick, standing);
     }
 
     pub fn remove(&mut self, nick: &str) -> Option<Occupant> {
-        self.0.remove(nick).map(|s| s.occupant(nick))
+        let standing = self.standings.remove(nick)?;
+        let details = self.details.remove(nick).unwrap_or_default();
+        Some(Occupant {
+            user: details.user,
+            nick: nick.to_owned(),
+            affiliation: standing.affiliation,
+            role: standing.role,
+            show: standing.show,
+            status: details.status.map(String::from),
+        })
     }
 
     /// Change an occupant's affiliation and role; the occupant as it is now.
@@ -68,10 +109,10 @@ impl OccupantList {
         affiliation: Affiliation,
         role: Role,
     ) -> Option<Occupant> {
-        let standing = self.0.get_mut(nick)?;
+        let standing = self.standings.get_mut(nick)?;
         standing.affiliation = affiliation;
         standing.role = role;
-        Some(standing.occupant(nick))
+        self.get(nick)
     }
 
     /// Change an occupant's availability; the occupant as it is now.
@@ -81,21 +122,51 @@ impl OccupantList {
         show: PresenceShow,
         status: Option<&str>,
     ) -> Option<Occupant> {
-        let standing = self.0.get_mut(nick)?;
+        let standing = self.standings.get_mut(nick)?;
         standing.show = show;
-        standing.set_status(status);
-        Some(standing.occupant(nick))
+        match (self.details.get_mut(nick), status) {
+            (Some(details), status) => {
+                details.status = status.map(Box::from);
+                if details.user.is_none() && details.status.is_none() {
+                    self.details.remove(nick);
+                }
+            }
+            (None, Some(status)) => {
+                let details = Details {
+                    user: None,
+                    status: Some(status.into()),
+                };
+                self.details.insert(nick.into(), details);
+            }
+            (None, None) => {}
+        }
+        self.get(nick)
+    }
+
+    /// The occupant under `nick`.
+    pub fn get(&self, nick: &str) -> Option<Occupant> {
+        let standing = self.standings.get(nick)?;
+        let details = self.details.get(nick);
+        Some(Occupant {
+            user: details.and_then(|d| d.user.clone()),
+            nick: nick.to_owned(),
+            affiliation: standing.affiliation,
+            role: standing.role,
+            show: standing.show,
+            status: details.and_then(|d| d.status.as_deref().map(str::to_owned)),
+        })
     }
 
     /// By nick, so that every client is shown the room in the same order.
     pub fn iter(&self) -> impl Iterator<Item = Occupant> + '_ {
-        let mut nicks: Vec<&str> = self.0.keys().map(|n| &**n).collect();
+        let mut nicks: Vec<&str> = self.standings.keys().map(EcoString::as_str).collect();
         nicks.sort_unstable();
-        nicks.into_iter().map(|nick| self.0[nick].occupant(nick))
+        nicks.into_iter().filter_map(|nick| self.get(nick))
     }
 
     pub fn clear(&mut self) {
-        self.0.clear();
+        self.standings.clear();
+        self.details.clear();
     }
 }
 
@@ -156,7 +227,13 @@ impl Rooms {
         room: &RemoteAddress,
         resource: &FullJid,
     ) -> Option<HistoryRequest> {
-        self.history.remove(&(room.clone(), resource.clone()))
+        let request = self.history.remove(&(room.clone(), resource.clone()));
+        if self.history.is_empty() {
+            // A map keeps its table when emptied; every user has one, and
+            // it is empty but for the moment of a join.
+            self.history = HashMap::new();
+        }
+        request
     }
 
     /// Forget a resource that went offline; returns the rooms it left empty.
@@ -225,4 +302,101 @@ pub fn room_jid(gw: &Gateway, room: &RemoteAddress) -> Option<Jid> {
 /// The same as a [`BareJid`], to build occupants' JIDs on.
 pub fn room_bare(gw: &Gateway, room: &RemoteAddress) -> Option<BareJid> {
     bare_jid(room, gw.jid.domain()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn someone(nick: &str) -> Occupant {
+        Occupant::new(nick, Affiliation::None, Role::Participant)
+    }
+
+    #[test]
+    fn an_entry_is_a_nick_and_three_bytes() {
+        assert_eq!(std::mem::size_of::<(EcoString, Standing)>(), 24);
+    }
+
+    #[test]
+    fn an_occupant_comes_back_as_it_went_in() {
+        for (user, status) in [
+            (None, None),
+            (Some("u"), None),
+            (None, Some("gone")),
+            (Some("u"), Some("gone")),
+        ] {
+            let before = Occupant {
+                user: user.map(RemoteAddress::new),
+                nick: "nick".into(),
+                affiliation: Affiliation::Admin,
+                role: Role::Moderator,
+                show: PresenceShow::Away,
+                status: status.map(str::to_owned),
+            };
+            let mut list = OccupantList::default();
+            list.insert(before.clone());
+            assert_eq!(list.get("nick").as_ref(), Some(&before));
+            assert_eq!(list.remove("nick"), Some(before));
+            assert!(list.details.is_empty());
+        }
+    }
+
+    #[test]
+    fn occupants_keep_their_user_and_status_through_every_change() {
+        let mut list = OccupantList::default();
+        let long = "a-nick-longer-than-fifteen-bytes";
+        list.insert(someone(long));
+        list.insert(Occupant {
+            user: Some(RemoteAddress::new("bob%irc.example.org")),
+            status: Some("lunch".to_owned()),
+            show: PresenceShow::Away,
+            ..someone("bob")
+        });
+        list.insert(someone("alice"));
+
+        let shown: Vec<String> = list.iter().map(|o| o.nick).collect();
+        assert_eq!(shown, ["a-nick-longer-than-fifteen-bytes", "alice", "bob"]);
+
+        let bob = list
+            .set_standing("bob", Affiliation::Admin, Role::Moderator)
+            .unwrap();
+        assert_eq!(bob.user, Some(RemoteAddress::new("bob%irc.example.org")));
+        assert_eq!(bob.status.as_deref(), Some("lunch"));
+        assert_eq!(
+            (bob.affiliation, bob.role),
+            (Affiliation::Admin, Role::Moderator)
+        );
+
+        // Back: the status goes, the user stays.
+        let bob = list
+            .set_presence("bob", PresenceShow::Online, None)
+            .unwrap();
+        assert_eq!(bob.status, None);
+        assert_eq!(bob.user, Some(RemoteAddress::new("bob%irc.example.org")));
+        assert_eq!(bob.affiliation, Affiliation::Admin);
+
+        // A status for someone who had no details, then none again.
+        let alice = list
+            .set_presence("alice", PresenceShow::DoNotDisturb, Some("busy"))
+            .unwrap();
+        assert_eq!(alice.status.as_deref(), Some("busy"));
+        list.set_presence("alice", PresenceShow::Online, None);
+        assert!(!list.details.contains_key("alice"));
+
+        // Taken out whole; re-inserted without details, none linger.
+        let bob = list.remove("bob").unwrap();
+        assert_eq!(bob.show, PresenceShow::Online);
+        assert_eq!(bob.user, Some(RemoteAddress::new("bob%irc.example.org")));
+        list.insert(someone("bob"));
+        assert_eq!(list.get("bob").unwrap().user, None);
+
+        assert!(list.remove(long).is_some());
+        assert!(list.remove(long).is_none());
+        assert!(list
+            .set_presence("nobody", PresenceShow::Away, None)
+            .is_none());
+        assert!(list
+            .set_standing("nobody", Affiliation::Owner, Role::Moderator)
+            .is_none());
+    }
 }

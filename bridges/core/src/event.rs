@@ -68,88 +68,17 @@ pub struct Occupant {
     pub status: Option<String>,
 }
 
-/// An occupant without the nick, for member lists keyed by nick. A gateway
-/// keeps such a list per user and room (the core, and the IRC bridge per
-/// connection), so this stays small (16 bytes) and the [`Occupant`] is built
-/// only when an event needs one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Standing {
-    pub affiliation: Affiliation,
-    pub role: Role,
-    pub show: PresenceShow,
-    /// Boxed together because most occupants have neither.
-    details: Option<Box<StandingDetails>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct StandingDetails {
-    user: Option<RemoteAddress>,
-    status: Option<Box<str>>,
-}
-
-impl Standing {
-    /// Someone with this standing, present, with no status and no known user.
-    pub fn new(affiliation: Affiliation, role: Role) -> Standing {
-        Standing {
+impl Occupant {
+    /// Someone present under `nick` with this standing, with no status and
+    /// no known user.
+    pub fn new(nick: impl Into<String>, affiliation: Affiliation, role: Role) -> Occupant {
+        Occupant {
+            user: None,
+            nick: nick.into(),
             affiliation,
             role,
             show: PresenceShow::Online,
-            details: None,
-        }
-    }
-
-    /// An occupant split into its nick and the rest.
-    pub fn of(occupant: Occupant) -> (Box<str>, Standing) {
-        let details = (occupant.user.is_some() || occupant.status.is_some()).then(|| {
-            Box::new(StandingDetails {
-                user: occupant.user,
-                status: occupant.status.map(String::into_boxed_str),
-            })
-        });
-        let standing = Standing {
-            affiliation: occupant.affiliation,
-            role: occupant.role,
-            show: occupant.show,
-            details,
-        };
-        (occupant.nick.into_boxed_str(), standing)
-    }
-
-    pub fn user(&self) -> Option<&RemoteAddress> {
-        self.details.as_ref()?.user.as_ref()
-    }
-
-    pub fn status(&self) -> Option<&str> {
-        self.details.as_ref()?.status.as_deref()
-    }
-
-    pub fn set_status(&mut self, status: Option<&str>) {
-        match (&mut self.details, status) {
-            (Some(details), status) => {
-                details.status = status.map(Box::from);
-                if details.user.is_none() && details.status.is_none() {
-                    self.details = None;
-                }
-            }
-            (None, None) => {}
-            (None, Some(status)) => {
-                self.details = Some(Box::new(StandingDetails {
-                    user: None,
-                    status: Some(status.into()),
-                }))
-            }
-        }
-    }
-
-    /// The occupant with this standing under `nick`.
-    pub fn occupant(&self, nick: &str) -> Occupant {
-        Occupant {
-            user: self.user().cloned(),
-            nick: nick.to_owned(),
-            affiliation: self.affiliation,
-            role: self.role,
-            show: self.show,
-            status: self.status().map(str::to_owned),
+            status: None,
         }
     }
 }
@@ -268,10 +197,11 @@ pub enum RemoteEvent {
         nick_changed: bool,
     },
     /// Someone left the room. The core keeps the one member list of each
-    /// room, so a bridge need not know who is in which: a Part, NickChange,
-    /// RoleChange or OccupantStatus about a nick that is not in the room is
-    /// dropped. An IRC QUIT names no channel, so IRC reports it in every
-    /// channel the connection shares with the network.
+    /// room, so a bridge need not know exactly who is in which: a Part,
+    /// NickChange, RoleChange or OccupantStatus about a nick that is not in
+    /// the room is dropped. (An IRC QUIT names no channel; the IRC bridge
+    /// keeps only a digest of each channel's nicks to tell where to report
+    /// it.)
     Part {
         room: RemoteAddress,
         nick: String,
@@ -376,57 +306,5 @@ impl EventSender {
     /// Waits for room in the queue; `None` once the core has dropped the session.
     pub async fn reserve(&self) -> Option<EventPermit<'_>> {
         self.0.reserve().await.ok()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn occupant(user: Option<&str>, status: Option<&str>) -> Occupant {
-        Occupant {
-            user: user.map(RemoteAddress::new),
-            nick: "nick".into(),
-            affiliation: Affiliation::Admin,
-            role: Role::Moderator,
-            show: PresenceShow::Away,
-            status: status.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn a_standing_gives_back_the_occupant_it_was_made_of() {
-        for (user, status) in [
-            (None, None),
-            (Some("u"), None),
-            (None, Some("gone")),
-            (Some("u"), Some("gone")),
-        ] {
-            let before = occupant(user, status);
-            let (nick, standing) = Standing::of(before.clone());
-            assert_eq!(standing.occupant(&nick), before);
-        }
-    }
-
-    #[test]
-    fn a_status_can_be_set_and_cleared() {
-        let mut standing = Standing::new(Affiliation::None, Role::Participant);
-        standing.set_status(Some("lunch"));
-        assert_eq!(standing.status(), Some("lunch"));
-        standing.set_status(None);
-        assert_eq!(
-            standing,
-            Standing::new(Affiliation::None, Role::Participant)
-        );
-        let (_, mut with_user) = Standing::of(occupant(Some("u"), None));
-        with_user.set_status(Some("lunch"));
-        with_user.set_status(None);
-        assert_eq!(with_user.user(), Some(&RemoteAddress::new("u")));
-    }
-
-    /// Member lists hold one per occupant per user; see `Standing`.
-    #[test]
-    fn a_standing_is_two_words() {
-        assert!(std::mem::size_of::<Standing>() <= 16);
     }
 }

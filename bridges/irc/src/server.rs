@@ -2,12 +2,13 @@
 //! reconnects it with backoff, keeps channel state, and turns IRC lines into
 //! neutral events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use estuary_bridge::{
     Affiliation, BridgeError, EventPermit, EventSender, MessageKind, Occupant, PresenceShow,
-    RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo, Standing,
+    RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -17,6 +18,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::address::IrcAddress;
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
+use crate::isupport::Isupport;
 use crate::line::IrcLine;
 use crate::modes::{self, ModeSet};
 use crate::options::ServerOptions;
@@ -131,16 +133,55 @@ struct Channel {
     /// keeps the full list of each room for the user; a second copy here cost
     /// 5 KB per user of a channel of a hundred.
     members: HashMap<Box<str>, ModeSet>,
+    /// Once joined, who is in the channel, as a digest of each case-folded
+    /// nick ([`nick_digest`]). A QUIT, a NICK or an away-notify names no
+    /// channel: this says in which channels to report it, at five bytes a
+    /// member. Two nicks with one digest only make the core look for an
+    /// occupant who is not there, which it ignores.
+    present: HashSet<u32>,
     /// NAMES finished and the self-join was reported.
     joined: bool,
 }
 
 impl Channel {
-    /// Once joined, drop the members holding no mode.
-    fn keep_moded(&mut self) {
+    fn new(name: String) -> Channel {
+        Channel {
+            name,
+            members: HashMap::new(),
+            present: HashSet::new(),
+            joined: false,
+        }
+    }
+
+    /// The join completed: from now on, members are known by digest, and
+    /// only those holding a mode by name.
+    fn complete_join(&mut self, isupport: &Isupport) {
+        self.joined = true;
+        self.present = self
+            .members
+            .keys()
+            .map(|nick| nick_digest(isupport, nick))
+            .collect();
         self.members.retain(|_, modes| !modes.is_empty());
         self.members.shrink_to_fit();
     }
+
+    /// Someone left: whether they were here (always, before the join completes).
+    fn remove(&mut self, isupport: &Isupport, nick: &str) -> bool {
+        self.members.remove(nick);
+        !self.joined || self.present.remove(&nick_digest(isupport, nick))
+    }
+
+    fn has(&self, isupport: &Isupport, nick: &str) -> bool {
+        self.present.contains(&nick_digest(isupport, nick))
+    }
+}
+
+/// A 32-bit digest of a nick as the server compares nicks.
+fn nick_digest(isupport: &Isupport, nick: &str) -> u32 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    isupport.fold(nick).hash(&mut hasher);
+    hasher.finish() as u32
 }
 
 struct ServerTask {
@@ -402,14 +443,7 @@ impl ServerTask {
                         return;
                     }
                 }
-                self.channels.insert(
-                    folded,
-                    Channel {
-                        name: channel.clone(),
-                        members: HashMap::new(),
-                        joined: false,
-                    },
-                );
+                self.channels.insert(folded, Channel::new(channel.clone()));
                 live.writer.send("JOIN", &[&channel]);
                 let _ = reply.send(Ok(()));
             }
@@ -611,7 +645,10 @@ impl ServerTask {
                     let folded = isupport.fold(&channel);
                     let occupant = occupant(&nick, Affiliation::None, Role::Participant);
                     let joined_room = match self.channels.get_mut(&folded) {
-                        Some(ch) if ch.joined => Some(ch.name.clone()),
+                        Some(ch) if ch.joined => {
+                            ch.present.insert(nick_digest(isupport, &nick));
+                            Some(ch.name.clone())
+                        }
                         Some(ch) => {
                             ch.members.insert(nick.as_str().into(), ModeSet::default());
                             None
@@ -636,6 +673,9 @@ impl ServerTask {
                     for entry in modes::parse_names(line.param(3), &isupport.prefix) {
                         let modes: ModeSet = entry.modes(&isupport.prefix).into_iter().collect();
                         // A NAMES asked for later must not refill the list.
+                        if ch.joined {
+                            ch.present.insert(nick_digest(isupport, &entry.nick));
+                        }
                         if !ch.joined || !modes.is_empty() {
                             ch.members.insert(entry.nick.as_str().into(), modes);
                         }
@@ -649,7 +689,6 @@ impl ServerTask {
                 if ch.joined {
                     return None;
                 }
-                ch.joined = true;
                 let room = IrcAddress::remote(&ch.name, &self.server, self.fixed.as_deref());
                 let mut own = None;
                 let mut others = Vec::new();
@@ -662,7 +701,7 @@ impl ServerTask {
                         others.push(member);
                     }
                 }
-                ch.keep_moded();
+                ch.complete_join(isupport);
                 let own = own.unwrap_or_else(|| {
                     occupant(&live.me.nick, Affiliation::None, Role::Participant)
                 });
@@ -705,7 +744,7 @@ impl ServerTask {
                 let folded = isupport.fold(line.param(0));
                 let is_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
                 if let Some(ch) = self.channels.get_mut(&folded) {
-                    ch.members.remove(nick.as_str());
+                    ch.remove(isupport, &nick);
                     let room = self.room(&self.channels[&folded].name);
                     if is_self {
                         self.channels.remove(&folded);
@@ -719,12 +758,10 @@ impl ServerTask {
                 }
             }
             "QUIT" => {
-                // Told in every joined channel: the core knows which have the nick.
                 let nick = line.nick().unwrap_or_default().to_owned();
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    ch.members.remove(nick.as_str());
-                    if ch.joined {
+                    if ch.remove(isupport, &nick) && ch.joined {
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -754,7 +791,7 @@ impl ServerTask {
                 let target = line.param(1).to_owned();
                 let is_self = isupport.fold(&target) == isupport.fold(&live.me.nick);
                 if let Some(ch) = self.channels.get_mut(&folded) {
-                    ch.members.remove(target.as_str());
+                    ch.remove(isupport, &target);
                     let room = self.room(&self.channels[&folded].name);
                     if is_self {
                         self.channels.remove(&folded);
@@ -777,13 +814,17 @@ impl ServerTask {
                 if is_self {
                     live.me.nick = new.clone();
                 }
-                // Told in every joined channel, as a QUIT is.
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if let Some(modes) = ch.members.remove(old.as_str()) {
+                    let modes = ch.members.get(old.as_str()).copied();
+                    if !ch.remove(isupport, &old) && !is_self {
+                        continue;
+                    }
+                    if let Some(modes) = modes.filter(|m| !ch.joined || !m.is_empty()) {
                         ch.members.insert(new.as_str().into(), modes);
                     }
                     if ch.joined {
+                        ch.present.insert(nick_digest(isupport, &new));
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -919,11 +960,11 @@ impl ServerTask {
         } else {
             PresenceShow::Online
         };
-        // Told in every joined channel, as a QUIT is.
+        let isupport = &live.me.isupport;
         let channels: Vec<String> = self
             .channels
             .values()
-            .filter(|ch| ch.joined)
+            .filter(|ch| ch.joined && ch.has(isupport, &nick))
             .map(|ch| ch.name.clone())
             .collect();
         for channel in channels {
@@ -1103,7 +1144,7 @@ fn unavailable() -> BridgeError {
 }
 
 fn occupant(nick: &str, affiliation: Affiliation, role: Role) -> Occupant {
-    Standing::new(affiliation, role).occupant(nick)
+    Occupant::new(nick, affiliation, role)
 }
 
 /// Reconnection delay: exponential, capped at five minutes, with jitter.
@@ -1121,7 +1162,112 @@ impl std::fmt::Debug for ServerHandle {
 
 #[cfg(test)]
 mod tests {
-    use super::LocalIds;
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A scripted server: alice joins #one (with op and bob) and #two (with
+    /// op only); then bob goes away, changes nick and quits, and op quits.
+    /// What names no channel is reported where that nick is, and only there.
+    #[tokio::test]
+    async fn quit_nick_and_away_are_reported_in_the_nicks_channels_only() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            let mut joined = 0;
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let reply: &[&str] = match line.as_str() {
+                    "CAP LS 302" => &["CAP * LS :away-notify"],
+                    l if l.starts_with("CAP REQ") => &["CAP * ACK :away-notify"],
+                    "CAP END" => &[
+                        ":srv 001 alice :hi",
+                        ":srv 005 alice PREFIX=(ov)@+ CHANTYPES=# :are supported",
+                        ":srv 376 alice :end",
+                    ],
+                    "JOIN #one" => &[
+                        ":alice!a@h JOIN #one",
+                        ":srv 353 alice = #one :alice @op bob",
+                        ":srv 366 alice #one :end",
+                    ],
+                    "JOIN #two" => &[
+                        ":alice!a@h JOIN #two",
+                        ":srv 353 alice = #two :alice @op",
+                        ":srv 366 alice #two :end",
+                    ],
+                    _ => &[],
+                };
+                for r in reply {
+                    write
+                        .write_all(format!("{r}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                }
+                if line.starts_with("JOIN") {
+                    joined += 1;
+                }
+                if joined == 2 {
+                    joined += 1;
+                    let later = ":bob!b@h AWAY :lunch\r\n:bob!b@h NICK bobby\r\n\
+                                 :bobby!b@h QUIT :bye\r\n:op!o@h QUIT :gone\r\n";
+                    write.write_all(later.as_bytes()).await.unwrap();
+                }
+            }
+        });
+        let options = ServerOptions {
+            address: Some("127.0.0.1".into()),
+            port,
+            ..ServerOptions::default()
+        };
+        let identity = Identity {
+            nick: "alice".into(),
+            password: None,
+        };
+        let (events, mut received) = EventSender::channel(64);
+        let server = spawn("srv".into(), options, identity, None, events);
+        for channel in ["#one", "#two"] {
+            let (reply, done) = oneshot::channel();
+            let channel = channel.to_owned();
+            server.send(ServerCommand::Join { channel, reply }).unwrap();
+            done.await.unwrap().unwrap();
+        }
+        let one = IrcAddress::remote("#one", "srv", None);
+        let two = IrcAddress::remote("#two", "srv", None);
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("events stopped")
+                .unwrap();
+            match *event {
+                RemoteEvent::Join { .. } => {}
+                RemoteEvent::OccupantStatus {
+                    room, nick, show, ..
+                } => {
+                    assert_eq!(show, PresenceShow::Away);
+                    seen.push((room, format!("away {nick}")));
+                }
+                RemoteEvent::NickChange { room, old, new, .. } => {
+                    seen.push((room, format!("nick {old} {new}")));
+                }
+                RemoteEvent::Part { room, nick, .. } => seen.push((room, format!("part {nick}"))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        seen.sort();
+        let mut expected = vec![
+            (one.clone(), "away bob".to_owned()),
+            (one.clone(), "nick bob bobby".to_owned()),
+            (one.clone(), "part bobby".to_owned()),
+            (one, "part op".to_owned()),
+            (two, "part op".to_owned()),
+        ];
+        expected.sort();
+        assert_eq!(seen, expected);
+        server.send(ServerCommand::Quit).unwrap();
+    }
 
     #[test]
     fn local_ids_differ_between_connections_and_grow_with_time() {
