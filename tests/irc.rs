@@ -492,6 +492,13 @@ async fn topics_modes_kicks_and_away_both_ways() {
     );
 }
 
+/// The next presence from `jid`, setting aside everything else.
+async fn presence_from(client: &mut XmppClient, jid: &str) -> Element {
+    client
+        .expect(WAIT, |p| p.name() == "presence" && from(p, jid))
+        .await
+}
+
 /// Status modes, away, nick changes and quits of someone in one of the
 /// user's two channels show in that room only, with the standing each
 /// earlier change left. IRC tells a quit, a nick change and away-notify
@@ -509,11 +516,7 @@ async fn modes_away_nicks_and_quits_follow_the_member_in_each_room() {
     join_as_alice(&mut s, &two).await;
     let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
     bob.join("#one").await;
-    s.alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{one}/bob"))
-        })
-        .await;
+    presence_from(&mut s.alice, &format!("{one}/bob")).await;
 
     // Each change is shown with everything bob holds: -o leaves the +v.
     let steps = [
@@ -523,12 +526,7 @@ async fn modes_away_nicks_and_quits_follow_the_member_in_each_room() {
     ];
     for (change, (affiliation, role)) in steps {
         chanop.send(&format!("MODE #one {change} bob")).await;
-        let shown = s
-            .alice
-            .expect(WAIT, |p| {
-                p.name() == "presence" && from(p, &format!("{one}/bob"))
-            })
-            .await;
+        let shown = presence_from(&mut s.alice, &format!("{one}/bob")).await;
         assert_eq!(
             muc_item(&shown),
             (affiliation.to_owned(), role.to_owned()),
@@ -539,12 +537,7 @@ async fn modes_away_nicks_and_quits_follow_the_member_in_each_room() {
 
     // Away keeps the standing.
     bob.send("AWAY :lunch").await;
-    let away = s
-        .alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{one}/bob"))
-        })
-        .await;
+    let away = presence_from(&mut s.alice, &format!("{one}/bob")).await;
     assert_eq!(
         away.get_child("show", "jabber:client").unwrap().text(),
         "away"
@@ -556,23 +549,13 @@ async fn modes_away_nicks_and_quits_follow_the_member_in_each_room() {
 
     // A nick change keeps both the standing and the away.
     bob.send("NICK bobby").await;
-    let gone = s
-        .alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{one}/bob"))
-        })
-        .await;
+    let gone = presence_from(&mut s.alice, &format!("{one}/bob")).await;
     assert!(
         String::from(&gone).contains("code='303'"),
         "{}",
         String::from(&gone)
     );
-    let renamed = s
-        .alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{one}/bobby"))
-        })
-        .await;
+    let renamed = presence_from(&mut s.alice, &format!("{one}/bobby")).await;
     assert_eq!(
         muc_item(&renamed),
         ("member".to_owned(), "participant".to_owned())
@@ -587,24 +570,14 @@ async fn modes_away_nicks_and_quits_follow_the_member_in_each_room() {
 
     // The modes moved with the nick: dropping the voice leaves none.
     chanop.send("MODE #one -v bobby").await;
-    let devoiced = s
-        .alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{one}/bobby"))
-        })
-        .await;
+    let devoiced = presence_from(&mut s.alice, &format!("{one}/bobby")).await;
     assert_eq!(
         muc_item(&devoiced),
         ("none".to_owned(), "participant".to_owned())
     );
 
     bob.quit("bye").await;
-    let quit = s
-        .alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{one}/bobby"))
-        })
-        .await;
+    let quit = presence_from(&mut s.alice, &format!("{one}/bobby")).await;
     assert_eq!(attr(&quit, "type"), "unavailable");
 
     // Nothing of bob's ever showed in #two: read up to a later message there.

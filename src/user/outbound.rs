@@ -14,7 +14,7 @@ use crate::xmpp::message;
 use crate::xmpp::muc::{self, OccupantItem};
 use crate::xmpp::xml::clean_text;
 
-use super::rooms::room_jid;
+use super::rooms::{room_jid, OccupantList};
 use super::UserSession;
 
 /// A remote timestamp older than this is shown with a XEP-0203 delay.
@@ -147,14 +147,10 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             affiliation,
             role,
         } => {
-            let Some(state) = user.rooms.get_mut(&room) else {
-                return;
-            };
-            let Some(occupant) = state.occupants.set_standing(&nick, affiliation, role) else {
-                return;
-            };
-            let is_self = nick == state.nick && state.joined;
-            user.on_join(&room, occupant, is_self, false).await;
+            user.on_occupant_change(&room, &nick, |list| {
+                list.set_standing(&nick, affiliation, role)
+            })
+            .await
         }
         RemoteEvent::OccupantStatus {
             room,
@@ -162,15 +158,10 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             show,
             status,
         } => {
-            let Some(state) = user.rooms.get_mut(&room) else {
-                return;
-            };
-            let Some(occupant) = state.occupants.set_presence(&nick, show, status.as_deref())
-            else {
-                return;
-            };
-            let is_self = nick == state.nick && state.joined;
-            user.on_join(&room, occupant, is_self, false).await;
+            user.on_occupant_change(&room, &nick, |list| {
+                list.set_presence(&nick, show, status.as_deref())
+            })
+            .await
         }
         RemoteEvent::RoomInfo { room, name } => {
             debug!(%room, ?name, "room info");
@@ -508,6 +499,24 @@ impl UserSession {
                 }
             }
         }
+    }
+
+    /// Apply `change` to an occupant of `room` and show them as they are
+    /// now; nothing when they are not in the room.
+    async fn on_occupant_change(
+        &mut self,
+        room: &RemoteAddress,
+        nick: &str,
+        change: impl FnOnce(&mut OccupantList) -> Option<Occupant>,
+    ) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(occupant) = change(&mut state.occupants) else {
+            return;
+        };
+        let is_self = nick == state.nick && state.joined;
+        self.on_join(room, occupant, is_self, false).await;
     }
 
     /// Show a newly joined resource everything the others already saw, and
