@@ -63,7 +63,7 @@ struct Standing {
     show: PresenceShow,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Details {
     user: Option<RemoteAddress>,
     status: Option<Box<str>>,
@@ -83,23 +83,17 @@ impl OccupantList {
                 status: occupant.status.map(String::into_boxed_str),
             };
             self.details.insert(nick.clone(), details);
-        } else {
+        } else if !self.details.is_empty() {
             self.details.remove(&nick);
         }
         self.standings.insert(nick, standing);
     }
 
     pub fn remove(&mut self, nick: &str) -> Option<Occupant> {
-        let standing = self.standings.remove(nick)?;
-        let details = self.details.remove(nick).unwrap_or_default();
-        Some(Occupant {
-            user: details.user,
-            nick: nick.to_owned(),
-            affiliation: standing.affiliation,
-            role: standing.role,
-            show: standing.show,
-            status: details.status.map(String::from),
-        })
+        let occupant = self.get(nick)?;
+        self.standings.remove(nick);
+        self.details.remove(nick);
+        Some(occupant)
     }
 
     /// Change an occupant's affiliation and role; the occupant as it is now.

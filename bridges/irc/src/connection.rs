@@ -509,41 +509,20 @@ fn base64(input: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncBufReadExt;
     use tokio::net::TcpListener;
 
     /// A scripted server: SASL must run before `CAP END`, in this order.
     #[tokio::test]
     async fn sasl_plain_runs_before_cap_end() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.unwrap();
-            let (read, mut write) = socket.into_split();
-            let mut lines = tokio::io::BufReader::new(read).lines();
-            let mut seen = Vec::new();
-            while let Some(line) = lines.next_line().await.unwrap() {
-                seen.push(line.clone());
-                let reply: &[&str] = match line.as_str() {
-                    "CAP LS 302" => &["CAP * LS :sasl server-time"],
-                    l if l.starts_with("CAP REQ") => &["CAP * ACK :server-time sasl"],
-                    "AUTHENTICATE PLAIN" => &["AUTHENTICATE +"],
-                    l if l.starts_with("AUTHENTICATE ") => &[":srv 903 alice :SASL ok"],
-                    "CAP END" => &[":srv 001 alice :hi", ":srv 376 alice :end"],
-                    _ => &[],
-                };
-                for r in reply {
-                    write
-                        .write_all(format!("{r}\r\n").as_bytes())
-                        .await
-                        .unwrap();
-                }
-                if line == "CAP END" {
-                    break;
-                }
-            }
-            seen
-        });
+        let (port, server) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :sasl server-time"],
+            l if l.starts_with("CAP REQ") => vec!["CAP * ACK :server-time sasl"],
+            "AUTHENTICATE PLAIN" => vec!["AUTHENTICATE +"],
+            l if l.starts_with("AUTHENTICATE ") => vec![":srv 903 alice :SASL ok"],
+            "CAP END" => vec![":srv 001 alice :hi", ":srv 376 alice :end"],
+            _ => vec![],
+        })
+        .await;
         let options = ServerOptions {
             address: Some("127.0.0.1".into()),
             port,

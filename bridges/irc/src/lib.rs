@@ -18,6 +18,9 @@ pub mod session;
 pub mod text;
 pub mod tls;
 
+#[cfg(test)]
+mod scripted_server;
+
 pub use casemap::Casemapping;
 pub use isupport::{ChanModes, Isupport, ModeKind, Prefixes};
 pub use modes::{ModeChange, NamesEntry};

@@ -153,34 +153,44 @@ impl Channel {
         }
     }
 
-    /// The join completed: from now on, members are known by digest, and
-    /// only those holding a mode by name.
-    fn complete_join(&mut self, isupport: &Isupport) {
+    /// The join completed: from now on, members are known by digest
+    /// (`present`, one for each of `members`), and only those holding a
+    /// mode by name.
+    fn complete_join(&mut self, present: HashSet<u32>) {
         self.joined = true;
-        self.present = self
-            .members
-            .keys()
-            .map(|nick| nick_digest(isupport, nick))
-            .collect();
+        self.present = present;
         self.members.retain(|_, modes| !modes.is_empty());
         self.members.shrink_to_fit();
     }
 
     /// Someone left: whether they were here (always, before the join completes).
-    fn remove(&mut self, isupport: &Isupport, nick: &str) -> bool {
+    fn remove(&mut self, nick: &str, digest: u32) -> bool {
         self.members.remove(nick);
-        !self.joined || self.present.remove(&nick_digest(isupport, nick))
+        !self.joined || self.present.remove(&digest)
     }
 
-    fn has(&self, isupport: &Isupport, nick: &str) -> bool {
-        self.present.contains(&nick_digest(isupport, nick))
+    /// Someone changed nick: whether they were here.
+    fn rename(&mut self, old: &str, new: &str, digests: (u32, u32)) -> bool {
+        let modes = self.members.remove(old);
+        let here = !self.joined || self.present.remove(&digests.0);
+        if let Some(modes) = modes {
+            self.members.insert(new.into(), modes);
+        }
+        if here && self.joined {
+            self.present.insert(digests.1);
+        }
+        here
     }
 }
 
 /// A 32-bit digest of a nick as the server compares nicks.
 fn nick_digest(isupport: &Isupport, nick: &str) -> u32 {
+    folded_digest(&isupport.fold(nick))
+}
+
+fn folded_digest(folded: &str) -> u32 {
     let mut hasher = std::hash::DefaultHasher::new();
-    isupport.fold(nick).hash(&mut hasher);
+    folded.hash(&mut hasher);
     hasher.finish() as u32
 }
 
@@ -643,7 +653,7 @@ impl ServerTask {
                 let channel = line.param(0).to_owned();
                 if isupport.fold(&nick) != isupport.fold(&live.me.nick) {
                     let folded = isupport.fold(&channel);
-                    let occupant = occupant(&nick, Affiliation::None, Role::Participant);
+                    let occupant = Occupant::new(&nick, Affiliation::None, Role::Participant);
                     let joined_room = match self.channels.get_mut(&folded) {
                         Some(ch) if ch.joined => {
                             ch.present.insert(nick_digest(isupport, &nick));
@@ -692,18 +702,21 @@ impl ServerTask {
                 let room = IrcAddress::remote(&ch.name, &self.server, self.fixed.as_deref());
                 let mut own = None;
                 let mut others = Vec::new();
+                let mut present = HashSet::with_capacity(ch.members.len());
                 for (nick, &modes) in &ch.members {
                     let (affiliation, role) = modes::standing_for_modes(modes.iter());
-                    let member = occupant(nick, affiliation, role);
-                    if isupport.fold(nick) == my_folded {
+                    let member = Occupant::new(&**nick, affiliation, role);
+                    let folded = isupport.fold(nick);
+                    present.insert(folded_digest(&folded));
+                    if folded == my_folded {
                         own = Some(member);
                     } else {
                         others.push(member);
                     }
                 }
-                ch.complete_join(isupport);
+                ch.complete_join(present);
                 let own = own.unwrap_or_else(|| {
-                    occupant(&live.me.nick, Affiliation::None, Role::Participant)
+                    Occupant::new(&live.me.nick, Affiliation::None, Role::Participant)
                 });
                 // By nick, so that every join shows the room in the same order.
                 others.sort_unstable_by(|a, b| a.nick.cmp(&b.nick));
@@ -744,7 +757,7 @@ impl ServerTask {
                 let folded = isupport.fold(line.param(0));
                 let is_self = isupport.fold(&nick) == isupport.fold(&live.me.nick);
                 if let Some(ch) = self.channels.get_mut(&folded) {
-                    ch.remove(isupport, &nick);
+                    ch.remove(&nick, nick_digest(isupport, &nick));
                     let room = self.room(&self.channels[&folded].name);
                     if is_self {
                         self.channels.remove(&folded);
@@ -759,9 +772,10 @@ impl ServerTask {
             }
             "QUIT" => {
                 let nick = line.nick().unwrap_or_default().to_owned();
+                let digest = nick_digest(isupport, &nick);
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    if ch.remove(isupport, &nick) && ch.joined {
+                    if ch.remove(&nick, digest) && ch.joined {
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -791,7 +805,7 @@ impl ServerTask {
                 let target = line.param(1).to_owned();
                 let is_self = isupport.fold(&target) == isupport.fold(&live.me.nick);
                 if let Some(ch) = self.channels.get_mut(&folded) {
-                    ch.remove(isupport, &target);
+                    ch.remove(&target, nick_digest(isupport, &target));
                     let room = self.room(&self.channels[&folded].name);
                     if is_self {
                         self.channels.remove(&folded);
@@ -814,17 +828,10 @@ impl ServerTask {
                 if is_self {
                     live.me.nick = new.clone();
                 }
+                let digests = (nick_digest(isupport, &old), nick_digest(isupport, &new));
                 let mut rooms = Vec::new();
                 for ch in self.channels.values_mut() {
-                    let modes = ch.members.get(old.as_str()).copied();
-                    if !ch.remove(isupport, &old) && !is_self {
-                        continue;
-                    }
-                    if let Some(modes) = modes.filter(|m| !ch.joined || !m.is_empty()) {
-                        ch.members.insert(new.as_str().into(), modes);
-                    }
-                    if ch.joined {
-                        ch.present.insert(nick_digest(isupport, &new));
+                    if (ch.rename(&old, &new, digests) || is_self) && ch.joined {
                         rooms.push(ch.name.clone());
                     }
                 }
@@ -960,11 +967,11 @@ impl ServerTask {
         } else {
             PresenceShow::Online
         };
-        let isupport = &live.me.isupport;
+        let digest = nick_digest(&live.me.isupport, &nick);
         let channels: Vec<String> = self
             .channels
             .values()
-            .filter(|ch| ch.joined && ch.has(isupport, &nick))
+            .filter(|ch| ch.joined && ch.present.contains(&digest))
             .map(|ch| ch.name.clone())
             .collect();
         for channel in channels {
@@ -1143,10 +1150,6 @@ fn unavailable() -> BridgeError {
     BridgeError::Unavailable("not connected to the IRC server".into())
 }
 
-fn occupant(nick: &str, affiliation: Affiliation, role: Role) -> Occupant {
-    Occupant::new(nick, affiliation, role)
-}
-
 /// Reconnection delay: exponential, capped at five minutes, with jitter.
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_secs(1) * 2u32.pow(attempt.saturating_sub(1).min(8));
@@ -1163,59 +1166,48 @@ impl std::fmt::Debug for ServerHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     /// A scripted server: alice joins #one (with op and bob) and #two (with
     /// op only); then bob goes away, changes nick and quits, and op quits.
     /// What names no channel is reported where that nick is, and only there.
     #[tokio::test]
     async fn quit_nick_and_away_are_reported_in_the_nicks_channels_only() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.unwrap();
-            let (read, mut write) = socket.into_split();
-            let mut lines = tokio::io::BufReader::new(read).lines();
-            let mut joined = 0;
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let reply: &[&str] = match line.as_str() {
-                    "CAP LS 302" => &["CAP * LS :away-notify"],
-                    l if l.starts_with("CAP REQ") => &["CAP * ACK :away-notify"],
-                    "CAP END" => &[
-                        ":srv 001 alice :hi",
-                        ":srv 005 alice PREFIX=(ov)@+ CHANTYPES=# :are supported",
-                        ":srv 376 alice :end",
-                    ],
-                    "JOIN #one" => &[
-                        ":alice!a@h JOIN #one",
-                        ":srv 353 alice = #one :alice @op bob",
-                        ":srv 366 alice #one :end",
-                    ],
-                    "JOIN #two" => &[
-                        ":alice!a@h JOIN #two",
-                        ":srv 353 alice = #two :alice @op",
-                        ":srv 366 alice #two :end",
-                    ],
-                    _ => &[],
-                };
-                for r in reply {
-                    write
-                        .write_all(format!("{r}\r\n").as_bytes())
-                        .await
-                        .unwrap();
-                }
-                if line.starts_with("JOIN") {
-                    joined += 1;
-                }
-                if joined == 2 {
-                    joined += 1;
-                    let later = ":bob!b@h AWAY :lunch\r\n:bob!b@h NICK bobby\r\n\
-                                 :bobby!b@h QUIT :bye\r\n:op!o@h QUIT :gone\r\n";
-                    write.write_all(later.as_bytes()).await.unwrap();
+        let mut joins = 0;
+        let (port, _seen) = crate::scripted_server::start(move |line| {
+            let mut reply = match line {
+                "CAP LS 302" => vec!["CAP * LS :away-notify"],
+                l if l.starts_with("CAP REQ") => vec!["CAP * ACK :away-notify"],
+                "CAP END" => vec![
+                    ":srv 001 alice :hi",
+                    ":srv 005 alice PREFIX=(ov)@+ CHANTYPES=# :are supported",
+                    ":srv 376 alice :end",
+                ],
+                "JOIN #one" => vec![
+                    ":alice!a@h JOIN #one",
+                    ":srv 353 alice = #one :alice @op bob",
+                    ":srv 366 alice #one :end",
+                ],
+                "JOIN #two" => vec![
+                    ":alice!a@h JOIN #two",
+                    ":srv 353 alice = #two :alice @op",
+                    ":srv 366 alice #two :end",
+                ],
+                _ => vec![],
+            };
+            if line.starts_with("JOIN") {
+                joins += 1;
+                if joins == 2 {
+                    reply.extend([
+                        ":bob!b@h AWAY :lunch",
+                        ":bob!b@h NICK bobby",
+                        ":bobby!b@h QUIT :bye",
+                        ":op!o@h QUIT :gone",
+                    ]);
                 }
             }
-        });
+            reply
+        })
+        .await;
         let options = ServerOptions {
             address: Some("127.0.0.1".into()),
             port,
