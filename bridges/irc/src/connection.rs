@@ -523,11 +523,7 @@ mod tests {
             _ => vec![],
         })
         .await;
-        let options = ServerOptions {
-            address: Some("127.0.0.1".into()),
-            port,
-            ..ServerOptions::default()
-        };
+        let options = crate::scripted_server::options(port);
         let identity = Identity {
             nick: "alice".into(),
             password: Some("pw".into()),

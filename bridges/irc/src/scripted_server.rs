@@ -31,3 +31,12 @@ where
     });
     (port, server)
 }
+
+/// Options to connect to the scripted server on `port`.
+pub fn options(port: u16) -> crate::options::ServerOptions {
+    crate::options::ServerOptions {
+        address: Some("127.0.0.1".into()),
+        port,
+        ..Default::default()
+    }
+}

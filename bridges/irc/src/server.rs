@@ -1208,11 +1208,7 @@ mod tests {
             reply
         })
         .await;
-        let options = ServerOptions {
-            address: Some("127.0.0.1".into()),
-            port,
-            ..ServerOptions::default()
-        };
+        let options = crate::scripted_server::options(port);
         let identity = Identity {
             nick: "alice".into(),
             password: None,
