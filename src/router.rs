@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use estuary_bridge::PresenceShow;
+use estuary_bridge::{Credentials, PresenceShow};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -105,6 +105,9 @@ impl Router {
             }
         };
         info!(accounts = accounts.len(), first, "probing registered users");
+        if first && !self.gw.network.requires_registration() {
+            self.restore_guests(&accounts).await;
+        }
         for account in accounts {
             if let Ok(jid) = account.jid.parse::<BareJid>() {
                 if first
@@ -118,6 +121,30 @@ impl Router {
                 probe.from = Some(self.gw.jid.clone());
                 probe.to = Some(Jid::from(jid));
                 self.gw.send_presence(probe);
+            }
+        }
+    }
+
+    /// Start the users who never registered but keep a persistent room, so
+    /// that it is joined again as a registered user's is.
+    async fn restore_guests(&mut self, registered: &[Account]) {
+        let jids = match self.gw.store.accounts_with_settings(&self.gw.domain).await {
+            Ok(jids) => jids,
+            Err(e) => {
+                warn!("cannot list the users with settings: {e}");
+                return;
+            }
+        };
+        for jid in jids {
+            if registered.iter().any(|a| a.jid == jid) {
+                continue;
+            }
+            let Ok(jid) = jid.parse::<BareJid>() else {
+                continue;
+            };
+            let guest = self.guest(&jid);
+            if !self.users.contains_key(&jid) && self.has_persistent_rooms(&guest).await {
+                self.start_user(jid, guest);
             }
         }
     }
@@ -236,6 +263,10 @@ impl Router {
             }
             match self.gw.store.account(&self.gw.domain, bare.as_str()).await {
                 Ok(Some(account)) => self.start_user(bare.clone(), account),
+                Ok(None) if !self.gw.network.requires_registration() => {
+                    info!("a user who never registered; logging in as a guest");
+                    self.start_user(bare.clone(), self.guest(&bare));
+                }
                 Ok(None) => {
                     self.gw.reply_error(
                         &stanza,
@@ -259,6 +290,17 @@ impl Router {
                 stanza: Box::new(stanza),
                 target,
             });
+        }
+    }
+
+    /// The account of a user who never registered, where the network needs
+    /// none: nothing is stored for it but what the user chooses to keep
+    /// (settings, persistent rooms).
+    fn guest(&self, jid: &BareJid) -> Account {
+        Account {
+            gateway: self.gw.domain.clone(),
+            jid: jid.to_string(),
+            credentials: Credentials::default(),
         }
     }
 

@@ -1460,3 +1460,113 @@ async fn a_reused_message_id_loses_no_message() {
     let archived = archived_bodies(&mut s.alice, &room).await;
     assert_eq!(archived, ["first with id 1", "second with id 1"]);
 }
+
+/// biboumi's way, which Estuary keeps so that replacing it breaks no
+/// bookmark: a user who never registered joins a channel under the nick of
+/// the join, talks both ways, and keeps a persistent channel across a
+/// gateway restart; a private message opens a connection under a nick made
+/// from the JID. An admin can require registration instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_user_joins_under_the_nick_of_the_join() {
+    let mut s = setup().await;
+    s.prosody.add_user("carol", "pw");
+    s.prosody.add_user("dave.smith", "pw");
+    let mut carol =
+        XmppClient::connect(s.prosody.c2s_port(), "carol", "localhost", "pw", "res").await;
+    carol.send(el("<presence/>")).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#open").await;
+
+    let room = format!("#open%localhost@{GW}");
+    let me = format!("{room}/Carol_");
+    carol.send(el(&format!("<presence to='{me}'/>"))).await;
+    let own = carol
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    let own = String::from(&own);
+    assert!(attr(&el(&own), "type").is_empty(), "{own}");
+    assert!(own.contains("code='110'"), "{own}");
+    assert!(!own.contains("code='210'"), "the nick is the join's: {own}");
+    bob.expect(WAIT, |l| l.starts_with(":Carol_!") && l.contains(" JOIN "))
+        .await;
+    bob.send("PRIVMSG #open :hello carol").await;
+    carol
+        .expect(WAIT, |m| body(m).as_deref() == Some("hello carol"))
+        .await;
+    carol
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='c1'><body>hi bob</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":Carol_!") && l.ends_with("PRIVMSG #open :hi bob")
+    })
+    .await;
+
+    // No join at all: a private message opens the connection, under a nick
+    // made from the JID's local part.
+    let mut dave =
+        XmppClient::connect(s.prosody.c2s_port(), "dave.smith", "localhost", "pw", "res").await;
+    dave.send(el("<presence/>")).await;
+    let bob_jid = format!("bob%localhost@{GW}");
+    dave.send(el(&format!(
+        "<message to='{bob_jid}' type='chat' id='d1'><body>psst</body></message>"
+    )))
+    .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":dave_smith!") && l.ends_with("PRIVMSG bob :psst")
+    })
+    .await;
+    bob.send("PRIVMSG dave_smith :yes?").await;
+    dave.expect(WAIT, |m| {
+        from(m, &bob_jid) && body(m).as_deref() == Some("yes?")
+    })
+    .await;
+
+    // A persistent channel of a user who never registered is joined again
+    // after a restart, under the nick it was joined with.
+    configure_room(
+        &mut carol,
+        &room,
+        "<field var='persistent'><value>1</value></field>",
+    )
+    .await;
+    carol.close().await;
+    dave.close().await;
+    s.estuary.take().unwrap().stop().await.unwrap();
+    bob.expect(WAIT, |l| l.starts_with(":Carol_!") && l.contains(" QUIT "))
+        .await;
+    s.estuary = Some(
+        app::start(s.config.clone(), &Networks::builtin())
+            .await
+            .unwrap(),
+    );
+    bob.expect(WAIT, |l| l.starts_with(":Carol_!") && l.contains(" JOIN "))
+        .await;
+
+    // Required by the admin: a user who never registered is refused.
+    s.estuary.take().unwrap().stop().await.unwrap();
+    let mut config = s.config.clone();
+    config.gateways[0].options["registration_required"] = true.into();
+    s.estuary = Some(app::start(config, &Networks::builtin()).await.unwrap());
+    let mut dave = XmppClient::connect(
+        s.prosody.c2s_port(),
+        "dave.smith",
+        "localhost",
+        "pw",
+        "again",
+    )
+    .await;
+    let refused_at = format!("{room}/dave");
+    dave.send(el(&format!("<presence to='{refused_at}'/>")))
+        .await;
+    let refused = dave
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &refused_at))
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(
+        String::from(&refused).contains("registration-required"),
+        "{}",
+        String::from(&refused)
+    );
+}

@@ -181,6 +181,34 @@ async fn suite(store: Store) {
         second
     );
 
+    // Per-address settings, kept for registered users and for users who
+    // never registered (IRC), each listed once.
+    for (account, address) in [
+        ("alice@localhost", "#room"),
+        ("alice@localhost", "irc.example.org"),
+        ("guest@localhost", "#room"),
+    ] {
+        store
+            .save_address_settings("gw", account, address, "{\"persistent\":true}")
+            .await
+            .unwrap();
+    }
+    store
+        .save_address_settings("other-gw", "carol@localhost", "#room", "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.accounts_with_settings("gw").await.unwrap(),
+        ["alice@localhost", "guest@localhost"]
+    );
+    assert_eq!(
+        store
+            .address_settings("gw", "guest@localhost")
+            .await
+            .unwrap(),
+        [("#room".to_owned(), "{\"persistent\":true}".to_owned())]
+    );
+
     // Deleting the account removes what was kept for it.
     assert!(store.delete_account("gw", "alice@localhost").await.unwrap());
     assert!(!store.delete_account("gw", "alice@localhost").await.unwrap());
@@ -194,6 +222,10 @@ async fn suite(store: Store) {
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(
+        store.accounts_with_settings("gw").await.unwrap(),
+        ["guest@localhost"]
+    );
     assert!(store
         .rooms("gw", "alice@localhost")
         .await

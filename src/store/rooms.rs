@@ -85,6 +85,18 @@ impl Store {
             .collect()
     }
 
+    /// The accounts that keep any per-address setting on `gateway`,
+    /// registered or not.
+    pub async fn accounts_with_settings(&self, gateway: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT account FROM address_settings WHERE gateway = $1 ORDER BY account",
+        )
+        .bind(gateway)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| text(row, "account")).collect()
+    }
+
     pub async fn save_address_settings(
         &self,
         gateway: &str,

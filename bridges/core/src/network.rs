@@ -61,6 +61,14 @@ pub trait Network: Send + Sync + 'static {
     /// The fields a user fills in to register.
     fn registration_fields(&self) -> Vec<RegistrationField>;
 
+    /// Whether a user must register before using the network. Where not
+    /// (IRC needs no account, as biboumi shows), a user who never registered
+    /// is logged in with empty credentials on their first stanza to a remote
+    /// address, and the network picks what it needs (a nick) by itself.
+    fn requires_registration(&self) -> bool {
+        true
+    }
+
     /// What a user may set per remote server, with the `configure` command
     /// on the server's JID (IRC: nick, ports, TLS …); none by default.
     fn server_fields(&self) -> Vec<RegistrationField> {

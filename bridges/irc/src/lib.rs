@@ -69,10 +69,14 @@ pub(crate) fn valid_nick(nick: &str) -> bool {
     let Some(first) = chars.next() else {
         return false;
     };
-    let special = |c: char| "[]\\`_^{|}".contains(c);
-    (first.is_ascii_alphabetic() || special(first))
+    (first.is_ascii_alphabetic() || nick_special(first))
         && nick.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-')
+        && chars.all(|c| c.is_ascii_alphanumeric() || nick_special(c) || c == '-')
+}
+
+/// The punctuation RFC 2812 allows anywhere in a nick.
+fn nick_special(c: char) -> bool {
+    "[]\\`_^{|}".contains(c)
 }
 
 #[async_trait]
@@ -101,6 +105,10 @@ impl Network for IrcNetwork {
 
     fn server_fields(&self) -> Vec<RegistrationField> {
         options::user_fields()
+    }
+
+    fn requires_registration(&self) -> bool {
+        self.options.registration_required
     }
 
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError> {
@@ -134,24 +142,53 @@ impl Network for IrcNetwork {
 
     async fn login(
         &self,
-        _account: &str,
+        account: &str,
         credentials: Credentials,
         events: EventSender,
     ) -> Result<Box<dyn Session>, BridgeError> {
-        let nick = credentials
-            .get("nick")
-            .filter(|n| valid_nick(n))
-            .ok_or_else(|| BridgeError::BadRequest("no valid nick registered".to_owned()))?;
+        let (nick, nick_from_join) = match credentials.get("nick") {
+            Some(nick) if valid_nick(nick) => (nick.to_owned(), false),
+            Some(_) => {
+                return Err(BridgeError::BadRequest(
+                    "no valid nick registered".to_owned(),
+                ))
+            }
+            // Never registered: each connection takes the nick of the join
+            // that opens it, as biboumi does; this one is for the rest.
+            None => (nick_for(account), true),
+        };
         let identity = Identity {
-            nick: nick.to_owned(),
+            nick,
             password: credentials.get("password").map(str::to_owned),
         };
         Ok(Box::new(IrcSession::new(
             self.options.clone(),
             identity,
+            nick_from_join,
             events,
         )))
     }
+}
+
+/// A valid IRC nick made from a JID's local part (`dave.smith@example.org`
+/// becomes `dave_smith`), for a user who never chose one.
+fn nick_for(account: &str) -> String {
+    let local = account.split_once('@').map_or(account, |(local, _)| local);
+    let mut nick: String = local
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || nick_special(c) || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    if !nick.starts_with(|c: char| c.is_ascii_alphabetic() || nick_special(c)) {
+        nick.insert(0, '_');
+    }
+    nick
 }
 
 #[cfg(test)]
@@ -177,5 +214,21 @@ mod tests {
         for bad in ["", "1abc", "has space", "a\r\nQUIT", "-x", "a,b", "#chan"] {
             assert!(!valid_nick(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn nicks_from_jids() {
+        for (account, nick) in [
+            ("alice@example.org", "alice"),
+            ("dave.smith@example.org", "dave_smith"),
+            ("1st@example.org", "_1st"),
+            ("-x@example.org", "_-x"),
+            ("élodie@example.org", "_lodie"),
+            ("example.org", "example_org"),
+        ] {
+            assert_eq!(nick_for(account), nick, "{account}");
+            assert!(valid_nick(nick), "{nick}");
+        }
+        assert_eq!(nick_for(&format!("{}@x", "a".repeat(100))).len(), 30);
     }
 }

@@ -15,6 +15,10 @@ pub struct IrcOptions {
     /// Per-server settings, by the server name used in JIDs.
     #[serde(default)]
     pub servers: BTreeMap<String, ServerOptions>,
+    /// Refuse users who have not registered. Off by default, as in biboumi:
+    /// anyone allowed may join a channel, under the nick of the join.
+    #[serde(default)]
+    pub registration_required: bool,
 }
 
 /// How to reach and treat one IRC server.

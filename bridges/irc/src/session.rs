@@ -19,6 +19,9 @@ use crate::server::{self, ServerCommand, ServerHandle};
 pub struct IrcSession {
     options: Arc<IrcOptions>,
     identity: Identity,
+    /// The user never chose a nick: a connection opened by a join takes the
+    /// join's nick (biboumi's way), and `identity`'s is for the others.
+    nick_from_join: bool,
     events: EventSender,
     servers: Mutex<HashMap<String, ServerHandle>>,
     /// The user's own settings, by server, for connections opened later.
@@ -26,10 +29,16 @@ pub struct IrcSession {
 }
 
 impl IrcSession {
-    pub fn new(options: Arc<IrcOptions>, identity: Identity, events: EventSender) -> IrcSession {
+    pub fn new(
+        options: Arc<IrcOptions>,
+        identity: Identity,
+        nick_from_join: bool,
+        events: EventSender,
+    ) -> IrcSession {
         IrcSession {
             options,
             identity,
+            nick_from_join,
             events,
             servers: Mutex::new(HashMap::new()),
             user_settings: Mutex::new(HashMap::new()),
@@ -42,6 +51,12 @@ impl IrcSession {
 
     /// The connection to a server, started if there is none yet.
     fn server(&self, name: &str) -> ServerHandle {
+        self.server_joining(name, None)
+    }
+
+    /// The connection to a server, started for a join as `nick` if there is
+    /// none yet.
+    fn server_joining(&self, name: &str, nick: Option<&str>) -> ServerHandle {
         let mut servers = self.servers.lock().expect("not poisoned");
         servers.retain(|_, handle| !handle.is_closed());
         servers
@@ -49,6 +64,9 @@ impl IrcSession {
             .or_insert_with(|| {
                 let mut options = self.options.server(name);
                 let mut identity = self.identity.clone();
+                if let Some(nick) = nick.filter(|n| self.nick_from_join && crate::valid_nick(n)) {
+                    identity.nick = nick.to_owned();
+                }
                 if let Some(mine) = self.user_settings.lock().expect("not poisoned").get(name) {
                     // Checked when they were set; cannot fail here.
                     let _ = mine.apply(&mut options);
@@ -114,13 +132,14 @@ impl Session for IrcSession {
         answer(rx).await
     }
 
-    async fn join_room(&self, room: &RemoteAddress, _nick: &str) -> Result<(), BridgeError> {
+    async fn join_room(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
         let address = self.parse(room)?;
         let (reply, rx) = oneshot::channel();
-        self.server(&address.server).send(ServerCommand::Join {
-            channel: address.name,
-            reply,
-        })?;
+        self.server_joining(&address.server, Some(nick))
+            .send(ServerCommand::Join {
+                channel: address.name,
+                reply,
+            })?;
         answer(rx).await
     }
 
