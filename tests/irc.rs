@@ -1570,3 +1570,108 @@ async fn an_unregistered_user_joins_under_the_nick_of_the_join() {
         String::from(&refused)
     );
 }
+
+/// XEP-0092 version and XEP-0199 ping of an IRC user become CTCP VERSION and
+/// PING (biboumi's mapping), answered without holding up the user's other
+/// stanzas; CTCP queries from IRC are answered and never shown as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_and_pings_travel_as_ctcp() {
+    const VERSION: &str = "jabber:iq:version";
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#ctcp").await;
+    let room = format!("#ctcp%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+
+    // The occupant's software, asked through its in-room JID. Until bob
+    // answers, alice's messages still go out.
+    s.alice
+        .send(el(&format!(
+            "<iq type='get' id='v1' to='{room}/bob'><query xmlns='{VERSION}'/></iq>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.ends_with("PRIVMSG bob :\x01VERSION\x01")
+    })
+    .await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='m1'><body>not held up</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.ends_with("PRIVMSG #ctcp :not held up"))
+        .await;
+    bob.send("NOTICE alice :\x01VERSION HexChat 2.16.1 / Linux\x01")
+        .await;
+    let version = s
+        .alice
+        .expect(WAIT, |i| i.name() == "iq" && attr(i, "id") == "v1")
+        .await;
+    assert_eq!(
+        attr(&version, "type"),
+        "result",
+        "{}",
+        String::from(&version)
+    );
+    let query = find_child(&version, "query", VERSION).unwrap();
+    let text = |name: &str| query.get_child(name, VERSION).map(|e| e.text());
+    assert_eq!(text("name").as_deref(), Some("HexChat"));
+    assert_eq!(text("version").as_deref(), Some("2.16.1 / Linux"));
+
+    // A ping of bob's user JID waits for his CTCP PING answer.
+    let bob_jid = format!("bob%localhost@{GW}");
+    s.alice
+        .send(el(&format!(
+            "<iq type='get' id='p1' to='{bob_jid}'><ping xmlns='urn:xmpp:ping'/></iq>"
+        )))
+        .await;
+    let query = bob
+        .expect(WAIT, |l| l.contains("PRIVMSG bob :\x01PING "))
+        .await;
+    let token = query
+        .rsplit_once("PING ")
+        .unwrap()
+        .1
+        .trim_end_matches('\x01');
+    assert!(token.bytes().all(|b| b.is_ascii_digit()), "{query:?}");
+    bob.send(&format!("NOTICE alice :\x01PING {token}\x01"))
+        .await;
+    let pong = s
+        .alice
+        .expect(WAIT, |i| i.name() == "iq" && attr(i, "id") == "p1")
+        .await;
+    assert_eq!(attr(&pong, "type"), "result", "{}", String::from(&pong));
+
+    // Nobody by that nick: the server's 401 answers at once.
+    s.alice
+        .send(el(&format!(
+            "<iq type='get' id='v2' to='nobody%localhost@{GW}'><query xmlns='{VERSION}'/></iq>"
+        )))
+        .await;
+    let missing = s
+        .alice
+        .expect(WAIT, |i| i.name() == "iq" && attr(i, "id") == "v2")
+        .await;
+    assert_eq!(attr(&missing, "type"), "error");
+    assert!(
+        String::from(&missing).contains("<item-not-found"),
+        "{}",
+        String::from(&missing)
+    );
+
+    // bob's queries are answered for alice, and she is shown none of them.
+    bob.send("PRIVMSG alice :\x01VERSION\x01").await;
+    let answer = bob
+        .expect(WAIT, |l| l.contains("NOTICE bob :\x01VERSION "))
+        .await;
+    assert!(answer.contains("Estuary"), "{answer:?}");
+    bob.send("PRIVMSG alice :\x01PING 42\x01").await;
+    bob.expect(WAIT, |l| l.ends_with("NOTICE bob :\x01PING 42\x01"))
+        .await;
+    bob.send("PRIVMSG alice :plain text").await;
+    let next = s
+        .alice
+        .expect(WAIT, |m| m.name() == "message" && from(m, &bob_jid))
+        .await;
+    assert_eq!(body(&next).as_deref(), Some("plain text"));
+}

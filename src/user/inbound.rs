@@ -1,10 +1,11 @@
 //! The user's stanzas, turned into calls on their bridge session.
 
-use estuary_bridge::{AddressKind, OutgoingMessage, RemoteAddress};
+use estuary_bridge::{AddressKind, Later, OutgoingMessage, RemoteAddress};
 use tracing::{debug, warn, Instrument};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 
@@ -15,7 +16,7 @@ use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::muc_admin;
 use crate::xmpp::service::NS_VCARD;
-use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_ITEMS, NS_PING};
+use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_ITEMS, NS_PING, NS_VERSION};
 use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
@@ -94,6 +95,41 @@ impl UserSession {
         if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
             return self.list_rooms(iq, address, payload).await;
         }
+        if payload.is("query", NS_VERSION) {
+            // A remote user's software (biboumi: CTCP VERSION); a room's or
+            // a server's is the gateway's own.
+            let nick = match (kind, resource) {
+                (AddressKind::User, _) => None,
+                (AddressKind::Room, Some(nick)) => Some(nick),
+                _ => {
+                    self.gw.reply_result(iq, Some(service::version()));
+                    return Ok(());
+                }
+            };
+            let later = self
+                .session()?
+                .user_software(address, nick)
+                .await
+                .map_err(Failure::from)?;
+            self.answer_later(iq, later, |software| Some(service::software(&software)));
+            return Ok(());
+        }
+        let own_nick = self.rooms.get(address).map(|r| r.nick.as_str());
+        let other_user = match (kind, resource) {
+            (AddressKind::User, _) => Some(None),
+            (AddressKind::Room, Some(nick)) if Some(nick) != own_nick => Some(Some(nick)),
+            _ => None,
+        };
+        if let (true, Some(nick)) = (payload.is("ping", NS_PING), other_user) {
+            // Whether that user's client answers (biboumi: CTCP PING).
+            let later = self
+                .session()?
+                .ping_user(address, nick)
+                .await
+                .map_err(Failure::from)?;
+            self.answer_later(iq, later, |()| None);
+            return Ok(());
+        }
         if payload.is("ping", NS_PING) {
             // XEP-0410: a client pings its own occupant JID to learn whether it is still in.
             let joined = self.rooms.get(address).is_some_and(|r| {
@@ -112,6 +148,28 @@ impl UserSession {
             };
         }
         Err(Failure::service_unavailable("not supported here"))
+    }
+
+    /// Answer `iq` once `later` has, on a task of its own: a remote user
+    /// may take seconds to answer, or never do, and the user's other
+    /// stanzas must not wait for them meanwhile.
+    fn answer_later<T: Send + 'static>(
+        &self,
+        iq: &Iq,
+        later: Later<T>,
+        payload: impl FnOnce(T) -> Option<Element> + Send + 'static,
+    ) {
+        let gw = self.gw.clone();
+        let iq = iq.clone();
+        tokio::spawn(
+            async move {
+                match later.await {
+                    Ok(value) => gw.reply_result(&iq, payload(value)),
+                    Err(e) => gw.reply_error(&Stanza::Iq(iq), &Failure::from(e)),
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// disco#items on the gateway itself, for a logged-in user: what the

@@ -113,6 +113,14 @@ pub fn version() -> Element {
         .build()
 }
 
+/// XEP-0092 software version of a remote user's client.
+pub fn software(software: &estuary_bridge::Software) -> Element {
+    element("query", NS_VERSION)
+        .append(element("name", NS_VERSION).append(software.name.clone()))
+        .append(element("version", NS_VERSION).append(software.version.clone()))
+        .build()
+}
+
 /// XEP-0100 jabber:iq:gateway: how to type a remote address.
 pub fn gateway_prompt(info: &NetworkInfo) -> Element {
     element("query", NS_GATEWAY)

@@ -25,4 +25,4 @@ pub use event::{
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};
-pub use session::{Avatar, ContactInfo, OutgoingMessage, RoomInfo, Session};
+pub use session::{Avatar, ContactInfo, Later, OutgoingMessage, RoomInfo, Session, Software};

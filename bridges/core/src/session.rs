@@ -1,3 +1,6 @@
+use std::future::Future;
+use std::pin::Pin;
+
 use async_trait::async_trait;
 
 use crate::event::ChatState;
@@ -59,6 +62,17 @@ pub struct ContactInfo {
     pub full_name: Option<String>,
     /// The account name (Discord's username, Matrix's user ID).
     pub nickname: Option<String>,
+}
+
+/// An answer that comes later, awaited apart from the user's other stanzas:
+/// a remote user may take seconds to answer, or never do (IRC's CTCP).
+pub type Later<T> = Pin<Box<dyn Future<Output = Result<T, BridgeError>> + Send>>;
+
+/// The software a remote user runs, as their client tells it (XEP-0092).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Software {
+    pub name: String,
+    pub version: String,
 }
 
 fn unsupported<T>(what: &str) -> Result<T, BridgeError> {
@@ -227,6 +241,27 @@ pub trait Session: Send + Sync {
     }
 
     /// Leave the network cleanly; the session is dropped afterwards.
+    /// Ask a remote user's client what software it is (IRC: CTCP VERSION).
+    /// `user` is a user's address, or a room's with the occupant's `nick`.
+    async fn user_software(
+        &self,
+        _user: &RemoteAddress,
+        _nick: Option<&str>,
+    ) -> Result<Later<Software>, BridgeError> {
+        unsupported("asking a user's software")
+    }
+
+    /// Check that a remote user's client answers (IRC: CTCP PING); addressed
+    /// as in [`Session::user_software`]. By default a user is taken to
+    /// answer, since the network would have refused the address otherwise.
+    async fn ping_user(
+        &self,
+        _user: &RemoteAddress,
+        _nick: Option<&str>,
+    ) -> Result<Later<()>, BridgeError> {
+        Ok(Box::pin(std::future::ready(Ok(()))))
+    }
+
     async fn logout(&self) -> Result<(), BridgeError>;
 }
 

@@ -8,6 +8,7 @@
 pub mod address;
 pub mod casemap;
 pub mod connection;
+pub mod ctcp;
 pub mod isupport;
 pub mod line;
 pub mod modes;

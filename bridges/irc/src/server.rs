@@ -18,6 +18,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::address::IrcAddress;
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
+use crate::ctcp::{CtcpExchange, CtcpReply};
 use crate::isupport::Isupport;
 use crate::line::IrcLine;
 use crate::modes::{self, ModeSet};
@@ -52,6 +53,13 @@ pub enum ServerCommand {
     },
     Nick {
         nick: String,
+    },
+    /// A CTCP query to a user, answered by their NOTICE.
+    Ctcp {
+        target: String,
+        verb: &'static str,
+        args: String,
+        reply: CtcpReply,
     },
     Kick {
         channel: String,
@@ -118,6 +126,7 @@ pub fn spawn(
         away: None,
         backlog: Default::default(),
         connect_error: None,
+        ctcp: None,
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -219,6 +228,9 @@ struct ServerTask {
     /// Why the last connection attempt failed (a refused TLS certificate,
     /// say), told to whoever asks while down, until a connection succeeds.
     connect_error: Option<String>,
+    /// CTCP queries awaiting answers, and the rate of answers given; boxed
+    /// and made on the first CTCP, as most connections never see one.
+    ctcp: Option<Box<CtcpExchange>>,
 }
 
 /// A live connection's state.
@@ -258,6 +270,9 @@ impl ServerTask {
                         Ended::Lost(reason) => {
                             warn!(%reason, "IRC connection lost");
                             self.channels.clear();
+                            if let Some(ctcp) = &mut self.ctcp {
+                                ctcp.fail_all(&reason);
+                            }
                             // Lines the server never echoed may be lost: send them again.
                             self.unconfirmed.extend(self.echoes.drain(..));
                             self.emit(RemoteEvent::Disconnected { reason });
@@ -313,6 +328,9 @@ impl ServerTask {
                 ServerCommand::Say { reply, .. } => {
                     let _ = reply.send(Err(self.down_error()));
                 }
+                ServerCommand::Ctcp { reply, .. } => {
+                    let _ = reply.send(Err(self.down_error()));
+                }
                 _ => {}
             }
         }
@@ -335,6 +353,9 @@ impl ServerTask {
                     let _ = reply.send(Err(err));
                 }
                 ServerCommand::Say { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+                ServerCommand::Ctcp { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
                 _ => {}
@@ -557,6 +578,24 @@ impl ServerTask {
             }
             ServerCommand::Nick { nick } => {
                 live.writer.send("NICK", &[&nick]);
+            }
+            ServerCommand::Ctcp {
+                target,
+                verb,
+                args,
+                reply,
+            } => {
+                if live
+                    .writer
+                    .send("PRIVMSG", &[&target, &text::make_ctcp(verb, &args)])
+                {
+                    let folded = live.me.isupport.fold(&target);
+                    self.ctcp.get_or_insert_default().wait(folded, verb, reply);
+                } else {
+                    let _ = reply.send(Err(BridgeError::BadRequest(format!(
+                        "'{target}' cannot be sent a query"
+                    ))));
+                }
             }
             ServerCommand::Invite { channel, nick } => {
                 live.writer.send("INVITE", &[&nick, &channel]);
@@ -875,6 +914,16 @@ impl ServerTask {
                     });
                 }
             }
+            // No such nick: a CTCP query to them gets no answer.
+            "401" if self.ctcp.is_some() => {
+                let text = line.params.last().cloned().unwrap_or_default();
+                let folded = isupport.fold(line.param(1));
+                if let Some(ctcp) = &mut self.ctcp {
+                    ctcp.no_such_nick(&folded, &text);
+                }
+                self.server_notice(line.params[1.min(line.params.len())..].join(" "))
+                    .await;
+            }
             // Replies that only fill the screen of a plain IRC client.
             "331" | "333" | "329" | "324" | "265" | "266" | "250" | "251" | "252" | "253"
             | "254" | "255" | "042" => {}
@@ -984,6 +1033,26 @@ impl ServerTask {
         }
     }
 
+    /// A CTCP query sent to the user is answered (within a rate); a reply
+    /// goes to whoever waits for it. Neither is shown as text.
+    fn on_ctcp(&mut self, live: &Live, line: &IrcLine, nick: &str, verb: &str, args: &str) {
+        let isupport = &live.me.isupport;
+        let ctcp = self.ctcp.get_or_insert_default();
+        if line.command == "NOTICE" {
+            if !ctcp.answered(&isupport.fold(nick), verb, args) {
+                debug!(%nick, verb, "a CTCP reply nobody waits for");
+            }
+        } else if isupport.fold(line.param(0)) != isupport.fold(&live.me.nick) {
+            // Sent to a channel: answering would flood it.
+            debug!(%nick, verb, "ignoring a CTCP query to a channel");
+        } else if let Some((verb, args)) = ctcp.answer(verb, args, std::time::Instant::now()) {
+            live.writer
+                .send("NOTICE", &[nick, &text::make_ctcp(&verb, &args)]);
+        } else {
+            debug!(%nick, verb, "a CTCP query left unanswered");
+        }
+    }
+
     async fn on_message(&mut self, live: &Live, line: &IrcLine) {
         let Some(nick) = line.nick().map(str::to_owned) else {
             return;
@@ -1019,7 +1088,8 @@ impl ServerTask {
         let (body, kind) = match text::ctcp_action(raw) {
             Some(action) => (action.to_owned(), MessageKind::Action),
             None if text::ctcp_query(raw).is_some() => {
-                debug!(%nick, "ignoring a CTCP query");
+                let (verb, args) = text::ctcp_query(raw).expect("checked above");
+                self.on_ctcp(live, line, &nick, verb, args);
                 return;
             }
             None if line.command == "NOTICE" => (raw.to_owned(), MessageKind::Notice),

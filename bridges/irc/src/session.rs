@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, EventSender, FormValues, OutgoingMessage, PresenceShow,
-    RemoteAddress, Role, RoomInfo, Session,
+    Affiliation, BridgeError, EventSender, FormValues, Later, OutgoingMessage, PresenceShow,
+    RemoteAddress, Role, RoomInfo, Session, Software,
 };
+use std::time::Duration;
+
 use tokio::sync::oneshot;
 
 use crate::address::IrcAddress;
@@ -88,6 +90,52 @@ impl IrcSession {
             .clone()
     }
 
+    /// The connection to a server, if one is open.
+    fn open_server(&self, name: &str) -> Option<ServerHandle> {
+        self.servers
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .filter(|handle| !handle.is_closed())
+            .cloned()
+    }
+
+    /// Send a CTCP query to an IRC user, named by their address or by a
+    /// room's and their nick, over an open connection; what it gives awaits
+    /// the answer.
+    fn ctcp(
+        &self,
+        user: &RemoteAddress,
+        nick: Option<&str>,
+        verb: &'static str,
+        args: String,
+    ) -> Result<Later<String>, BridgeError> {
+        let address = self.parse(user)?;
+        let target = nick.map_or(address.name, str::to_owned);
+        if !crate::valid_nick(&target) {
+            return Err(BridgeError::BadRequest(format!(
+                "'{target}' is not an IRC nick"
+            )));
+        }
+        let server = self.open_server(&address.server).ok_or_else(|| {
+            BridgeError::Unavailable(format!("not connected to {}", address.server))
+        })?;
+        let (reply, rx) = oneshot::channel();
+        server.send(ServerCommand::Ctcp {
+            target: target.clone(),
+            verb,
+            args,
+            reply,
+        })?;
+        Ok(Box::pin(async move {
+            tokio::time::timeout(CTCP_WAIT, answer(rx))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BridgeError::Unavailable(format!("{target} did not answer")))
+                })
+        }))
+    }
+
     /// A role and/or affiliation change in a channel, which becomes MODE.
     fn change_standing(
         &self,
@@ -105,6 +153,10 @@ impl IrcSession {
         })
     }
 }
+
+/// How long a CTCP query waits for its answer; XMPP clients give up on an
+/// iq after about half a minute.
+const CTCP_WAIT: Duration = Duration::from_secs(20);
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BridgeError>>) -> Result<T, BridgeError> {
     rx.await.unwrap_or_else(|_| {
@@ -145,13 +197,7 @@ impl Session for IrcSession {
 
     async fn leave_room(&self, room: &RemoteAddress) -> Result<(), BridgeError> {
         let address = self.parse(room)?;
-        let handle = self
-            .servers
-            .lock()
-            .expect("not poisoned")
-            .get(&address.server)
-            .cloned();
-        if let Some(handle) = handle {
+        if let Some(handle) = self.open_server(&address.server) {
             handle.send(ServerCommand::Part {
                 channel: address.name,
             })?;
@@ -300,6 +346,31 @@ impl Session for IrcSession {
         self.server(&address.server).send(ServerCommand::Nick {
             nick: nick.to_owned(),
         })
+    }
+
+    async fn user_software(
+        &self,
+        user: &RemoteAddress,
+        nick: Option<&str>,
+    ) -> Result<Later<Software>, BridgeError> {
+        let reply = self.ctcp(user, nick, "VERSION", String::new())?;
+        Ok(Box::pin(async move {
+            reply.await.map(|v| crate::ctcp::software(&v))
+        }))
+    }
+
+    async fn ping_user(
+        &self,
+        user: &RemoteAddress,
+        nick: Option<&str>,
+    ) -> Result<Later<()>, BridgeError> {
+        let token = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            .to_string();
+        let reply = self.ctcp(user, nick, "PING", token)?;
+        Ok(Box::pin(async move { reply.await.map(drop) }))
     }
 
     async fn logout(&self) -> Result<(), BridgeError> {
