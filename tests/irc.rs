@@ -1675,3 +1675,38 @@ async fn versions_and_pings_travel_as_ctcp() {
         .await;
     assert_eq!(body(&next).as_deref(), Some("plain text"));
 }
+
+/// With `identd_port`, the IRC server sees each user under an ident of
+/// their own, biboumi's (the SHA-1 of the bare JID, cut by the server), so
+/// that one user can be banned rather than the whole gateway. InspIRCd asks
+/// on port 113 only, which needs privileges; without them there is nothing
+/// to test here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ident_server_names_each_user() {
+    if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", 113)) {
+        eprintln!("skipped: port 113 cannot be bound here ({e})");
+        return;
+    }
+    let ircd = Inspircd::start_with_ident();
+    let server = serde_json::json!({ "address": "127.0.0.1", "port": ircd.port() });
+    let mut s = setup_with(ircd, server).await;
+    s.estuary.take().unwrap().stop().await.unwrap();
+    let mut config = s.config.clone();
+    config.gateways[0].options["identd_port"] = 113.into();
+    s.estuary = Some(app::start(config, &Networks::builtin()).await.unwrap());
+
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#ident").await;
+    let room = format!("#ident%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+    bob.send("WHOIS alice").await;
+    let whois = bob.expect(WAIT, |l| l.contains(" 311 bob alice ")).await;
+    // sha1("alice@localhost") = 9637f279e87dc3aba7eb582ceceaa621fa695865,
+    // cut to InspIRCd's maxident of 10, with no `~` (which marks no ident).
+    assert!(whois.contains(" 311 bob alice 9637f279e8 "), "{whois:?}");
+    // bob, who runs no ident server, is marked as such: the ident came
+    // from Estuary, not from the USER line.
+    bob.send("WHOIS bob").await;
+    let own = bob.expect(WAIT, |l| l.contains(" 311 bob bob ")).await;
+    assert!(own.contains(" 311 bob bob ~"), "{own:?}");
+}

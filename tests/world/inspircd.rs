@@ -47,17 +47,24 @@ impl Inspircd {
     /// Starts InspIRCd on a free port of 127.0.0.1 and waits until a
     /// client can connect and complete registration (001).
     pub fn start() -> Inspircd {
-        Inspircd::start_inner(false)
+        Inspircd::start_inner(false, false)
+    }
+
+    /// Like [`Inspircd::start`], asking each client's host who it is
+    /// (RFC 1413 on port 113, which InspIRCd cannot be told otherwise),
+    /// and waiting up to 3 seconds for the answer.
+    pub fn start_with_ident() -> Inspircd {
+        Inspircd::start_inner(false, true)
     }
 
     /// Like [`Inspircd::start`], plus a TLS client port whose certificate
     /// (see [`Inspircd::cert_path`]) is self-signed for `localhost` and
     /// `127.0.0.1`, generated now so nothing secret is committed.
     pub fn start_with_tls() -> Inspircd {
-        Inspircd::start_inner(true)
+        Inspircd::start_inner(true, false)
     }
 
-    fn start_inner(with_tls: bool) -> Inspircd {
+    fn start_inner(with_tls: bool, with_ident: bool) -> Inspircd {
         let dir = tempfile::Builder::new()
             .prefix("inspircd-")
             .tempdir()
@@ -79,8 +86,11 @@ impl Inspircd {
             free_port()
         });
         let config_path = dir.path().join("inspircd.conf");
-        fs::write(&config_path, render_config(dir.path(), port, tls_port))
-            .expect("write inspircd config");
+        fs::write(
+            &config_path,
+            render_config(dir.path(), port, tls_port, with_ident),
+        )
+        .expect("write inspircd config");
 
         let mut inspircd = Inspircd {
             child: None,
@@ -304,10 +314,15 @@ fn inspircd_binary() -> PathBuf {
 ///   KICK still needs membership: use `SAKICK`.
 /// - TLS (ssl_gnutls) is loaded only with a TLS port; `sslinfo` makes
 ///   WHOIS show 671 "is using a secure connection" for TLS users.
-fn render_config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
+fn render_config(dir: &Path, port: u16, tls_port: Option<u16>, ident: bool) -> String {
     let tls = match tls_port {
         Some(tls_port) => tls_config(dir, tls_port),
         None => String::new(),
+    };
+    let (useident, ident_module) = if ident {
+        ("yes", "<module name=\"ident\">\n<ident timeout=\"3\">\n")
+    } else {
+        ("no", "")
     };
     let dir = dir.display();
     format!(
@@ -320,7 +335,8 @@ fn render_config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
 # One class for everybody. Load tests open ~100 connections from
 # 127.0.0.1 and bridges send in bursts: no clone limits, no flood limits
 # (huge threshold/commandrate, so neither fakelag nor "Excess Flood"),
-# big queues. No DNS or ident lookups so registration is quick.
+# big queues. No DNS lookups, and ident lookups only where a test asks,
+# so registration is quick.
 <connect name="main"
          allow="*"
          timeout="30"
@@ -337,7 +353,8 @@ fn render_config(dir: &Path, port: u16, tls_port: Option<u16>) -> String {
          maxconnwarn="no"
          maxchans="1000"
          resolvehostnames="no"
-         useident="no">
+         useident="{useident}">
+{ident_module}
 
 <class name="Everything" commands="*" privs="*" usermodes="*" chanmodes="*" snomasks="*">
 <type name="NetAdmin" classes="Everything" override="*">

@@ -7,6 +7,7 @@
 //! reconnects nor exposes its queue to a token bucket of our own.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use encoding_rs::Encoding;
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
+use crate::identd;
 use crate::isupport::Isupport;
 use crate::line::{format, IrcLine};
 use crate::options::ServerOptions;
@@ -104,6 +106,8 @@ pub struct Registered {
 pub struct Identity {
     pub nick: String,
     pub password: Option<String>,
+    /// What the ident server answers for this user's connections, when one runs.
+    pub ident: Option<Arc<str>>,
 }
 
 /// Reads lines, decoding what is not UTF-8 with the configured encoding.
@@ -111,6 +115,8 @@ pub struct LineReader {
     reader: BufReader<ReadHalf>,
     buf: Vec<u8>,
     fallback: &'static Encoding,
+    /// The connection known to the ident server, for as long as it is open.
+    _ident: Option<identd::Registration>,
 }
 
 impl LineReader {
@@ -253,7 +259,14 @@ impl LineWriter {
 /// Open the socket: each TLS port in order, then the plain port. A port
 /// that refuses or does not answer passes to the next; once a TLS port has
 /// accepted, its handshake decides, and a failure there is final.
-async fn open(host: &str, options: &ServerOptions) -> Result<(ReadHalf, WriteHalf), ConnectError> {
+/// The halves of the connection, and its registration with the ident server.
+type Opened = (ReadHalf, WriteHalf, Option<identd::Registration>);
+
+async fn open(
+    host: &str,
+    options: &ServerOptions,
+    ident: Option<&Arc<str>>,
+) -> Result<Opened, ConnectError> {
     let mut tls_tried = String::new();
     if !options.tls_ports.is_empty() {
         let connector = tls::connector(options.verify_certificates, options.ca_file.as_deref())
@@ -274,6 +287,8 @@ async fn open(host: &str, options: &ServerOptions) -> Result<(ReadHalf, WriteHal
                     continue;
                 }
             };
+            // Known to the ident server before the server can ask.
+            let ident = ident.and_then(|ident| register_ident(&tcp, ident));
             let handshake = timeout(
                 HANDSHAKE_TIMEOUT,
                 connector.connect(name.clone(), Acking(tcp)),
@@ -286,7 +301,8 @@ async fn open(host: &str, options: &ServerOptions) -> Result<(ReadHalf, WriteHal
                         warn!(%target, "connected with TLS without verifying the server's certificate (verify_certificates = false)");
                     }
                     debug!(%target, "TLS established");
-                    Ok(tls::split_tls(stream))
+                    let (read, write) = tls::split_tls(stream);
+                    Ok((read, write, ident))
                 }
                 Err(error) => Err(match tls::rustls_error(&error) {
                     Some(e @ tokio_rustls::rustls::Error::InvalidCertificate(_)) => {
@@ -317,7 +333,13 @@ async fn open(host: &str, options: &ServerOptions) -> Result<(ReadHalf, WriteHal
             error,
             tls_tried,
         })?;
-    Ok(tls::split_plain(tcp))
+    let ident = ident.and_then(|ident| register_ident(&tcp, ident));
+    let (read, write) = tls::split_plain(tcp);
+    Ok((read, write, ident))
+}
+
+fn register_ident(tcp: &TcpStream, ident: &Arc<str>) -> Option<identd::Registration> {
+    identd::register(tcp.local_addr().ok()?, tcp.peer_addr().ok()?, ident.clone())
 }
 
 /// One TCP connection, Nagle off (lines are small and latency matters).
@@ -338,7 +360,7 @@ pub async fn connect(
     identity: &Identity,
 ) -> Result<(LineReader, LineWriter, Registered), ConnectError> {
     let host = options.address.clone().unwrap_or_else(|| server.to_owned());
-    let (read, write) = open(&host, options).await?;
+    let (read, write, ident) = open(&host, options, identity.ident.as_ref()).await?;
     let fallback = options
         .encoding
         .as_deref()
@@ -349,6 +371,7 @@ pub async fn connect(
         // Grows to the longest line seen, which is usually well under 1 KB.
         buf: Vec::new(),
         fallback,
+        _ident: ident,
     };
     let writer = LineWriter::spawn(write, options);
     let registered = timeout(
@@ -527,6 +550,7 @@ mod tests {
         let identity = Identity {
             nick: "alice".into(),
             password: Some("pw".into()),
+            ident: None,
         };
         let (_, _, registered) = connect("fake", &options, &identity).await.unwrap();
         assert!(registered.caps.contains("sasl"));
@@ -556,6 +580,7 @@ mod tests {
         let identity = Identity {
             nick: "alice".into(),
             password: None,
+            ident: None,
         };
         let Err(error) = connect("fake", &options, &identity).await else {
             panic!("connected without a server");

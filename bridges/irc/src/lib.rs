@@ -9,6 +9,7 @@ pub mod address;
 pub mod casemap;
 pub mod connection;
 pub mod ctcp;
+pub mod identd;
 pub mod isupport;
 pub mod line;
 pub mod modes;
@@ -158,9 +159,15 @@ impl Network for IrcNetwork {
             // that opens it, as biboumi does; this one is for the rest.
             None => (nick_for(account), true),
         };
+        if let Some(port) = self.options.identd_port {
+            // Here rather than at start-up, where there may be no runtime
+            // yet (checking a configuration); once per process.
+            identd::start(port);
+        }
         let identity = Identity {
             nick,
             password: credentials.get("password").map(str::to_owned),
+            ident: identd::enabled().then(|| identd::ident_of(account)),
         };
         Ok(Box::new(IrcSession::new(
             self.options.clone(),

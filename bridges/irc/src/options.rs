@@ -19,6 +19,11 @@ pub struct IrcOptions {
     /// anyone allowed may join a channel, under the nick of the join.
     #[serde(default)]
     pub registration_required: bool,
+    /// Answer ident queries (RFC 1413) on this port, as biboumi does on 113
+    /// (which needs privileges): IRC servers then see each user under an
+    /// ident of their own. Off without it.
+    #[serde(default)]
+    pub identd_port: Option<u16>,
 }
 
 /// How to reach and treat one IRC server.

@@ -1282,6 +1282,7 @@ mod tests {
         let identity = Identity {
             nick: "alice".into(),
             password: None,
+            ident: None,
         };
         let (events, mut received) = EventSender::channel(64);
         let server = spawn("srv".into(), options, identity, None, events);
