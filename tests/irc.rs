@@ -1710,3 +1710,25 @@ async fn the_ident_server_names_each_user() {
     let own = bob.expect(WAIT, |l| l.contains(" 311 bob bob ")).await;
     assert!(own.contains(" 311 bob bob ~"), "{own:?}");
 }
+
+/// `outgoing_bind` (biboumi's name): connections come from the local
+/// address the admin chose, on a host with several.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_come_from_the_outgoing_bind_address() {
+    let ircd = Inspircd::start();
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "outgoing_bind": "127.0.0.2",
+    });
+    let mut s = setup_with(ircd, server).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#bound").await;
+    join_as_alice(&mut s, &format!("#bound%localhost@{GW}")).await;
+    bob.send("WHOIS alice").await;
+    let whois = bob.expect(WAIT, |l| l.contains(" 311 bob alice ")).await;
+    assert!(whois.contains(" 127.0.0.2 * :"), "{whois:?}");
+    bob.send("WHOIS bob").await;
+    let own = bob.expect(WAIT, |l| l.contains(" 311 bob bob ")).await;
+    assert!(own.contains(" 127.0.0.1 * :"), "{own:?}");
+}

@@ -7,6 +7,7 @@
 //! reconnects nor exposes its queue to a token bucket of our own.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use encoding_rs::Encoding;
 use estuary_bridge::tcp::Acking;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
@@ -274,7 +275,7 @@ async fn open(
         let name = tls::server_name(host).map_err(ConnectError::TlsSetup)?;
         for &port in &options.tls_ports {
             let target = format!("{host}:{port}");
-            let tcp = match tcp_connect(host, port).await {
+            let tcp = match tcp_connect(host, port, options.outgoing_bind).await {
                 Ok(tcp) => tcp,
                 Err(error) => {
                     info!(%target, %error, "TLS port unreachable; trying the next port");
@@ -326,7 +327,7 @@ async fn open(
             tls_tried,
         });
     }
-    let tcp = tcp_connect(host, port)
+    let tcp = tcp_connect(host, port, options.outgoing_bind)
         .await
         .map_err(|error| ConnectError::Connect {
             target: format!("{host}:{port}"),
@@ -342,11 +343,41 @@ fn register_ident(tcp: &TcpStream, ident: &Arc<str>) -> Option<identd::Registrat
     identd::register(tcp.local_addr().ok()?, tcp.peer_addr().ok()?, ident.clone())
 }
 
-/// One TCP connection, Nagle off (lines are small and latency matters).
-async fn tcp_connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
+/// One TCP connection, Nagle off (lines are small and latency matters),
+/// from `bind` when the admin chose the local address.
+async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
     // A `[v6]` literal in the config; the tuple form takes bare addresses.
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect((bare, port)))
+    let connect = async {
+        let Some(bind) = bind else {
+            return TcpStream::connect((bare, port)).await;
+        };
+        // Each address of the host in the bound address's family, in turn,
+        // as `TcpStream::connect` tries them.
+        let mut last = None;
+        for addr in tokio::net::lookup_host((bare, port)).await? {
+            if addr.is_ipv4() != bind.is_ipv4() {
+                continue;
+            }
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(bind, 0))?;
+            match socket.connect(addr).await {
+                Ok(tcp) => return Ok(tcp),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{host} has no address of the family of outgoing_bind {bind}"),
+            )
+        }))
+    };
+    let tcp = timeout(CONNECT_TIMEOUT, connect)
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
     let _ = tcp.set_nodelay(true);
@@ -533,6 +564,23 @@ fn base64(input: &[u8]) -> String {
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn outgoing_connections_come_from_the_bound_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bind: IpAddr = "127.0.0.3".parse().unwrap();
+        let tcp = tcp_connect("127.0.0.1", port, Some(bind)).await.unwrap();
+        assert_eq!(tcp.local_addr().unwrap().ip(), bind);
+        let (_, from) = listener.accept().await.unwrap();
+        assert_eq!(from.ip(), bind);
+        // No address of the bound address's family: a clear error.
+        let error = tcp_connect("127.0.0.1", port, Some("::1".parse().unwrap()))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::AddrNotAvailable);
+        assert!(error.to_string().contains("outgoing_bind"), "{error}");
+    }
 
     /// A scripted server: SASL must run before `CAP END`, in this order.
     #[tokio::test]

@@ -59,6 +59,9 @@ pub struct ServerOptions {
     pub server_password: Option<String>,
     /// Raw commands sent once registered, e.g. `MODE {nick} +x`.
     pub after_connect: Vec<String>,
+    /// The local address connections come from (biboumi's `outgoing_bind`),
+    /// on a host with several; the system's choice without it.
+    pub outgoing_bind: Option<std::net::IpAddr>,
 }
 
 impl Default for ServerOptions {
@@ -77,6 +80,7 @@ impl Default for ServerOptions {
             ping_interval_secs: 60,
             server_password: None,
             after_connect: Vec::new(),
+            outgoing_bind: None,
         }
     }
 }
