@@ -1294,8 +1294,30 @@ async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_configure_their_own_server_settings() {
     const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    const ITEMS: &str = "http://jabber.org/protocol/disco#items";
     let mut s = setup().await;
     let server = format!("localhost@{GW}");
+
+    // The commands are found the XEP-0050 way, on the server's JID and on a
+    // channel's; asking the server's is not taken for a channel list.
+    let room = format!("#conf%localhost@{GW}");
+    for (jid, name) in [(&server, "server"), (&room, "room")] {
+        let items = s
+            .alice
+            .iq(
+                jid,
+                "get",
+                el(&format!("<query xmlns='{ITEMS}' node='{COMMANDS}'/>")),
+            )
+            .await;
+        assert_eq!(attr(&items, "type"), "result", "{}", String::from(&items));
+        let query = find_child(&items, "query", ITEMS).unwrap();
+        let found: Vec<(String, String)> = query
+            .children()
+            .map(|i| (attr(i, "jid").to_owned(), attr(i, "node").to_owned()))
+            .collect();
+        assert_eq!(found, [(jid.clone(), "configure".to_owned())], "{name}");
+    }
     let form = s
         .alice
         .iq(

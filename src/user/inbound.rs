@@ -16,10 +16,11 @@ use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::muc_admin;
 use crate::xmpp::service::NS_VCARD;
-use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_ITEMS, NS_PING, NS_VERSION};
+use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION};
 use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
+use super::room_settings::CONFIGURE_NODE;
 use super::rooms::{room_jid, send_self_gone, RoomState};
 use super::UserSession;
 
@@ -92,6 +93,21 @@ impl UserSession {
                 .reply_result(iq, Some(crate::xmpp::service::vcard(&info)));
             return Ok(());
         }
+        if payload.attr("node") == Some(NS_COMMANDS) {
+            // XEP-0050 discovery, before the channel list: a client asking
+            // the server's JID for its commands must not start a LIST.
+            if payload.is("query", NS_DISCO_ITEMS) {
+                let commands = self.commands_of(address, kind)?;
+                self.gw
+                    .reply_result(iq, Some(service::items(Some(NS_COMMANDS), &commands)));
+                return Ok(());
+            }
+            if payload.is("query", NS_DISCO_INFO) {
+                self.gw
+                    .reply_result(iq, Some(service::commands_node_info()));
+                return Ok(());
+            }
+        }
         if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
             return self.list_rooms(iq, address, payload).await;
         }
@@ -148,6 +164,30 @@ impl UserSession {
             };
         }
         Err(Failure::service_unavailable("not supported here"))
+    }
+
+    /// The ad-hoc commands of a room's or a server's JID, as
+    /// (JID, node, name) items.
+    fn commands_of(
+        &self,
+        address: &RemoteAddress,
+        kind: AddressKind,
+    ) -> Result<Vec<(String, Option<String>, String)>, Failure> {
+        let jid = crate::xmpp::address::bare_jid(address, self.gw.jid.domain())?.to_string();
+        let configure = |name: &str| {
+            (
+                jid.clone(),
+                Some(CONFIGURE_NODE.to_owned()),
+                name.to_owned(),
+            )
+        };
+        Ok(match kind {
+            AddressKind::Room => vec![configure("Configure this room (persistent, history)")],
+            AddressKind::Server if !self.gw.network.server_fields().is_empty() => {
+                vec![configure("Configure your settings for this server")]
+            }
+            _ => Vec::new(),
+        })
     }
 
     /// Answer `iq` once `later` has, on a task of its own: a remote user
