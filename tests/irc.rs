@@ -1754,3 +1754,63 @@ async fn connections_come_from_the_outgoing_bind_address() {
     let own = bob.expect(WAIT, |l| l.contains(" 311 bob bob ")).await;
     assert!(own.contains(" 127.0.0.1 * :"), "{own:?}");
 }
+
+/// A keyed channel is joined with the MUC password, and a refused join is a
+/// MUC join error (XEP-0045 §7.2) a client can act on: not-authorized asks
+/// for the password, forbidden for a ban, registration-required for an
+/// invite-only channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_keys_and_refused_joins() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    for (channel, mode) in [
+        ("#locked", "+k sesame"),
+        ("#invited", "+i"),
+        ("#banned", "+b alice!*@*"),
+    ] {
+        bob.join(channel).await;
+        bob.send(&format!("MODE {channel} {mode}")).await;
+        bob.expect(WAIT, |l| l.contains(" MODE ") && l.contains(channel))
+            .await;
+    }
+    for (channel, condition) in [
+        ("#locked", "not-authorized"),
+        ("#invited", "registration-required"),
+        ("#banned", "forbidden"),
+    ] {
+        let me = format!("{channel}%localhost@{GW}/alice");
+        s.alice.send(el(&format!("<presence to='{me}'/>"))).await;
+        let refused = s
+            .alice
+            .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+            .await;
+        let text = String::from(&refused);
+        assert_eq!(attr(&refused, "type"), "error", "{text}");
+        assert!(
+            text.contains(&format!("<{condition} ")),
+            "{channel}: {text}"
+        );
+    }
+
+    // With the key, the join goes through (the refusal was forgotten).
+    let me = format!("#locked%localhost@{GW}/alice");
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <password>sesame</password></x></presence>"
+        )))
+        .await;
+    let own = s
+        .alice
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    let own = String::from(&own);
+    assert!(
+        own.contains("code='110'") && !own.contains("type='error'"),
+        "{own}"
+    );
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ") && l.ends_with("#locked")
+    })
+    .await;
+}

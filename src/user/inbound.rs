@@ -14,9 +14,9 @@ use crate::xmpp::address::Target;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
-use crate::xmpp::muc_admin;
 use crate::xmpp::service::NS_VCARD;
 use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION};
+use crate::xmpp::{muc, muc_admin};
 use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
@@ -689,7 +689,8 @@ impl UserSession {
                     }
                 }
                 self.note_history_request(address, &from, p);
-                self.join(address, nick, from).await
+                let password = muc::join_password(&p.payloads);
+                self.join(address, nick, password, from).await
             }
             PresenceType::Unavailable => {
                 self.leave(address, &from).await;
@@ -720,6 +721,7 @@ impl UserSession {
         &mut self,
         address: &RemoteAddress,
         nick: String,
+        password: Option<String>,
         from: FullJid,
     ) -> Result<(), Failure> {
         self.session()?;
@@ -739,8 +741,10 @@ impl UserSession {
         }
         let mut state = RoomState::new(&self.gw, address, nick.clone());
         state.resources.insert(from);
+        state.password = password;
+        let password = state.password.clone();
         self.rooms.insert(address.clone(), state);
-        if let Err(e) = session.join_room(address, &nick).await {
+        if let Err(e) = session.join_room(address, &nick, password.as_deref()).await {
             self.rooms.remove(address);
             return Err(Failure::from(e));
         }

@@ -297,6 +297,7 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         RemoteEvent::Presence(p) => Some(p.user.as_str()),
         RemoteEvent::Join { room, .. }
         | RemoteEvent::Part { room, .. }
+        | RemoteEvent::JoinRefused { room, .. }
         | RemoteEvent::NickChange { room, .. }
         | RemoteEvent::Topic { room, .. }
         | RemoteEvent::Kick { room, .. }

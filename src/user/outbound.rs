@@ -1,15 +1,17 @@
 //! The session's events, turned into stanzas for the user.
 
 use estuary_bridge::{
-    Affiliation, Occupant, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence,
+    Affiliation, JoinRefusal, Occupant, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence,
 };
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Id, Message, MessageType};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::store::{now_ms, MessageRecord, Sender};
 use crate::xmpp::address::{bare_jid, occupant_jid};
+use crate::xmpp::errors::Failure;
 use crate::xmpp::message;
 use crate::xmpp::muc::{self, OccupantItem};
 use crate::xmpp::xml::clean_text;
@@ -133,6 +135,9 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
                 Departure::Kicked { by }
             };
             user.on_gone(&room, &nick, is_self, how, reason.as_deref())
+        }
+        RemoteEvent::JoinRefused { room, why, text } => {
+            user.on_join_refused(&room, why, &text).await
         }
         RemoteEvent::NickChange {
             room,
@@ -611,6 +616,40 @@ impl UserSession {
         }
     }
 
+    /// The network refused the join: each resource that asked is told why,
+    /// in MUC's terms (a client asks for the password on not-authorized),
+    /// and the room is forgotten.
+    async fn on_join_refused(&mut self, room: &RemoteAddress, why: JoinRefusal, text: &str) {
+        let Some(state) = self.rooms.get(room) else {
+            return;
+        };
+        info!(?why, "the network refused the join");
+        let failure = match why {
+            JoinRefusal::PasswordRequired => Failure::not_authorized(text),
+            JoinRefusal::Banned => Failure::forbidden(text),
+            JoinRefusal::MembersOnly | JoinRefusal::RegistrationRequired => {
+                Failure::registration_required(text)
+            }
+            JoinRefusal::Full => Failure::service_unavailable(text),
+            JoinRefusal::TooManyRooms => {
+                Failure::new(ErrorType::Wait, DefinedCondition::ResourceConstraint, text)
+            }
+            JoinRefusal::NoSuchRoom => Failure::item_not_found(text),
+            JoinRefusal::Other => Failure::not_allowed(text),
+        };
+        if let Some(from) = state.occupant(&state.nick) {
+            let by = state.jid.clone().map(Jid::from);
+            for resource in &state.resources {
+                self.gw.send_presence(muc::join_error(
+                    Jid::from(from.clone()),
+                    Jid::from(resource.clone()),
+                    failure.to_stanza_error(by.clone()).into(),
+                ));
+            }
+        }
+        self.forget_room(room).await;
+    }
+
     fn on_nick_change(&mut self, room: &RemoteAddress, old: &str, new: &str, is_self: bool) {
         let Some(state) = self.rooms.get_mut(room) else {
             return;
@@ -692,10 +731,14 @@ impl UserSession {
             return;
         };
         for room in self.rooms.addresses() {
-            let Some(nick) = self.rooms.get(&room).map(|r| r.nick.clone()) else {
+            let Some((nick, password)) = self
+                .rooms
+                .get(&room)
+                .map(|r| (r.nick.clone(), r.password.clone()))
+            else {
                 continue;
             };
-            if let Err(e) = session.join_room(&room, &nick).await {
+            if let Err(e) = session.join_room(&room, &nick, password.as_deref()).await {
                 warn!(%room, error = %e, "rejoining failed");
             }
         }

@@ -245,7 +245,9 @@ impl UserSession {
                 room.clone(),
                 super::rooms::RoomState::new(&self.gw, &room, record.nick.clone()),
             );
-            if let Err(e) = session.join_room(&room, &record.nick).await {
+            // Channel keys are not stored: a keyed channel fails here, and
+            // the user's next join with the key joins it.
+            if let Err(e) = session.join_room(&room, &record.nick, None).await {
                 warn!(%room, error = %e, "rejoining a persistent room failed");
                 self.rooms.remove(&room);
             }

@@ -25,6 +25,9 @@ pub struct RoomState {
     /// The room's JID, built once: every message shown in the room comes
     /// from an occupant JID built on it ([`RoomState::occupant`]).
     pub jid: Option<BareJid>,
+    /// The password the join gave (an IRC channel key), to join again with
+    /// after the network comes back. Never logged, never stored.
+    pub password: Option<String>,
 }
 
 impl RoomState {

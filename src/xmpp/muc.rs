@@ -6,7 +6,7 @@ use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
 
-use super::xml::{clean_text, element, Attrs, NS_MUC_USER};
+use super::xml::{clean_text, element, Attrs, NS_MUC, NS_MUC_USER};
 
 pub const SELF_PRESENCE: u16 = 110;
 pub const NON_ANONYMOUS: u16 = 100;
@@ -110,6 +110,26 @@ pub fn gone(
     }
     p.payloads.push(muc_user(item, statuses));
     p
+}
+
+/// A join the room refused (XEP-0045 §7.2): an error presence from the
+/// occupant JID the join asked for.
+pub fn join_error(from: Jid, to: Jid, error: Element) -> Presence {
+    let mut p = Presence::new(PresenceType::Error);
+    p.from = Some(from);
+    p.to = Some(to);
+    p.payloads.push(element("x", NS_MUC).build());
+    p.payloads.push(error);
+    p
+}
+
+/// The password a join presence carries (`<x xmlns='…muc'><password/>`).
+pub fn join_password(payloads: &[Element]) -> Option<String> {
+    payloads
+        .iter()
+        .find(|p| p.is("x", NS_MUC))?
+        .get_child("password", NS_MUC)
+        .map(Element::text)
 }
 
 /// The room subject; an empty one means there is none, which MUC clients

@@ -277,7 +277,12 @@ impl Session for LoopbackSession {
         Ok(())
     }
 
-    async fn join_room(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
+    async fn join_room(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        _password: Option<&str>,
+    ) -> Result<(), BridgeError> {
         self.check_up()?;
         if room.as_str() == "#closed" {
             return Err(BridgeError::Forbidden("the room is invite-only".to_owned()));

@@ -146,6 +146,28 @@ pub struct RemotePresence {
     pub status: Option<String>,
 }
 
+/// Why a network refused a join, in the terms MUC has for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefusal {
+    /// A password (IRC: a channel key) is needed, or was wrong.
+    PasswordRequired,
+    /// The user is banned from the room.
+    Banned,
+    /// Only members or the invited may join.
+    MembersOnly,
+    /// The user must be registered with the network first (IRC: identified
+    /// to services).
+    RegistrationRequired,
+    /// The room is full.
+    Full,
+    /// The user is in as many rooms as the network allows.
+    TooManyRooms,
+    /// There is no such room, or no room may have that name.
+    NoSuchRoom,
+    /// Anything else the network gave a reason for.
+    Other,
+}
+
 /// Everything a session reports back to the core. Each carries remote IDs only;
 /// the core maps them to JIDs and stanza IDs through the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +229,12 @@ pub enum RemoteEvent {
         nick: String,
         reason: Option<String>,
         is_self: bool,
+    },
+    /// The network refused the user's join of `room`; `text` is its reason.
+    JoinRefused {
+        room: RemoteAddress,
+        why: JoinRefusal,
+        text: String,
     },
     NickChange {
         room: RemoteAddress,

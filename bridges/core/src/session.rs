@@ -131,8 +131,15 @@ pub trait Session: Send + Sync {
         unsupported("reactions")
     }
 
-    /// Join a room; occupants, subject and the self-join arrive as events.
-    async fn join_room(&self, _room: &RemoteAddress, _nick: &str) -> Result<(), BridgeError> {
+    /// Join a room, with the password the user gave (MUC's `<password/>`,
+    /// an IRC channel key); occupants, subject and the self-join arrive as
+    /// events, or a `JoinRefused`.
+    async fn join_room(
+        &self,
+        _room: &RemoteAddress,
+        _nick: &str,
+        _password: Option<&str>,
+    ) -> Result<(), BridgeError> {
         unsupported("rooms")
     }
 

@@ -377,7 +377,12 @@ impl Session for DiscordSession {
         Ok(())
     }
 
-    async fn join_room(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
+    async fn join_room(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        _password: Option<&str>,
+    ) -> Result<(), BridgeError> {
         let channel = snowflake(room)?;
         let (_guild, topic) = self.text_channel(channel).await?;
         let mut occupants = self.bot.occupants(channel);

@@ -7,8 +7,8 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use estuary_bridge::{
-    Affiliation, BridgeError, EventPermit, EventSender, MessageKind, Occupant, PresenceShow,
-    RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
+    Affiliation, BridgeError, EventPermit, EventSender, JoinRefusal, MessageKind, Occupant,
+    PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -29,6 +29,8 @@ use crate::text;
 pub enum ServerCommand {
     Join {
         channel: String,
+        /// The channel key (`+k`), if the user gave one. Never logged.
+        key: Option<String>,
         reply: oneshot::Sender<Result<(), BridgeError>>,
     },
     Part {
@@ -189,6 +191,20 @@ impl Channel {
             self.present.insert(digests.1);
         }
         here
+    }
+}
+
+/// What a numeric refusing a JOIN means, in MUC's terms.
+fn join_refusal(numeric: &str) -> JoinRefusal {
+    match numeric {
+        "475" => JoinRefusal::PasswordRequired,
+        "474" => JoinRefusal::Banned,
+        "473" => JoinRefusal::MembersOnly,
+        "477" => JoinRefusal::RegistrationRequired,
+        "471" => JoinRefusal::Full,
+        "405" => JoinRefusal::TooManyRooms,
+        "403" => JoinRefusal::NoSuchRoom,
+        _ => JoinRefusal::Other,
     }
 }
 
@@ -465,7 +481,11 @@ impl ServerTask {
 
     async fn on_command(&mut self, live: &mut Live, command: ServerCommand) {
         match command {
-            ServerCommand::Join { channel, reply } => {
+            ServerCommand::Join {
+                channel,
+                key,
+                reply,
+            } => {
                 let folded = live.me.isupport.fold(&channel);
                 if let Some(existing) = self.channels.get(&folded) {
                     if existing.joined {
@@ -475,12 +495,21 @@ impl ServerTask {
                     }
                 }
                 self.channels.insert(folded, Channel::new(channel.clone()));
-                live.writer.send("JOIN", &[&channel]);
+                match key.as_deref() {
+                    Some(key) => live.writer.send("JOIN", &[&channel, key]),
+                    None => live.writer.send("JOIN", &[&channel]),
+                };
                 let _ = reply.send(Ok(()));
             }
             ServerCommand::Part { channel } => {
-                self.channels.remove(&live.me.isupport.fold(&channel));
-                live.writer.send("PART", &[&channel]);
+                // Not in it (a refused join): a PART would only earn a 442.
+                if self
+                    .channels
+                    .remove(&live.me.isupport.fold(&channel))
+                    .is_some()
+                {
+                    live.writer.send("PART", &[&channel]);
+                }
             }
             ServerCommand::Say {
                 target,
@@ -901,17 +930,21 @@ impl ServerTask {
                 }
             }
             "AWAY" => self.on_away(live, &line).await,
-            // Join refused: full, invite-only, banned, wrong key, too many channels.
-            "471" | "473" | "474" | "475" | "405" => {
+            // Join refused: full, invite-only, banned, wrong key, too many
+            // channels, no such channel, identified users only, TLS only.
+            "471" | "473" | "474" | "475" | "405" | "403" | "477" | "489" => {
                 let folded = isupport.fold(line.param(1));
-                if let Some(ch) = self.channels.remove(&folded) {
-                    let room = self.room(&ch.name);
-                    self.emit(RemoteEvent::Part {
-                        room,
-                        nick: live.me.nick.clone(),
-                        reason: Some(line.params.last().cloned().unwrap_or_default()),
-                        is_self: true,
+                // Only while joining: 477 and 403 answer other commands too.
+                if self.channels.get(&folded).is_some_and(|ch| !ch.joined) {
+                    let ch = self.channels.remove(&folded).expect("checked above");
+                    self.emit(RemoteEvent::JoinRefused {
+                        room: self.room(&ch.name),
+                        why: join_refusal(&line.command),
+                        text: line.params.last().cloned().unwrap_or_default(),
                     });
+                } else {
+                    let text = line.params[1.min(line.params.len())..].join(" ");
+                    self.server_notice(text).await;
                 }
             }
             // No such nick: a CTCP query to them gets no answer.
@@ -1289,7 +1322,13 @@ mod tests {
         for channel in ["#one", "#two"] {
             let (reply, done) = oneshot::channel();
             let channel = channel.to_owned();
-            server.send(ServerCommand::Join { channel, reply }).unwrap();
+            server
+                .send(ServerCommand::Join {
+                    channel,
+                    key: None,
+                    reply,
+                })
+                .unwrap();
             done.await.unwrap().unwrap();
         }
         let one = IrcAddress::remote("#one", "srv", None);

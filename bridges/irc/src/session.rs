@@ -90,6 +90,35 @@ impl IrcSession {
             .clone()
     }
 
+    /// Send the command `request` makes to the connection to `server`
+    /// (opened for a join as `nick` if there is none) and await its answer.
+    /// A connection that closes after its last part drops what reached it
+    /// too late (a join sent just after that part); that goes to a new
+    /// connection, once.
+    async fn ask<T>(
+        &self,
+        server: &str,
+        nick: Option<&str>,
+        request: impl Fn(oneshot::Sender<Result<T, BridgeError>>) -> ServerCommand,
+    ) -> Result<T, BridgeError> {
+        for _ in 0..2 {
+            let (reply, rx) = oneshot::channel();
+            if self
+                .server_joining(server, nick)
+                .send(request(reply))
+                .is_err()
+            {
+                continue;
+            }
+            if let Ok(answer) = rx.await {
+                return answer;
+            }
+        }
+        Err(BridgeError::Unavailable(
+            "the IRC connection task ended".into(),
+        ))
+    }
+
     /// The connection to a server, if one is open.
     fn open_server(&self, name: &str) -> Option<ServerHandle> {
         self.servers
@@ -174,25 +203,28 @@ impl Session for IrcSession {
         message: OutgoingMessage,
     ) -> Result<String, BridgeError> {
         let address = self.parse(to)?;
-        let (reply, rx) = oneshot::channel();
-        self.server(&address.server).send(ServerCommand::Say {
-            target: address.name,
-            text: message.body,
+        self.ask(&address.server, None, |reply| ServerCommand::Say {
+            target: address.name.clone(),
+            text: message.body.clone(),
             kind: message.kind,
             reply,
-        })?;
-        answer(rx).await
+        })
+        .await
     }
 
-    async fn join_room(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
+    async fn join_room(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        password: Option<&str>,
+    ) -> Result<(), BridgeError> {
         let address = self.parse(room)?;
-        let (reply, rx) = oneshot::channel();
-        self.server_joining(&address.server, Some(nick))
-            .send(ServerCommand::Join {
-                channel: address.name,
-                reply,
-            })?;
-        answer(rx).await
+        self.ask(&address.server, Some(nick), |reply| ServerCommand::Join {
+            channel: address.name.clone(),
+            key: password.map(str::to_owned),
+            reply,
+        })
+        .await
     }
 
     async fn leave_room(&self, room: &RemoteAddress) -> Result<(), BridgeError> {

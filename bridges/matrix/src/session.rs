@@ -671,7 +671,12 @@ impl Session for MatrixSession {
         Ok(())
     }
 
-    async fn join_room(&self, room: &RemoteAddress, nick: &str) -> Result<(), BridgeError> {
+    async fn join_room(
+        &self,
+        room: &RemoteAddress,
+        nick: &str,
+        _password: Option<&str>,
+    ) -> Result<(), BridgeError> {
         self.inner.join_muc(room, nick).await
     }
 
