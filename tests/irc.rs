@@ -1291,6 +1291,23 @@ async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
         .await;
 }
 
+/// The note of the `connection-info` command on a server's JID.
+async fn connection_info(client: &mut XmppClient, server: &str) -> String {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let done = client
+        .iq(
+            server,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='connection-info' action='execute'/>"
+            )),
+        )
+        .await;
+    let command = find_child(&done, "command", COMMANDS).unwrap();
+    assert_eq!(attr(command, "status"), "completed");
+    command.get_child("note", COMMANDS).unwrap().text()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_configure_their_own_server_settings() {
     const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -1316,8 +1333,23 @@ async fn users_configure_their_own_server_settings() {
             .children()
             .map(|i| (attr(i, "jid").to_owned(), attr(i, "node").to_owned()))
             .collect();
-        assert_eq!(found, [(jid.clone(), "configure".to_owned())], "{name}");
+        let expected: &[&str] = if name == "server" {
+            &["connection-info", "configure"]
+        } else {
+            &["configure"]
+        };
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|node| (jid.clone(), (*node).to_owned()))
+            .collect();
+        assert_eq!(found, expected, "{name}");
     }
+
+    // biboumi's get-irc-connection-info: not connected yet (connected: below).
+    assert_eq!(
+        connection_info(&mut s.alice, &server).await,
+        "Not connected to localhost."
+    );
     let form = s
         .alice
         .iq(
@@ -1392,6 +1424,15 @@ async fn users_configure_their_own_server_settings() {
     let whois = bob.expect(WAIT, |l| l.contains(" 311 ")).await;
     assert!(whois.contains("wonder"), "{whois}");
     assert!(whois.contains("Alice Liddell"), "{whois}");
+
+    let text = connection_info(&mut s.alice, &server).await;
+    let port = s.ircd.port();
+    assert!(
+        text.starts_with(&format!(
+            "Connected to localhost at 127.0.0.1:{port}, not encrypted since 20"
+        )) && text.ends_with(", as alicia. Channels: #own."),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

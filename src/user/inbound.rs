@@ -22,6 +22,7 @@ use crate::xmpp::{rsm, service};
 use super::outbox::QueuedSend;
 use super::room_settings::CONFIGURE_NODE;
 use super::rooms::{room_jid, send_self_gone, RoomState};
+use super::server_settings::CONNECTION_INFO_NODE;
 use super::UserSession;
 
 /// Longest message body accepted, in bytes; longer ones are refused with an
@@ -183,8 +184,19 @@ impl UserSession {
         };
         Ok(match kind {
             AddressKind::Room => vec![configure("Configure this room (persistent, history)")],
-            AddressKind::Server if !self.gw.network.server_fields().is_empty() => {
-                vec![configure("Configure your settings for this server")]
+            AddressKind::Server => {
+                let mut commands = Vec::new();
+                if self.gw.info.capabilities.server_info {
+                    commands.push((
+                        jid.clone(),
+                        Some(CONNECTION_INFO_NODE.to_owned()),
+                        "Show your connection to this server".to_owned(),
+                    ));
+                }
+                if !self.gw.network.server_fields().is_empty() {
+                    commands.push(configure("Configure your settings for this server"));
+                }
+                commands
             }
             _ => Vec::new(),
         })

@@ -13,6 +13,10 @@ use crate::xmpp::errors::Failure;
 use crate::xmpp::forms::{registration_form, submitted_values, validate};
 
 use super::room_settings::CONFIGURE_NODE;
+
+/// The command on a server's JID that tells the user about their
+/// connection (biboumi's `get-irc-connection-info`).
+pub const CONNECTION_INFO_NODE: &str = "connection-info";
 use super::UserSession;
 
 const FORM_TYPE: &str = "urn:xmpp:estuary:server-settings:0";
@@ -41,6 +45,18 @@ impl UserSession {
             .session_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if request.node == CONNECTION_INFO_NODE {
+            let info = self
+                .session()?
+                .server_info(server)
+                .await
+                .map_err(Failure::from)?;
+            self.gw.reply_result(
+                iq,
+                Some(adhoc::completed(CONNECTION_INFO_NODE, &session_id, &info)),
+            );
+            return Ok(());
+        }
         let fields = self.gw.network.server_fields();
         if request.node != CONFIGURE_NODE || fields.is_empty() {
             return Err(Failure::item_not_found(format!(

@@ -23,6 +23,9 @@ pub struct Capabilities {
     /// (a Discord bot), moderation from XMPP is refused: it would lend the
     /// bot's rights to every user.
     pub moderation: bool,
+    /// The session tells the user about their connection to a remote
+    /// server (`Session::server_info`).
+    pub server_info: bool,
 }
 
 impl Capabilities {

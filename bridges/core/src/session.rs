@@ -248,6 +248,12 @@ pub trait Session: Send + Sync {
     }
 
     /// Leave the network cleanly; the session is dropped afterwards.
+    /// A few lines on the user's connection to a remote server (IRC: the
+    /// address, TLS, nick, since when, channels), for the user to read.
+    async fn server_info(&self, _server: &RemoteAddress) -> Result<String, BridgeError> {
+        unsupported("connection information")
+    }
+
     /// Ask a remote user's client what software it is (IRC: CTCP VERSION).
     /// `user` is a user's address, or a room's with the occupant's `nick`.
     async fn user_software(

@@ -159,6 +159,7 @@ impl Network for DiscordNetwork {
                 // Only for the users the admin names (`moderators`): deleting
                 // others' messages uses the bot's rights.
                 moderation: true,
+                server_info: false,
             },
         }
     }

@@ -100,6 +100,10 @@ pub struct Registered {
     pub caps: BTreeSet<String>,
     /// The server gave another nick than the one asked for.
     pub nick_changed: bool,
+    /// Where the connection goes and how (`host:port, TLS`).
+    pub via: String,
+    /// When registration completed, in milliseconds since the Unix epoch.
+    pub since_ms: i64,
 }
 
 /// Who to be on a server.
@@ -260,8 +264,15 @@ impl LineWriter {
 /// Open the socket: each TLS port in order, then the plain port. A port
 /// that refuses or does not answer passes to the next; once a TLS port has
 /// accepted, its handshake decides, and a failure there is final.
-/// The halves of the connection, and its registration with the ident server.
-type Opened = (ReadHalf, WriteHalf, Option<identd::Registration>);
+/// An open connection.
+struct Opened {
+    read: ReadHalf,
+    write: WriteHalf,
+    /// Its registration with the ident server, if one runs.
+    ident: Option<identd::Registration>,
+    /// Where it goes and how, for the user to read: `host:port, TLS`.
+    via: String,
+}
 
 async fn open(
     host: &str,
@@ -303,7 +314,12 @@ async fn open(
                     }
                     debug!(%target, "TLS established");
                     let (read, write) = tls::split_tls(stream);
-                    Ok((read, write, ident))
+                    Ok(Opened {
+                        read,
+                        write,
+                        ident,
+                        via: format!("{target}, TLS"),
+                    })
                 }
                 Err(error) => Err(match tls::rustls_error(&error) {
                     Some(e @ tokio_rustls::rustls::Error::InvalidCertificate(_)) => {
@@ -336,7 +352,12 @@ async fn open(
         })?;
     let ident = ident.and_then(|ident| register_ident(&tcp, ident));
     let (read, write) = tls::split_plain(tcp);
-    Ok((read, write, ident))
+    Ok(Opened {
+        read,
+        write,
+        ident,
+        via: format!("{host}:{port}, not encrypted"),
+    })
 }
 
 fn register_ident(tcp: &TcpStream, ident: &Arc<str>) -> Option<identd::Registration> {
@@ -391,7 +412,12 @@ pub async fn connect(
     identity: &Identity,
 ) -> Result<(LineReader, LineWriter, Registered), ConnectError> {
     let host = options.address.clone().unwrap_or_else(|| server.to_owned());
-    let (read, write, ident) = open(&host, options, identity.ident.as_ref()).await?;
+    let Opened {
+        read,
+        write,
+        ident,
+        via,
+    } = open(&host, options, identity.ident.as_ref()).await?;
     let fallback = options
         .encoding
         .as_deref()
@@ -405,12 +431,16 @@ pub async fn connect(
         _ident: ident,
     };
     let writer = LineWriter::spawn(write, options);
-    let registered = timeout(
+    let mut registered = timeout(
         Duration::from_secs(30),
         register(&mut reader, &writer, options, identity),
     )
     .await
     .map_err(|_| ConnectError::Timeout)??;
+    registered.via = via;
+    registered.since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     info!(server, nick = %registered.nick, caps = ?registered.caps, "registered on IRC");
     Ok((reader, writer, registered))
 }
@@ -530,6 +560,8 @@ async fn register(
                     nick,
                     isupport,
                     caps,
+                    via: String::new(),
+                    since_ms: 0,
                 });
             }
             "ERROR" => return Err(ConnectError::Closed(line.param(0).to_owned())),

@@ -93,6 +93,7 @@ impl Network for IrcNetwork {
                 rooms: true,
                 direct_messages: true,
                 echoes_own_messages: true,
+                server_info: true,
                 ..Capabilities::default()
             },
         }

@@ -56,6 +56,10 @@ pub enum ServerCommand {
     Nick {
         nick: String,
     },
+    /// What to tell the user about this connection.
+    Describe {
+        reply: oneshot::Sender<String>,
+    },
     /// A CTCP query to a user, answered by their NOTICE.
     Ctcp {
         target: String,
@@ -347,6 +351,13 @@ impl ServerTask {
                 ServerCommand::Ctcp { reply, .. } => {
                     let _ = reply.send(Err(self.down_error()));
                 }
+                ServerCommand::Describe { reply } => {
+                    let _ = reply.send(format!(
+                        "Not connected to {}, trying again: {}",
+                        self.server,
+                        self.down_error()
+                    ));
+                }
                 _ => {}
             }
         }
@@ -607,6 +618,9 @@ impl ServerTask {
             }
             ServerCommand::Nick { nick } => {
                 live.writer.send("NICK", &[&nick]);
+            }
+            ServerCommand::Describe { reply } => {
+                let _ = reply.send(self.describe(live));
             }
             ServerCommand::Ctcp {
                 target,
@@ -1064,6 +1078,30 @@ impl ServerTask {
                 status: status.clone(),
             });
         }
+    }
+
+    /// The connection, as the user reads it: where, how, as whom, since
+    /// when, and in which channels.
+    fn describe(&self, live: &Live) -> String {
+        let mut channels: Vec<&str> = self
+            .channels
+            .values()
+            .filter(|ch| ch.joined)
+            .map(|ch| ch.name.as_str())
+            .collect();
+        channels.sort_unstable();
+        let channels = if channels.is_empty() {
+            "none".to_owned()
+        } else {
+            channels.join(", ")
+        };
+        format!(
+            "Connected to {} at {} since {}, as {}. Channels: {channels}.",
+            self.server,
+            live.me.via,
+            crate::server_time::format(live.me.since_ms),
+            live.me.nick,
+        )
     }
 
     /// A CTCP query sent to the user is answered (within a rate); a reply

@@ -380,6 +380,18 @@ impl Session for IrcSession {
         })
     }
 
+    async fn server_info(&self, server: &RemoteAddress) -> Result<String, BridgeError> {
+        let name = self.parse(server)?.server;
+        let Some(handle) = self.open_server(&name) else {
+            return Ok(format!("Not connected to {name}."));
+        };
+        let (reply, rx) = oneshot::channel();
+        handle.send(ServerCommand::Describe { reply })?;
+        Ok(rx
+            .await
+            .unwrap_or_else(|_| format!("Not connected to {name}.")))
+    }
+
     async fn user_software(
         &self,
         user: &RemoteAddress,

@@ -233,6 +233,7 @@ impl Network for MatrixNetwork {
                 read_markers: true,
                 echoes_own_messages: true,
                 moderation: true,
+                server_info: false,
             },
         }
     }
