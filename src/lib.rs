@@ -7,6 +7,7 @@
 //! which the user's task turns into stanzas. IDs are mapped through the [`store`].
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod archive;
 pub mod component;

@@ -36,8 +36,8 @@ pub enum Request {
     Command(Element),
 }
 
-/// The ad-hoc commands a user can run on the gateway.
-pub fn command_list(domain: &str, registered: bool) -> Element {
+/// The ad-hoc commands a user (or an admin) can run on the gateway.
+pub fn command_list(domain: &str, registered: bool, admin: bool) -> Element {
     let mut items = vec![(
         domain.to_owned(),
         Some(REGISTER_NODE.to_owned()),
@@ -48,6 +48,13 @@ pub fn command_list(domain: &str, registered: bool) -> Element {
             domain.to_owned(),
             Some(UNREGISTER_NODE.to_owned()),
             "Unregister".to_owned(),
+        ));
+    }
+    if admin {
+        items.push((
+            domain.to_owned(),
+            Some(crate::admin::DISCONNECT_USER_NODE.to_owned()),
+            "Disconnect users (admins)".to_owned(),
         ));
     }
     service::items(Some(NS_COMMANDS), &items)

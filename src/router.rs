@@ -14,9 +14,11 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::message::MessageType;
+use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
 use xmpp_parsers::stanza::Stanza;
 
+use crate::admin;
 use crate::component::LinkEvent;
 use crate::gateway::Gateway;
 use crate::registration;
@@ -27,7 +29,7 @@ use crate::xmpp::errors::{reply_to_invalid, Failure};
 use crate::xmpp::xml::{
     NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_GATEWAY, NS_PING, NS_REGISTER, NS_VERSION,
 };
-use crate::xmpp::{privilege, service};
+use crate::xmpp::{adhoc, privilege, service};
 
 /// What background work (registration) tells the router when it is done.
 pub enum RouterNote {
@@ -380,7 +382,9 @@ impl Router {
                 },
                 Some(NS_COMMANDS) => {
                     let registered = self.is_registered(&from).await;
-                    gw.reply_result(iq, Some(registration::command_list(&gw.domain, registered)))
+                    let admin = gw.access.is_admin(&from);
+                    let list = registration::command_list(&gw.domain, registered, admin);
+                    gw.reply_result(iq, Some(list))
                 }
                 Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
             },
@@ -420,13 +424,64 @@ impl Router {
                 self.spawn_registration(registration::Request::Register(payload.clone()), iq, from);
             }
             (false, "command", NS_COMMANDS) => {
-                self.spawn_registration(registration::Request::Command(payload.clone()), iq, from);
+                if payload.attr("node") == Some(admin::DISCONNECT_USER_NODE) {
+                    let payload = payload.clone();
+                    self.on_disconnect_users(iq, stanza, &payload, &from);
+                } else {
+                    self.spawn_registration(
+                        registration::Request::Command(payload.clone()),
+                        iq,
+                        from,
+                    );
+                }
             }
             _ => gw.reply_error(
                 stanza,
                 &Failure::service_unavailable(format!("{{{ns}}}{name} is not supported here")),
             ),
         }
+    }
+
+    /// An admin ends chosen users' sessions: the form lists who is logged
+    /// in, and the submitted choice logs them out of every network.
+    fn on_disconnect_users(&mut self, iq: &Iq, stanza: &Stanza, command: &Element, from: &Jid) {
+        let gw = self.gw.clone();
+        if !gw.access.is_admin(from) {
+            gw.reply_error(stanza, &Failure::forbidden("only the gateway's admins may"));
+            return;
+        }
+        let request = match adhoc::parse(command) {
+            Ok(request) => request,
+            Err(failure) => return gw.reply_error(stanza, &failure),
+        };
+        let session = request
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let node = admin::DISCONNECT_USER_NODE;
+        if request.action == "cancel" {
+            return gw.reply_result(iq, Some(adhoc::canceled(node, &session)));
+        }
+        let Some(form) = &request.form else {
+            let mut users: Vec<BareJid> = self.users.keys().cloned().collect();
+            users.sort();
+            let form = admin::disconnect_form(&users);
+            return gw.reply_result(iq, Some(adhoc::executing(node, &session, form)));
+        };
+        let chosen = match admin::chosen_users(form) {
+            Ok(chosen) => chosen,
+            Err(failure) => return gw.reply_error(stanza, &failure),
+        };
+        let mut ended = 0;
+        for jid in &chosen {
+            if let Some(handle) = self.users.remove(jid) {
+                handle.send(UserCommand::Shutdown);
+                info!(user = %jid, "an admin disconnected the user");
+                ended += 1;
+            }
+        }
+        let note = format!("{ended} of {} disconnected.", chosen.len());
+        gw.reply_result(iq, Some(adhoc::completed(node, &session, &note)));
     }
 
     /// Registration may wait on the remote network (checking a password), so

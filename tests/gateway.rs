@@ -899,3 +899,83 @@ async fn a_second_resource_shares_the_room() {
         .await;
     assert!(!fx.net.log().iter().any(|l| l.starts_with("leave ")));
 }
+
+/// An admin ends a user's session (biboumi's `disconnect-user`): the
+/// command is offered to admins only, lists who is logged in, and logs the
+/// chosen users out of the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_disconnect_users() {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    const NODE: &str = "disconnect-user";
+    let fx = Fixture::start_with(|config| {
+        config.gateways[0].admins = vec!["boss@localhost".to_owned()];
+    })
+    .await;
+    let mut alice = fx.registered("alice").await;
+    wait_for_log(&fx, "login alice@localhost as alice").await;
+    let mut boss = fx.user("boss").await;
+
+    let listed = |client_items: &Element| String::from(client_items).contains(NODE);
+    let items = alice
+        .iq(
+            GW,
+            "get",
+            el(&format!("<query xmlns='{DISCO_ITEMS}' node='{COMMANDS}'/>")),
+        )
+        .await;
+    assert!(!listed(&items), "{}", String::from(&items));
+    let items = boss
+        .iq(
+            GW,
+            "get",
+            el(&format!("<query xmlns='{DISCO_ITEMS}' node='{COMMANDS}'/>")),
+        )
+        .await;
+    assert!(listed(&items), "{}", String::from(&items));
+
+    // Not for users.
+    let refused = alice
+        .iq(
+            GW,
+            "set",
+            el(&format!("<command xmlns='{COMMANDS}' node='{NODE}'/>")),
+        )
+        .await;
+    assert_eq!(condition(&refused), "forbidden");
+
+    let form = boss
+        .iq(
+            GW,
+            "set",
+            el(&format!("<command xmlns='{COMMANDS}' node='{NODE}'/>")),
+        )
+        .await;
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    assert_eq!(attr(command, "status"), "executing");
+    assert!(
+        String::from(command).contains("<value>alice@localhost</value>"),
+        "{}",
+        String::from(command)
+    );
+    let session = attr(command, "sessionid").to_owned();
+    let done = boss
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='{NODE}' sessionid='{session}'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='jids'><value>alice@localhost</value></field></x></command>"
+            )),
+        )
+        .await;
+    let command = find_child(&done, "command", COMMANDS).unwrap();
+    assert_eq!(attr(command, "status"), "completed");
+    assert!(String::from(command).contains("1 of 1 disconnected"));
+    wait_for_log(&fx, "logout alice@localhost").await;
+    alice
+        .expect(WAIT, |s| {
+            s.name() == "presence" && attr(s, "from") == GW && attr(s, "type") == "unavailable"
+        })
+        .await;
+}

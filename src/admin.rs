@@ -1,0 +1,91 @@
+//! The admins' ad-hoc commands on the gateway's JID (biboumi's
+//! `disconnect-user`): the form, and what a submitted form asks for. The
+//! router, which holds the sessions, carries them out.
+
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::minidom::Element;
+
+use crate::xmpp::errors::Failure;
+use crate::xmpp::forms::submitted_values;
+use crate::xmpp::xml::{element, Attrs, NS_DATA};
+
+/// End the sessions of chosen users.
+pub const DISCONNECT_USER_NODE: &str = "disconnect-user";
+
+const FORM_TYPE: &str = "urn:estuary:admin:disconnect-user";
+
+/// The form: which of the logged-in `users` to disconnect.
+pub fn disconnect_form(users: &[BareJid]) -> Element {
+    let mut field = element("field", NS_DATA)
+        .with("var", "jids")
+        .with("type", "list-multi")
+        .with("label", "Users to disconnect");
+    for user in users {
+        field = field.append(
+            element("option", NS_DATA)
+                .with("label", user.to_string())
+                .append(element("value", NS_DATA).append(user.to_string())),
+        );
+    }
+    element("x", NS_DATA)
+        .with("type", "form")
+        .append(element("title", NS_DATA).append("Disconnect users".to_owned()))
+        .append(
+            element("instructions", NS_DATA)
+                .append("Their sessions end on every network; they may come back.".to_owned()),
+        )
+        .append(
+            element("field", NS_DATA)
+                .with("var", "FORM_TYPE")
+                .with("type", "hidden")
+                .append(element("value", NS_DATA).append(FORM_TYPE.to_owned())),
+        )
+        .append(field)
+        .build()
+}
+
+/// The users a submitted form names.
+pub fn chosen_users(form: &Element) -> Result<Vec<BareJid>, Failure> {
+    let values = submitted_values(form)?;
+    values
+        .get("jids")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.trim()
+                .parse()
+                .map_err(|_| Failure::jid_malformed(format!("'{line}' is not a bare JID")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_offers_the_users_and_reads_the_choice_back() {
+        let users: Vec<BareJid> = vec!["alice@localhost".parse().unwrap()];
+        let form = String::from(&disconnect_form(&users));
+        assert!(form.contains("<value>alice@localhost</value>"), "{form}");
+        let submitted: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='jids'><value>alice@localhost</value><value>bob@localhost</value></field>\
+             </x>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            chosen_users(&submitted).unwrap(),
+            [
+                "alice@localhost".parse::<BareJid>().unwrap(),
+                "bob@localhost".parse().unwrap()
+            ]
+        );
+        let bad: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='jids'><value>not a jid@@</value></field></x>"
+            .parse()
+            .unwrap();
+        assert!(chosen_users(&bad).is_err());
+    }
+}
