@@ -1855,3 +1855,43 @@ async fn channel_keys_and_refused_joins() {
     })
     .await;
 }
+
+/// A nick change IRC refuses reaches the client as MUC says (XEP-0045
+/// §7.6): conflict for a nick in use, not-acceptable for one IRC does not
+/// take; the user keeps the old nick, and a later change goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_nick_change_is_a_muc_error() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#nicks").await;
+    let room = format!("#nicks%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+
+    for (nick, condition) in [("bob", "conflict"), ("9lives", "not-acceptable")] {
+        let asked = format!("{room}/{nick}");
+        s.alice.send(el(&format!("<presence to='{asked}'/>"))).await;
+        // (bob's own presence comes from the same JID.)
+        let refused = s
+            .alice
+            .expect(WAIT, |p| {
+                p.name() == "presence" && from(p, &asked) && attr(p, "type") == "error"
+            })
+            .await;
+        let text = String::from(&refused);
+        assert!(text.contains(&format!("<{condition} ")), "{nick}: {text}");
+    }
+
+    let renamed = format!("{room}/alice2");
+    s.alice
+        .send(el(&format!("<presence to='{renamed}'/>")))
+        .await;
+    let back = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &renamed) && attr(p, "type").is_empty()
+        })
+        .await;
+    assert!(String::from(&back).contains("code='110'"));
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" NICK "))
+        .await;
+}

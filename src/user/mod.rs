@@ -299,6 +299,7 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::Part { room, .. }
         | RemoteEvent::JoinRefused { room, .. }
         | RemoteEvent::NickChange { room, .. }
+        | RemoteEvent::NickRefused { room, .. }
         | RemoteEvent::Topic { room, .. }
         | RemoteEvent::Kick { room, .. }
         | RemoteEvent::RoleChange { room, .. }

@@ -1,7 +1,8 @@
 //! The session's events, turned into stanzas for the user.
 
 use estuary_bridge::{
-    Affiliation, JoinRefusal, Occupant, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence,
+    Affiliation, JoinRefusal, NickRefusal, Occupant, RemoteAddress, RemoteEvent, RemoteMessage,
+    RemotePresence,
 };
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
@@ -145,6 +146,12 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             new,
             is_self,
         } => user.on_nick_change(&room, &old, &new, is_self),
+        RemoteEvent::NickRefused {
+            room,
+            nick,
+            why,
+            text,
+        } => user.on_nick_refused(&room, &nick, why, &text),
         RemoteEvent::Topic { room, topic, by } => user.on_topic(&room, topic, by),
         RemoteEvent::RoleChange {
             room,
@@ -640,7 +647,7 @@ impl UserSession {
         if let Some(from) = state.occupant(&state.nick) {
             let by = state.jid.clone().map(Jid::from);
             for resource in &state.resources {
-                self.gw.send_presence(muc::join_error(
+                self.gw.send_presence(muc::occupant_error(
                     Jid::from(from.clone()),
                     Jid::from(resource.clone()),
                     failure.to_stanza_error(by.clone()).into(),
@@ -648,6 +655,32 @@ impl UserSession {
             }
         }
         self.forget_room(room).await;
+    }
+
+    /// The network refused the nick the user asked for: their clients are
+    /// told so from the occupant JID they asked for (XEP-0045 §7.6), and
+    /// the user stays under the old nick.
+    fn on_nick_refused(&mut self, room: &RemoteAddress, nick: &str, why: NickRefusal, text: &str) {
+        let Some(state) = self.rooms.get(room) else {
+            return;
+        };
+        info!(?why, "the network refused the nick change");
+        let failure = match why {
+            NickRefusal::InUse => Failure::conflict(text),
+            NickRefusal::Invalid => Failure::not_acceptable(text),
+            NickRefusal::NotAllowed => Failure::not_allowed(text),
+        };
+        let Some(from) = state.occupant(nick) else {
+            return;
+        };
+        let by = state.jid.clone().map(Jid::from);
+        for resource in &state.resources {
+            self.gw.send_presence(muc::occupant_error(
+                Jid::from(from.clone()),
+                Jid::from(resource.clone()),
+                failure.to_stanza_error(by.clone()).into(),
+            ));
+        }
     }
 
     fn on_nick_change(&mut self, room: &RemoteAddress, old: &str, new: &str, is_self: bool) {

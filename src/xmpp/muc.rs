@@ -112,9 +112,9 @@ pub fn gone(
     p
 }
 
-/// A join the room refused (XEP-0045 §7.2): an error presence from the
-/// occupant JID the join asked for.
-pub fn join_error(from: Jid, to: Jid, error: Element) -> Presence {
+/// A join or a nick change the room refused (XEP-0045 §7.2, §7.6): an
+/// error presence from the occupant JID asked for.
+pub fn occupant_error(from: Jid, to: Jid, error: Element) -> Presence {
     let mut p = Presence::new(PresenceType::Error);
     p.from = Some(from);
     p.to = Some(to);

@@ -146,6 +146,17 @@ pub struct RemotePresence {
     pub status: Option<String>,
 }
 
+/// Why a network refused a nick change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NickRefusal {
+    /// Someone else has it.
+    InUse,
+    /// The network does not take such a nick.
+    Invalid,
+    /// Not now (IRC: a channel forbids nick changes, or the nick is held).
+    NotAllowed,
+}
+
 /// Why a network refused a join, in the terms MUC has for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinRefusal {
@@ -241,6 +252,14 @@ pub enum RemoteEvent {
         old: String,
         new: String,
         is_self: bool,
+    },
+    /// The network refused the user's change to `nick` in `room` (IRC: in
+    /// every channel of the server); `text` is its reason.
+    NickRefused {
+        room: RemoteAddress,
+        nick: String,
+        why: NickRefusal,
+        text: String,
     },
     Topic {
         room: RemoteAddress,

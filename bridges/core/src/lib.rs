@@ -21,7 +21,7 @@ pub use address::{AddressKind, RemoteAddress};
 pub use error::BridgeError;
 pub use event::{
     Affiliation, Attachment, ChatState, EventPermit, EventSender, JoinRefusal, MessageKind,
-    Occupant, PresenceShow, RemoteEvent, RemoteMessage, RemotePresence, Role,
+    NickRefusal, Occupant, PresenceShow, RemoteEvent, RemoteMessage, RemotePresence, Role,
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};

@@ -7,8 +7,8 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use estuary_bridge::{
-    Affiliation, BridgeError, EventPermit, EventSender, JoinRefusal, MessageKind, Occupant,
-    PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
+    Affiliation, BridgeError, EventPermit, EventSender, JoinRefusal, MessageKind, NickRefusal,
+    Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -133,6 +133,7 @@ pub fn spawn(
         backlog: Default::default(),
         connect_error: None,
         ctcp: None,
+        nick_asked: None,
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -251,6 +252,9 @@ struct ServerTask {
     /// CTCP queries awaiting answers, and the rate of answers given; boxed
     /// and made on the first CTCP, as most connections never see one.
     ctcp: Option<Box<CtcpExchange>>,
+    /// The nick the user asked for and the server has not given yet, so
+    /// that a refusal reaches the user as one.
+    nick_asked: Option<Box<str>>,
 }
 
 /// A live connection's state.
@@ -617,7 +621,9 @@ impl ServerTask {
                 live.writer.send("LIST", &[]);
             }
             ServerCommand::Nick { nick } => {
-                live.writer.send("NICK", &[&nick]);
+                if live.writer.send("NICK", &[&nick]) {
+                    self.nick_asked = Some(nick.into());
+                }
             }
             ServerCommand::Describe { reply } => {
                 let _ = reply.send(self.describe(live));
@@ -909,6 +915,7 @@ impl ServerTask {
                 let is_self = isupport.fold(&old) == isupport.fold(&live.me.nick);
                 if is_self {
                     live.me.nick = new.clone();
+                    self.nick_asked = None;
                 }
                 let digests = (nick_digest(isupport, &old), nick_digest(isupport, &new));
                 let mut rooms = Vec::new();
@@ -959,6 +966,36 @@ impl ServerTask {
                 } else {
                     let text = line.params[1.min(line.params.len())..].join(" ");
                     self.server_notice(text).await;
+                }
+            }
+            // The nick the user asked for is refused: taken, invalid, held,
+            // or forbidden by a channel (+N). Other such numerics (a nick
+            // asked for by a raw command) are server notices.
+            "433" | "436" | "432" | "437" | "447"
+                if self.nick_asked.as_deref().is_some_and(|asked| {
+                    isupport.fold(asked) == isupport.fold(line.param(1)) || line.command == "447"
+                }) =>
+            {
+                let nick = self.nick_asked.take().expect("checked above").into_string();
+                let why = match line.command.as_str() {
+                    "433" | "436" => NickRefusal::InUse,
+                    "432" => NickRefusal::Invalid,
+                    _ => NickRefusal::NotAllowed,
+                };
+                let text = line.params.last().cloned().unwrap_or_default();
+                let rooms: Vec<String> = self
+                    .channels
+                    .values()
+                    .filter(|ch| ch.joined)
+                    .map(|ch| ch.name.clone())
+                    .collect();
+                for channel in rooms {
+                    self.emit(RemoteEvent::NickRefused {
+                        room: self.room(&channel),
+                        nick: nick.clone(),
+                        why,
+                        text: text.clone(),
+                    });
                 }
             }
             // No such nick: a CTCP query to them gets no answer.
