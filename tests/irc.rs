@@ -1895,3 +1895,67 @@ async fn a_refused_nick_change_is_a_muc_error() {
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" NICK "))
         .await;
 }
+
+/// A message IRC refuses (a moderated channel, a nick that is gone) comes
+/// back to the sender as an error under its own id, where it used to wait
+/// forever for an echo that never came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_comes_back_as_an_error() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#quiet").await;
+    bob.send("MODE #quiet +m").await;
+    bob.expect(WAIT, |l| l.contains(" MODE #quiet ") && l.ends_with("+m"))
+        .await;
+    let room = format!("#quiet%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='q1'><body>can you hear me</body></message>"
+        )))
+        .await;
+    let refused = s
+        .alice
+        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "q1")
+        .await;
+    let text = String::from(&refused);
+    assert_eq!(attr(&refused, "type"), "error", "{text}");
+    assert_eq!(attr(&refused, "from"), room, "{text}");
+    assert!(text.contains("<forbidden "), "{text}");
+
+    // Voiced, alice is heard, and her message reflected as usual.
+    bob.send("MODE #quiet +v alice").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='q2'><body>now?</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.ends_with("PRIVMSG #quiet :now?"))
+        .await;
+    let reflected = s
+        .alice
+        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "q2")
+        .await;
+    assert_eq!(attr(&reflected, "type"), "groupchat");
+
+    // A private message to a nick nobody has.
+    let nobody = format!("nobody%localhost@{GW}");
+    s.alice
+        .send(el(&format!(
+            "<message to='{nobody}' type='chat' id='p1'><body>hello?</body></message>"
+        )))
+        .await;
+    let missing = s
+        .alice
+        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "p1")
+        .await;
+    let text = String::from(&missing);
+    assert_eq!(attr(&missing, "type"), "error", "{text}");
+    assert!(text.contains("<item-not-found "), "{text}");
+}

@@ -295,6 +295,7 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
             Some(room.as_ref().unwrap_or(sender).as_str())
         }
         RemoteEvent::Presence(p) => Some(p.user.as_str()),
+        RemoteEvent::SendRefused { to, .. } => Some(to.as_str()),
         RemoteEvent::Join { room, .. }
         | RemoteEvent::Part { room, .. }
         | RemoteEvent::JoinRefused { room, .. }

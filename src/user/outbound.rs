@@ -2,7 +2,7 @@
 
 use estuary_bridge::{
     Affiliation, JoinRefusal, NickRefusal, Occupant, RemoteAddress, RemoteEvent, RemoteMessage,
-    RemotePresence,
+    RemotePresence, SendRefusal,
 };
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
@@ -146,6 +146,9 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             new,
             is_self,
         } => user.on_nick_change(&room, &old, &new, is_self),
+        RemoteEvent::SendRefused { to, id, why, text } => {
+            user.on_send_refused(&to, &id, why, &text)
+        }
         RemoteEvent::NickRefused {
             room,
             nick,
@@ -655,6 +658,41 @@ impl UserSession {
             }
         }
         self.forget_room(room).await;
+    }
+
+    /// The network refused a message the user sent: it will never be
+    /// reflected, so the clients are told with an error under the message's
+    /// own id, from where it was sent.
+    fn on_send_refused(&mut self, to: &RemoteAddress, id: &str, why: SendRefusal, text: &str) {
+        let Some(record) = self.awaiting_echo.take(to.as_str(), id) else {
+            debug!("a refused message that is not awaited");
+            return;
+        };
+        info!(?why, "the network refused a message");
+        let failure = match why {
+            SendRefusal::Forbidden => Failure::forbidden(text),
+            SendRefusal::NoSuchRecipient => Failure::item_not_found(text),
+        };
+        let Ok(from) = bare_jid(to, self.gw.jid.domain()) else {
+            return;
+        };
+        // A room's clients are its resources; a direct message's, every
+        // resource of the user (or their bare JID, when none is known).
+        let resources: Vec<Jid> = match self.rooms.get(to) {
+            Some(room) => room.resources.iter().cloned().map(Jid::from).collect(),
+            None if !self.resources.is_empty() => {
+                self.resources.iter().cloned().map(Jid::from).collect()
+            }
+            None => vec![Jid::from(self.jid.clone())],
+        };
+        for resource in resources {
+            self.gw.send_message(message::refused(
+                Jid::from(from.clone()),
+                resource,
+                record.xmpp_id.clone(),
+                failure.to_stanza_error(None).into(),
+            ));
+        }
     }
 
     /// The network refused the nick the user asked for: their clients are

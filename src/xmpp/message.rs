@@ -107,6 +107,17 @@ fn attr_of(payloads: &[Element], name: &str, ns: &str, attr: &str) -> Option<Str
         .map(str::to_owned)
 }
 
+/// The error for a message the network refused after taking it, under
+/// the id the client sent it with.
+pub fn refused(from: Jid, to: Jid, id: Option<String>, error: Element) -> Message {
+    let mut m = Message::new(Some(to));
+    m.type_ = MessageType::Error;
+    m.from = Some(from);
+    m.id = id.map(Id);
+    m.payloads.push(error);
+    m
+}
+
 /// A message stanza to the user with the gateway's stanza-id.
 pub fn text(
     type_: MessageType,

@@ -146,6 +146,16 @@ pub struct RemotePresence {
     pub status: Option<String>,
 }
 
+/// Why a network refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// The user may not speak there (IRC: a moderated channel, a ban, a
+    /// channel for identified users only).
+    Forbidden,
+    /// Nobody by that name.
+    NoSuchRecipient,
+}
+
 /// Why a network refused a nick change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NickRefusal {
@@ -252,6 +262,15 @@ pub enum RemoteEvent {
         old: String,
         new: String,
         is_self: bool,
+    },
+    /// The network refused a message the user sent to `to` (a room or a
+    /// user), by the id `Session::send_message` returned for it; it will
+    /// never be echoed.
+    SendRefused {
+        to: RemoteAddress,
+        id: String,
+        why: SendRefusal,
+        text: String,
     },
     /// The network refused the user's change to `nick` in `room` (IRC: in
     /// every channel of the server); `text` is its reason.

@@ -22,6 +22,7 @@ pub use error::BridgeError;
 pub use event::{
     Affiliation, Attachment, ChatState, EventPermit, EventSender, JoinRefusal, MessageKind,
     NickRefusal, Occupant, PresenceShow, RemoteEvent, RemoteMessage, RemotePresence, Role,
+    SendRefusal,
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};

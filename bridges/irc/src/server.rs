@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use estuary_bridge::{
     Affiliation, BridgeError, EventPermit, EventSender, JoinRefusal, MessageKind, NickRefusal,
-    Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
+    Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo, SendRefusal,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -586,6 +586,7 @@ impl ServerTask {
                     body: text::sanitize_outgoing(&body).join("\n"),
                     kind,
                     remaining: sent,
+                    refused: false,
                 };
                 if live.me.caps.contains("echo-message") {
                     self.echoes.push_back(echo);
@@ -963,6 +964,14 @@ impl ServerTask {
                         why: join_refusal(&line.command),
                         text: line.params.last().cloned().unwrap_or_default(),
                     });
+                } else if line.command == "477"
+                    && self.refuse_send(
+                        &folded,
+                        SendRefusal::Forbidden,
+                        line.params.last().map_or("", String::as_str),
+                    )
+                {
+                    // A joined channel where only identified users speak.
                 } else {
                     let text = line.params[1.min(line.params.len())..].join(" ");
                     self.server_notice(text).await;
@@ -998,15 +1007,27 @@ impl ServerTask {
                     });
                 }
             }
-            // No such nick: a CTCP query to them gets no answer.
-            "401" if self.ctcp.is_some() => {
+            // No such nick: a message or CTCP query to them gets nowhere.
+            "401" => {
                 let text = line.params.last().cloned().unwrap_or_default();
                 let folded = isupport.fold(line.param(1));
                 if let Some(ctcp) = &mut self.ctcp {
                     ctcp.no_such_nick(&folded, &text);
                 }
-                self.server_notice(line.params[1.min(line.params.len())..].join(" "))
-                    .await;
+                if !self.refuse_send(&folded, SendRefusal::NoSuchRecipient, &text) {
+                    self.server_notice(line.params[1.min(line.params.len())..].join(" "))
+                        .await;
+                }
+            }
+            // The channel will not take the user's message: moderated, a
+            // ban, no outside messages, identified users only.
+            "404" => {
+                let text = line.params.last().cloned().unwrap_or_default();
+                let folded = isupport.fold(line.param(1));
+                if !self.refuse_send(&folded, SendRefusal::Forbidden, &text) {
+                    self.server_notice(line.params[1.min(line.params.len())..].join(" "))
+                        .await;
+                }
             }
             // Replies that only fill the screen of a plain IRC client.
             "331" | "333" | "329" | "324" | "265" | "266" | "250" | "251" | "252" | "253"
@@ -1117,6 +1138,36 @@ impl ServerTask {
         }
     }
 
+    /// The server refused a line of the oldest message awaiting its echo
+    /// to `folded_target`: the user is told once per message, and the
+    /// message is never echoed. Whether there was one.
+    fn refuse_send(&mut self, folded_target: &str, why: SendRefusal, text: &str) -> bool {
+        let Some(pos) = self.echoes.iter().position(|e| e.target == folded_target) else {
+            return false;
+        };
+        let echo = &mut self.echoes[pos];
+        echo.remaining -= 1;
+        let first = !echo.refused;
+        echo.refused = true;
+        let (target_name, id) = (echo.target_name.clone(), echo.id.clone());
+        if echo.remaining == 0 {
+            self.echoes.remove(pos);
+        }
+        if first {
+            let to = match self.channels.get(folded_target) {
+                Some(ch) => self.room(&ch.name),
+                None => self.user(&target_name),
+            };
+            self.emit(RemoteEvent::SendRefused {
+                to,
+                id,
+                why,
+                text: text.to_owned(),
+            });
+        }
+        true
+    }
+
     /// The connection, as the user reads it: where, how, as whom, since
     /// when, and in which channels.
     fn describe(&self, live: &Live) -> String {
@@ -1188,7 +1239,9 @@ impl ServerTask {
                 self.echoes[pos].remaining -= 1;
                 if self.echoes[pos].remaining == 0 {
                     let echo = self.echoes.remove(pos).expect("position is valid");
-                    self.emit_echo(echo);
+                    if !echo.refused {
+                        self.emit_echo(echo);
+                    }
                 }
             }
             return;
@@ -1257,6 +1310,8 @@ struct PendingEcho {
     kind: MessageKind,
     /// Lines not yet echoed.
     remaining: usize,
+    /// The server refused a line of it (and the user was told).
+    refused: bool,
 }
 
 /// The ids a connection gives messages the server gave none (no msgid, or
