@@ -312,6 +312,24 @@ async fn names_prefixes_become_affiliations_and_roles() {
         })
         .await;
     assert_eq!(item(&p), ("member".to_owned(), "participant".to_owned()));
+
+    // The room is non-anonymous (status 100), so each occupant is shown with
+    // a JID: an IRC user's own (where a private chat with them goes), and
+    // alice her full JID in her self-presence.
+    let real = |p: &Element| {
+        let x = find_child(p, "x", "http://jabber.org/protocol/muc#user").unwrap();
+        let item = x.children().find(|c| c.name() == "item").unwrap();
+        attr(item, "jid").to_owned()
+    };
+    assert_eq!(real(&p), format!("voiced%localhost@{GW}"));
+    let own = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    assert!(String::from(&own).contains("code='100'"));
+    assert_eq!(real(&own), "alice@localhost/res");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

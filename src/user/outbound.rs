@@ -10,6 +10,7 @@ use xmpp_parsers::message::{Id, Message, MessageType};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
+use crate::gateway::Gateway;
 use crate::store::{now_ms, MessageRecord, Sender};
 use crate::xmpp::address::{bare_jid, occupant_jid};
 use crate::xmpp::errors::Failure;
@@ -488,12 +489,23 @@ impl UserSession {
         let Some(from) = state.occupant(&occupant.nick) else {
             return;
         };
+        let real = (!is_self)
+            .then(|| real_jid(&self.gw, room, &occupant))
+            .flatten();
         for resource in &state.resources {
+            let to = Jid::from(resource.clone());
+            // Themself, a user is shown their own JID (non-anonymous room).
+            let real = if is_self {
+                Some(to.clone())
+            } else {
+                real.clone()
+            };
             self.gw.send_presence(muc::occupant(
                 Jid::from(from.clone()),
-                Jid::from(resource.clone()),
+                to,
                 &occupant,
                 &statuses,
+                real,
             ));
         }
         if first_self {
@@ -548,8 +560,14 @@ impl UserSession {
                 continue;
             }
             if let Some(from) = state.occupant(&occupant.nick) {
-                self.gw
-                    .send_presence(muc::occupant(Jid::from(from), to.clone(), &occupant, &[]));
+                let real = real_jid(&self.gw, room, &occupant);
+                self.gw.send_presence(muc::occupant(
+                    Jid::from(from),
+                    to.clone(),
+                    &occupant,
+                    &[],
+                    real,
+                ));
             }
         }
         let own = own.unwrap_or(Occupant {
@@ -566,6 +584,7 @@ impl UserSession {
                 to.clone(),
                 &own,
                 &[muc::SELF_PRESENCE, muc::NON_ANONYMOUS],
+                Some(to.clone()),
             ));
         }
         let subject = state.subject.clone().unwrap_or_default();
@@ -753,9 +772,17 @@ impl UserSession {
             reason: None,
             actor: None,
         };
+        let real = (!is_self)
+            .then(|| real_jid(&self.gw, room, &occupant))
+            .flatten();
         if let (Some(old_jid), Some(new_jid)) = (state.occupant(old), state.occupant(new)) {
             for resource in &state.resources {
                 let to = Jid::from(resource.clone());
+                let real = if is_self {
+                    Some(to.clone())
+                } else {
+                    real.clone()
+                };
                 self.gw.send_presence(muc::gone(
                     Jid::from(old_jid.clone()),
                     to.clone(),
@@ -768,6 +795,7 @@ impl UserSession {
                     to,
                     &occupant,
                     &back_codes,
+                    real,
                 ));
             }
         }
@@ -814,6 +842,17 @@ impl UserSession {
             }
         }
     }
+}
+
+/// The JID another occupant of `room` is shown with, the rooms being
+/// non-anonymous: their user address on the gateway (`nick%server@gw` on
+/// IRC), where the bridge or the network can tell it.
+fn real_jid(gw: &Gateway, room: &RemoteAddress, occupant: &Occupant) -> Option<Jid> {
+    let user = match &occupant.user {
+        Some(user) => user.clone(),
+        None => gw.network.occupant_user(room, &occupant.nick)?,
+    };
+    bare_jid(&user, gw.jid.domain()).ok().map(Jid::from)
 }
 
 /// The id under which the user's clients know a message.

@@ -54,10 +54,12 @@ pub struct OccupantItem<'a> {
     pub actor: Option<&'a str>,
 }
 
-fn muc_user(item: &OccupantItem, statuses: &[u16]) -> Element {
+/// `real`: the occupant's JID, shown in a non-anonymous room.
+fn muc_user(item: &OccupantItem, statuses: &[u16], real: Option<Jid>) -> Element {
     let mut it = element("item", NS_MUC_USER)
         .with("affiliation", affiliation(item.affiliation))
         .with("role", role(item.role))
+        .with_opt("jid", real.map(|j| j.to_string()))
         .with_opt("nick", item.nick.map(|n| clean_text(n).into_owned()));
     if let Some(actor) = item.actor {
         it = it.append(element("actor", NS_MUC_USER).with("nick", clean_text(actor).into_owned()));
@@ -72,8 +74,9 @@ fn muc_user(item: &OccupantItem, statuses: &[u16]) -> Element {
     x.build()
 }
 
-/// An occupant's available presence.
-pub fn occupant(from: Jid, to: Jid, o: &Occupant, statuses: &[u16]) -> Presence {
+/// An occupant's available presence; `real` is the occupant's JID, shown
+/// in a non-anonymous room.
+pub fn occupant(from: Jid, to: Jid, o: &Occupant, statuses: &[u16], real: Option<Jid>) -> Presence {
     let mut p = Presence::new(PresenceType::None);
     p.from = Some(from);
     p.to = Some(to);
@@ -90,6 +93,7 @@ pub fn occupant(from: Jid, to: Jid, o: &Occupant, statuses: &[u16]) -> Presence 
             actor: None,
         },
         statuses,
+        real,
     ));
     p
 }
@@ -108,7 +112,7 @@ pub fn gone(
     if let Some(status) = status {
         p.set_status(String::new(), clean_text(status).into_owned());
     }
-    p.payloads.push(muc_user(item, statuses));
+    p.payloads.push(muc_user(item, statuses, None));
     p
 }
 

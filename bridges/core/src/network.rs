@@ -1,7 +1,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    AddressKind, BridgeError, Credentials, EventSender, FormValues, RegistrationField, Session,
+    AddressKind, BridgeError, Credentials, EventSender, FormValues, RegistrationField,
+    RemoteAddress, Session,
 };
 
 /// What a network can do, so the core advertises only real features in disco.
@@ -76,6 +77,14 @@ pub trait Network: Send + Sync + 'static {
     /// on the server's JID (IRC: nick, ports, TLS …); none by default.
     fn server_fields(&self) -> Vec<RegistrationField> {
         Vec::new()
+    }
+
+    /// The user address of the occupant `nick` of `room`, where the network
+    /// can tell it from these alone (IRC: `nick%server`), for the occupant's
+    /// JID in a non-anonymous room. Occupants the bridge reports with a
+    /// `user` need none.
+    fn occupant_user(&self, _room: &RemoteAddress, _nick: &str) -> Option<RemoteAddress> {
+        None
     }
 
     /// What an (already XEP-0106-unescaped) JID local part names, or why it is invalid.

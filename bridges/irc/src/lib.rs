@@ -32,7 +32,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use estuary_bridge::{
     AddressKind, BridgeError, Capabilities, Credentials, EventSender, FormValues, Network,
-    NetworkInfo, RegistrationField, Session,
+    NetworkInfo, RegistrationField, RemoteAddress, Session,
 };
 
 use crate::connection::Identity;
@@ -108,6 +108,12 @@ impl Network for IrcNetwork {
 
     fn server_fields(&self) -> Vec<RegistrationField> {
         options::user_fields()
+    }
+
+    fn occupant_user(&self, room: &RemoteAddress, nick: &str) -> Option<RemoteAddress> {
+        let fixed = self.options.fixed_server.as_deref();
+        let room = address::IrcAddress::parse(room, fixed).ok()?;
+        Some(address::IrcAddress::remote(nick, &room.server, fixed))
     }
 
     fn requires_registration(&self) -> bool {
