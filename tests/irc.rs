@@ -912,6 +912,15 @@ async fn join_as_alice(s: &mut Setup, room: &str) {
     );
 }
 
+/// The WHOIS 311 line `asker` gets for `nick`: `… 311 asker nick user host * :realname`.
+async fn whois_user(asker: &mut IrcClient, nick: &str) -> String {
+    asker.send(&format!("WHOIS {nick}")).await;
+    let me = asker.nick().to_owned();
+    asker
+        .expect(WAIT, |l| l.contains(&format!(" 311 {me} {nick} ")))
+        .await
+}
+
 /// Whether InspIRCd says `nick` is on a secure connection (WHOIS 671),
 /// asked by `asker`, a plaintext client.
 async fn whois_secure(asker: &mut IrcClient, nick: &str) -> bool {
@@ -1438,8 +1447,7 @@ async fn users_configure_their_own_server_settings() {
                 && String::from(p).contains("code='110'")
         })
         .await;
-    bob.send("WHOIS alicia").await;
-    let whois = bob.expect(WAIT, |l| l.contains(" 311 ")).await;
+    let whois = whois_user(&mut bob, "alicia").await;
     assert!(whois.contains("wonder"), "{whois}");
     assert!(whois.contains("Alice Liddell"), "{whois}");
 
@@ -1780,15 +1788,13 @@ async fn the_ident_server_names_each_user() {
     bob.join("#ident").await;
     let room = format!("#ident%localhost@{GW}");
     join_as_alice(&mut s, &room).await;
-    bob.send("WHOIS alice").await;
-    let whois = bob.expect(WAIT, |l| l.contains(" 311 bob alice ")).await;
+    let whois = whois_user(&mut bob, "alice").await;
     // sha1("alice@localhost") = 9637f279e87dc3aba7eb582ceceaa621fa695865,
     // cut to InspIRCd's maxident of 10, with no `~` (which marks no ident).
     assert!(whois.contains(" 311 bob alice 9637f279e8 "), "{whois:?}");
     // bob, who runs no ident server, is marked as such: the ident came
     // from Estuary, not from the USER line.
-    bob.send("WHOIS bob").await;
-    let own = bob.expect(WAIT, |l| l.contains(" 311 bob bob ")).await;
+    let own = whois_user(&mut bob, "bob").await;
     assert!(own.contains(" 311 bob bob ~"), "{own:?}");
 }
 
@@ -1806,11 +1812,9 @@ async fn connections_come_from_the_outgoing_bind_address() {
     let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
     bob.join("#bound").await;
     join_as_alice(&mut s, &format!("#bound%localhost@{GW}")).await;
-    bob.send("WHOIS alice").await;
-    let whois = bob.expect(WAIT, |l| l.contains(" 311 bob alice ")).await;
+    let whois = whois_user(&mut bob, "alice").await;
     assert!(whois.contains(" 127.0.0.2 * :"), "{whois:?}");
-    bob.send("WHOIS bob").await;
-    let own = bob.expect(WAIT, |l| l.contains(" 311 bob bob ")).await;
+    let own = whois_user(&mut bob, "bob").await;
     assert!(own.contains(" 127.0.0.1 * :"), "{own:?}");
 }
 

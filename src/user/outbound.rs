@@ -18,7 +18,7 @@ use crate::xmpp::message;
 use crate::xmpp::muc::{self, OccupantItem};
 use crate::xmpp::xml::clean_text;
 
-use super::rooms::{room_jid, OccupantList};
+use super::rooms::{room_jid, send_occupant_error, OccupantList};
 use super::UserSession;
 
 /// A remote timestamp older than this is shown with a XEP-0203 delay.
@@ -666,16 +666,7 @@ impl UserSession {
             JoinRefusal::NoSuchRoom => Failure::item_not_found(text),
             JoinRefusal::Other => Failure::not_allowed(text),
         };
-        if let Some(from) = state.occupant(&state.nick) {
-            let by = state.jid.clone().map(Jid::from);
-            for resource in &state.resources {
-                self.gw.send_presence(muc::occupant_error(
-                    Jid::from(from.clone()),
-                    Jid::from(resource.clone()),
-                    failure.to_stanza_error(by.clone()).into(),
-                ));
-            }
-        }
+        send_occupant_error(&self.gw, state, &state.nick, &failure);
         self.forget_room(room).await;
     }
 
@@ -727,17 +718,7 @@ impl UserSession {
             NickRefusal::Invalid => Failure::not_acceptable(text),
             NickRefusal::NotAllowed => Failure::not_allowed(text),
         };
-        let Some(from) = state.occupant(nick) else {
-            return;
-        };
-        let by = state.jid.clone().map(Jid::from);
-        for resource in &state.resources {
-            self.gw.send_presence(muc::occupant_error(
-                Jid::from(from.clone()),
-                Jid::from(resource.clone()),
-                failure.to_stanza_error(by.clone()).into(),
-            ));
-        }
+        send_occupant_error(&self.gw, state, nick, &failure);
     }
 
     fn on_nick_change(&mut self, room: &RemoteAddress, old: &str, new: &str, is_self: bool) {

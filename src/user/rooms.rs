@@ -8,6 +8,7 @@ use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
 use crate::xmpp::address::{bare_jid, occupant_of};
+use crate::xmpp::errors::Failure;
 use crate::xmpp::history::HistoryRequest;
 use crate::xmpp::muc::{self, OccupantItem};
 
@@ -287,6 +288,23 @@ pub fn send_self_gone(gw: &Gateway, state: &RoomState, extra: &[u16], status: Op
             &item,
             &statuses,
             status,
+        ));
+    }
+}
+
+/// Tell each of the user's resources in the room that the network refused
+/// what they asked of the occupant JID `nick` (a join, a nick change), as
+/// an error presence from it (XEP-0045 §7.2, §7.6).
+pub fn send_occupant_error(gw: &Gateway, state: &RoomState, nick: &str, failure: &Failure) {
+    let Some(from) = state.occupant(nick) else {
+        return;
+    };
+    let by = state.jid.clone().map(Jid::from);
+    for resource in &state.resources {
+        gw.send_presence(muc::occupant_error(
+            Jid::from(from.clone()),
+            Jid::from(resource.clone()),
+            failure.to_stanza_error(by.clone()).into(),
         ));
     }
 }
