@@ -112,12 +112,13 @@ impl UserSession {
         if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
             return self.list_rooms(iq, address, payload).await;
         }
+        let own_nick = self.rooms.get(address).map(|r| r.nick.as_str());
         if payload.is("query", NS_VERSION) {
-            // A remote user's software (biboumi: CTCP VERSION); a room's or
-            // a server's is the gateway's own.
+            // A remote user's software (biboumi: CTCP VERSION); a room's, a
+            // server's and the user's own occupant's are the gateway's.
             let nick = match (kind, resource) {
                 (AddressKind::User, _) => None,
-                (AddressKind::Room, Some(nick)) => Some(nick),
+                (AddressKind::Room, Some(nick)) if Some(nick) != own_nick => Some(nick),
                 _ => {
                     self.gw.reply_result(iq, Some(service::version()));
                     return Ok(());
@@ -131,7 +132,6 @@ impl UserSession {
             self.answer_later(iq, later, |software| Some(service::software(&software)));
             return Ok(());
         }
-        let own_nick = self.rooms.get(address).map(|r| r.nick.as_str());
         let other_user = match (kind, resource) {
             (AddressKind::User, _) => Some(None),
             (AddressKind::Room, Some(nick)) if Some(nick) != own_nick => Some(Some(nick)),
