@@ -1497,6 +1497,89 @@ mod tests {
         server.send(ServerCommand::Quit).unwrap();
     }
 
+    /// A two-line message the channel refuses line by line is reported
+    /// refused once and never echoed; the next message, heard, is echoed
+    /// under its own id.
+    #[tokio::test]
+    async fn a_refused_message_is_reported_once_and_never_echoed() {
+        let (port, _seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :echo-message"],
+            l if l.starts_with("CAP REQ") => vec!["CAP * ACK :echo-message"],
+            "CAP END" => vec![
+                ":srv 001 alice :hi",
+                ":srv 005 alice CHANTYPES=# :are supported",
+                ":srv 376 alice :end",
+            ],
+            "JOIN #m" => vec![
+                ":alice!a@h JOIN #m",
+                ":srv 353 alice = #m :alice @op",
+                ":srv 366 alice #m :end",
+            ],
+            "PRIVMSG #m one" | "PRIVMSG #m two" => {
+                vec![":srv 404 alice #m :Cannot send to channel (+m)"]
+            }
+            "PRIVMSG #m three" => vec![":alice!a@h PRIVMSG #m :three"],
+            _ => vec![],
+        })
+        .await;
+        let identity = Identity {
+            nick: "alice".into(),
+            password: None,
+            ident: None,
+        };
+        let (events, mut received) = EventSender::channel(64);
+        let server = spawn(
+            "srv".into(),
+            crate::scripted_server::options(port),
+            identity,
+            None,
+            events,
+        );
+        let (reply, done) = oneshot::channel();
+        server
+            .send(ServerCommand::Join {
+                channel: "#m".into(),
+                key: None,
+                reply,
+            })
+            .unwrap();
+        done.await.unwrap().unwrap();
+        let say = |text: &str| {
+            let (reply, id) = oneshot::channel();
+            server
+                .send(ServerCommand::Say {
+                    target: "#m".into(),
+                    text: text.into(),
+                    kind: MessageKind::Normal,
+                    reply,
+                })
+                .unwrap();
+            id
+        };
+        let refused_id = say("one\ntwo").await.unwrap().unwrap();
+        let heard_id = say("three").await.unwrap().unwrap();
+        let mut refusals = Vec::new();
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("events stopped")
+                .unwrap();
+            match *event {
+                RemoteEvent::Join { .. } => {}
+                RemoteEvent::SendRefused { id, why, .. } => refusals.push((id, why)),
+                RemoteEvent::Message(m) => {
+                    assert!(m.from_self);
+                    assert_eq!(m.sent_as.as_deref().unwrap_or(&m.id), heard_id);
+                    assert_eq!(m.body, "three");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(refusals, [(refused_id, SendRefusal::Forbidden)]);
+        server.send(ServerCommand::Quit).unwrap();
+    }
+
     #[test]
     fn local_ids_differ_between_connections_and_grow_with_time() {
         let mut first = LocalIds::new();
