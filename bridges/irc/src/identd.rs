@@ -21,6 +21,10 @@ use tracing::{debug, error, info, warn};
 const MAX_READ: u64 = 4096;
 /// How long a querier may keep its connection open without asking.
 const IDLE: Duration = Duration::from_secs(30);
+/// Queries answered at once; past this, a new connection is closed
+/// unanswered, so that a flood of connections to the port cannot pile up
+/// tasks and sockets.
+const MAX_QUERIERS: usize = 64;
 
 /// The open IRC connections, by (local port, remote port), with the address
 /// of the server and the user's ident.
@@ -119,13 +123,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 async fn serve(listener: TcpListener) {
+    let queriers = Arc::new(tokio::sync::Semaphore::new(MAX_QUERIERS));
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
+                let Ok(permit) = queriers.clone().try_acquire_owned() else {
+                    debug!(%from, "too many ident queriers; closing");
+                    continue;
+                };
                 tokio::spawn(async move {
                     if let Err(e) = answer_queries(stream, canonical(from.ip())).await {
                         debug!(%from, error = %e, "ident query ended");
                     }
+                    drop(permit);
                 });
             }
             Err(e) => {
