@@ -1888,6 +1888,9 @@ async fn a_refused_nick_change_is_a_muc_error() {
     bob.join("#nicks").await;
     let room = format!("#nicks%localhost@{GW}");
     join_as_alice(&mut s, &room).await;
+    // A second channel on the same server, where alice asks for nothing.
+    let other = format!("#other%localhost@{GW}");
+    join_as_alice(&mut s, &other).await;
 
     for (nick, condition) in [("bob", "conflict"), ("9lives", "not-acceptable")] {
         let asked = format!("{room}/{nick}");
@@ -1901,6 +1904,19 @@ async fn a_refused_nick_change_is_a_muc_error() {
             .await;
         let text = String::from(&refused);
         assert!(text.contains(&format!("<{condition} ")), "{nick}: {text}");
+    }
+    // Told where it was asked only.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    while let Some(stanza) = s
+        .alice
+        .recv(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        assert!(
+            !(attr(&stanza, "from").starts_with(&other) && attr(&stanza, "type") == "error"),
+            "{}",
+            String::from(&stanza)
+        );
     }
 
     let renamed = format!("{room}/alice2");

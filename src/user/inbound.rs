@@ -744,6 +744,7 @@ impl UserSession {
                     .set_nick(address, &nick)
                     .await
                     .map_err(Failure::from)?;
+                room.nick_asked = Some(nick.clone().into());
             }
             if room.resources.insert(from.clone()) && room.joined {
                 // Another resource of the same user: show it the room as it is.

@@ -709,9 +709,14 @@ impl UserSession {
     /// told so from the occupant JID they asked for (XEP-0045 §7.6), and
     /// the user stays under the old nick.
     fn on_nick_refused(&mut self, room: &RemoteAddress, nick: &str, why: NickRefusal, text: &str) {
-        let Some(state) = self.rooms.get(room) else {
+        let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
+        if state.nick_asked.take().as_deref() != Some(nick) {
+            // Asked in another room of the same network.
+            return;
+        }
+        let state = &*state;
         info!(?why, "the network refused the nick change");
         let failure = match why {
             NickRefusal::InUse => Failure::conflict(text),
@@ -745,6 +750,7 @@ impl UserSession {
             gone_codes.insert(0, muc::SELF_PRESENCE);
             back_codes.push(muc::SELF_PRESENCE);
             state.nick = new.to_owned();
+            state.nick_asked = None;
         }
         let item = OccupantItem {
             affiliation: occupant.affiliation,

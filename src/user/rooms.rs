@@ -29,6 +29,9 @@ pub struct RoomState {
     /// The password the join gave (an IRC channel key), to join again with
     /// after the network comes back. Never logged, never stored.
     pub password: Option<String>,
+    /// A nick change asked in this room and not yet made: a refusal is
+    /// told here only (on IRC a nick is the same in every channel).
+    pub nick_asked: Option<Box<str>>,
 }
 
 impl RoomState {
