@@ -1997,3 +1997,49 @@ async fn a_refused_message_comes_back_as_an_error() {
     assert_eq!(attr(&missing, "type"), "error", "{text}");
     assert!(text.contains("<item-not-found "), "{text}");
 }
+
+/// A keyed persistent channel is joined again after a gateway restart, with
+/// the key of the user's join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_persistent_channel_is_rejoined_after_a_restart() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#vault").await;
+    bob.send("MODE #vault +k opensesame").await;
+    bob.expect(WAIT, |l| l.contains(" MODE #vault ") && l.contains("+k"))
+        .await;
+    let room = format!("#vault%localhost@{GW}");
+    let me = format!("{room}/alice");
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <password>opensesame</password></x></presence>"
+        )))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &me) && String::from(p).contains("code='110'")
+        })
+        .await;
+    configure_room(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>1</value></field>",
+    )
+    .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+
+    s.estuary.take().unwrap().stop().await.unwrap();
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
+        .await;
+    s.estuary = Some(
+        app::start(s.config.clone(), &Networks::builtin())
+            .await
+            .unwrap(),
+    );
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.contains(" JOIN ") && l.ends_with("#vault")
+    })
+    .await;
+}

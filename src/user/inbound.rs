@@ -766,7 +766,7 @@ impl UserSession {
             account: self.account.jid.clone(),
             room: address.to_string(),
             nick,
-            settings: "{}".to_owned(),
+            settings: super::rooms::JoinSettings { password }.to_json(),
         };
         if let Err(e) = self.gw.store.save_room(&record).await {
             warn!("cannot remember a joined room: {e}");

@@ -241,13 +241,14 @@ impl UserSession {
             if !self.settings_of(&room).persistent || self.rooms.get(&room).is_some() {
                 continue;
             }
-            self.rooms.insert(
-                room.clone(),
-                super::rooms::RoomState::new(&self.gw, &room, record.nick.clone()),
-            );
-            // Channel keys are not stored: a keyed channel fails here, and
-            // the user's next join with the key joins it.
-            if let Err(e) = session.join_room(&room, &record.nick, None).await {
+            let password = super::rooms::JoinSettings::from_json(&record.settings).password;
+            let mut state = super::rooms::RoomState::new(&self.gw, &room, record.nick.clone());
+            state.password = password.clone();
+            self.rooms.insert(room.clone(), state);
+            if let Err(e) = session
+                .join_room(&room, &record.nick, password.as_deref())
+                .await
+            {
                 warn!(%room, error = %e, "rejoining a persistent room failed");
                 self.rooms.remove(&room);
             }

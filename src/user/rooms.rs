@@ -27,7 +27,8 @@ pub struct RoomState {
     /// from an occupant JID built on it ([`RoomState::occupant`]).
     pub jid: Option<BareJid>,
     /// The password the join gave (an IRC channel key), to join again with
-    /// after the network comes back. Never logged, never stored.
+    /// after the network comes back. Never logged; kept with the room's
+    /// record ([`JoinSettings`]) for a rejoin after a gateway restart.
     pub password: Option<String>,
     /// A nick change asked in this room and not yet made: a refusal is
     /// told here only (on IRC a nick is the same in every channel).
@@ -47,6 +48,27 @@ impl RoomState {
     /// The in-room JID of `nick`, or `None` when no JID can carry it.
     pub fn occupant(&self, nick: &str) -> Option<FullJid> {
         occupant_of(self.jid.as_ref()?, nick).ok()
+    }
+}
+
+/// What a join needs again to rejoin the room after a gateway restart,
+/// kept with the room's record (the store's `rooms.settings`): the join's
+/// password (an IRC channel key), stored as the registration's passwords
+/// are, and never logged.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct JoinSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl JoinSettings {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a struct of strings")
+    }
+
+    /// From a room record; a record from before it held any is `{}`.
+    pub fn from_json(json: &str) -> JoinSettings {
+        serde_json::from_str(json).unwrap_or_default()
     }
 }
 
