@@ -387,9 +387,15 @@ impl Session for IrcSession {
         };
         let (reply, rx) = oneshot::channel();
         handle.send(ServerCommand::Describe { reply })?;
-        Ok(rx
-            .await
-            .unwrap_or_else(|_| format!("Not connected to {name}.")))
+        // A connection still connecting reads no command until it is in;
+        // the user's other stanzas must not wait that long.
+        Ok(
+            match tokio::time::timeout(Duration::from_secs(2), rx).await {
+                Ok(Ok(text)) => text,
+                Ok(Err(_)) => format!("Not connected to {name}."),
+                Err(_) => format!("Connecting to {name}."),
+            },
+        )
     }
 
     async fn user_software(
@@ -429,5 +435,55 @@ impl Session for IrcSession {
             let _ = handle.send(ServerCommand::Quit);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While a connection is still registering it reads no command: asking
+    /// about it answers "connecting" at once rather than holding up the
+    /// user's other stanzas until it is in.
+    #[tokio::test]
+    async fn a_connection_still_registering_is_described_as_connecting() {
+        // A server that accepts and never answers.
+        let (port, _seen) = crate::scripted_server::start(|_| Vec::new()).await;
+        let mut options = IrcOptions::default();
+        options
+            .servers
+            .insert("srv".into(), crate::scripted_server::options(port));
+        let identity = Identity {
+            nick: "alice".into(),
+            password: None,
+            ident: None,
+        };
+        let (events, _received) = EventSender::channel(8);
+        let session = Arc::new(IrcSession::new(Arc::new(options), identity, false, events));
+        let joining = {
+            let session = session.clone();
+            tokio::spawn(async move {
+                let room = RemoteAddress::new("#c%srv");
+                session.join_room(&room, "alice", None).await
+            })
+        };
+        while session.open_server("srv").is_none() {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let info = session
+            .server_info(&RemoteAddress::new("srv"))
+            .await
+            .unwrap();
+        assert_eq!(info, "Connecting to srv.");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            session
+                .server_info(&RemoteAddress::new("other"))
+                .await
+                .unwrap(),
+            "Not connected to other."
+        );
+        joining.abort();
     }
 }
