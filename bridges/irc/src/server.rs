@@ -992,13 +992,7 @@ impl ServerTask {
                     _ => NickRefusal::NotAllowed,
                 };
                 let text = line.params.last().cloned().unwrap_or_default();
-                let rooms: Vec<String> = self
-                    .channels
-                    .values()
-                    .filter(|ch| ch.joined)
-                    .map(|ch| ch.name.clone())
-                    .collect();
-                for channel in rooms {
+                for channel in self.joined_channels(|_| true) {
                     self.emit(RemoteEvent::NickRefused {
                         room: self.room(&channel),
                         nick: nick.clone(),
@@ -1122,13 +1116,7 @@ impl ServerTask {
             PresenceShow::Online
         };
         let digest = nick_digest(&live.me.isupport, &nick);
-        let channels: Vec<String> = self
-            .channels
-            .values()
-            .filter(|ch| ch.joined && ch.present.contains(&digest))
-            .map(|ch| ch.name.clone())
-            .collect();
-        for channel in channels {
+        for channel in self.joined_channels(|ch| ch.present.contains(&digest)) {
             self.emit(RemoteEvent::OccupantStatus {
                 room: self.room(&channel),
                 nick: nick.clone(),
@@ -1168,15 +1156,19 @@ impl ServerTask {
         true
     }
 
+    /// The names of the joined channels `which` picks.
+    fn joined_channels(&self, which: impl Fn(&Channel) -> bool) -> Vec<String> {
+        self.channels
+            .values()
+            .filter(|ch| ch.joined && which(ch))
+            .map(|ch| ch.name.clone())
+            .collect()
+    }
+
     /// The connection, as the user reads it: where, how, as whom, since
     /// when, and in which channels.
     fn describe(&self, live: &Live) -> String {
-        let mut channels: Vec<&str> = self
-            .channels
-            .values()
-            .filter(|ch| ch.joined)
-            .map(|ch| ch.name.as_str())
-            .collect();
+        let mut channels = self.joined_channels(|_| true);
         channels.sort_unstable();
         let channels = if channels.is_empty() {
             "none".to_owned()
