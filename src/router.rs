@@ -425,8 +425,7 @@ impl Router {
             }
             (false, "command", NS_COMMANDS) => {
                 if payload.attr("node") == Some(admin::DISCONNECT_USER_NODE) {
-                    let payload = payload.clone();
-                    self.on_disconnect_users(iq, stanza, &payload, &from);
+                    self.on_disconnect_users(iq, stanza, payload, &from);
                 } else {
                     self.spawn_registration(
                         registration::Request::Command(payload.clone()),

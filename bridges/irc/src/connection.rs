@@ -628,9 +628,8 @@ mod tests {
         .await;
         let options = crate::scripted_server::options(port);
         let identity = Identity {
-            nick: "alice".into(),
             password: Some("pw".into()),
-            ident: None,
+            ..crate::scripted_server::alice()
         };
         let (_, _, registered) = connect("fake", &options, &identity).await.unwrap();
         assert!(registered.caps.contains("sasl"));
@@ -657,11 +656,7 @@ mod tests {
             tls_ports: vec![closed],
             ..ServerOptions::default()
         };
-        let identity = Identity {
-            nick: "alice".into(),
-            password: None,
-            ident: None,
-        };
+        let identity = crate::scripted_server::alice();
         let Err(error) = connect("fake", &options, &identity).await else {
             panic!("connected without a server");
         };

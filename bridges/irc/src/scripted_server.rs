@@ -40,3 +40,12 @@ pub fn options(port: u16) -> crate::options::ServerOptions {
         ..Default::default()
     }
 }
+
+/// Who the scripted tests connect as.
+pub fn alice() -> crate::connection::Identity {
+    crate::connection::Identity {
+        nick: "alice".into(),
+        password: None,
+        ident: None,
+    }
+}

@@ -1238,15 +1238,15 @@ impl ServerTask {
             }
             return;
         }
-        let (body, kind) = match text::ctcp_action(raw) {
-            Some(action) => (action.to_owned(), MessageKind::Action),
-            None if text::ctcp_query(raw).is_some() => {
-                let (verb, args) = text::ctcp_query(raw).expect("checked above");
-                self.on_ctcp(live, line, &nick, verb, args);
-                return;
-            }
-            None if line.command == "NOTICE" => (raw.to_owned(), MessageKind::Notice),
-            None => (raw.to_owned(), MessageKind::Normal),
+        let (body, kind) = if let Some(action) = text::ctcp_action(raw) {
+            (action.to_owned(), MessageKind::Action)
+        } else if let Some((verb, args)) = text::ctcp_query(raw) {
+            self.on_ctcp(live, line, &nick, verb, args);
+            return;
+        } else if line.command == "NOTICE" {
+            (raw.to_owned(), MessageKind::Notice)
+        } else {
+            (raw.to_owned(), MessageKind::Normal)
         };
         let id = match line.tags.get("msgid") {
             Some(id) => id.clone(),
@@ -1392,6 +1392,33 @@ impl std::fmt::Debug for ServerHandle {
 mod tests {
     use super::*;
 
+    /// A server task for alice on the scripted server at `port`, and the
+    /// events it reports.
+    fn connect_alice(port: u16) -> (ServerHandle, mpsc::Receiver<Box<RemoteEvent>>) {
+        let (events, received) = EventSender::channel(64);
+        let server = spawn(
+            "srv".into(),
+            crate::scripted_server::options(port),
+            crate::scripted_server::alice(),
+            None,
+            events,
+        );
+        (server, received)
+    }
+
+    /// Join `channel` and wait for the task to take it.
+    async fn join(server: &ServerHandle, channel: &str) {
+        let (reply, done) = oneshot::channel();
+        server
+            .send(ServerCommand::Join {
+                channel: channel.to_owned(),
+                key: None,
+                reply,
+            })
+            .unwrap();
+        done.await.unwrap().unwrap();
+    }
+
     /// A scripted server: alice joins #one (with op and bob) and #two (with
     /// op only); then bob goes away, changes nick and quits, and op quits.
     /// What names no channel is reported where that nick is, and only there.
@@ -1433,25 +1460,9 @@ mod tests {
             reply
         })
         .await;
-        let options = crate::scripted_server::options(port);
-        let identity = Identity {
-            nick: "alice".into(),
-            password: None,
-            ident: None,
-        };
-        let (events, mut received) = EventSender::channel(64);
-        let server = spawn("srv".into(), options, identity, None, events);
+        let (server, mut received) = connect_alice(port);
         for channel in ["#one", "#two"] {
-            let (reply, done) = oneshot::channel();
-            let channel = channel.to_owned();
-            server
-                .send(ServerCommand::Join {
-                    channel,
-                    key: None,
-                    reply,
-                })
-                .unwrap();
-            done.await.unwrap().unwrap();
+            join(&server, channel).await;
         }
         let one = IrcAddress::remote("#one", "srv", None);
         let two = IrcAddress::remote("#two", "srv", None);
@@ -1514,28 +1525,8 @@ mod tests {
             _ => vec![],
         })
         .await;
-        let identity = Identity {
-            nick: "alice".into(),
-            password: None,
-            ident: None,
-        };
-        let (events, mut received) = EventSender::channel(64);
-        let server = spawn(
-            "srv".into(),
-            crate::scripted_server::options(port),
-            identity,
-            None,
-            events,
-        );
-        let (reply, done) = oneshot::channel();
-        server
-            .send(ServerCommand::Join {
-                channel: "#m".into(),
-                key: None,
-                reply,
-            })
-            .unwrap();
-        done.await.unwrap().unwrap();
+        let (server, mut received) = connect_alice(port);
+        join(&server, "#m").await;
         let say = |text: &str| {
             let (reply, id) = oneshot::channel();
             server

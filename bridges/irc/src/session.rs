@@ -453,13 +453,13 @@ mod tests {
         options
             .servers
             .insert("srv".into(), crate::scripted_server::options(port));
-        let identity = Identity {
-            nick: "alice".into(),
-            password: None,
-            ident: None,
-        };
         let (events, _received) = EventSender::channel(8);
-        let session = Arc::new(IrcSession::new(Arc::new(options), identity, false, events));
+        let session = Arc::new(IrcSession::new(
+            Arc::new(options),
+            crate::scripted_server::alice(),
+            false,
+            events,
+        ));
         let joining = {
             let session = session.clone();
             tokio::spawn(async move {
