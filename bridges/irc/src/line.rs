@@ -112,12 +112,35 @@ fn unescape_tag(value: &str) -> String {
 ///
 /// Parameters must already be free of CR, LF and NUL (the text module
 /// guarantees it for user text); anything else would be a second command, so
-/// such a parameter is refused here as a last line of defence.
+/// such a parameter is refused here as a last line of defence. So is a
+/// parameter before the last that would split into several or become the
+/// trailing one (a space, a leading colon, or empty).
 pub fn format(command: &str, params: &[&str]) -> Option<String> {
     if params.iter().any(|p| p.contains(['\r', '\n', '\0'])) {
         return None;
     }
-    let message = irc_proto::Message::new(None, command, params.to_vec()).ok()?;
+    if let Some((_, middle)) = params.split_last() {
+        if middle
+            .iter()
+            .any(|p| p.is_empty() || p.contains(' ') || p.starts_with(':'))
+        {
+            return None;
+        }
+    }
+    if command.is_empty() || !command.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    // `Command::Raw`, not `Message::new`: the latter parses the command into
+    // irc-proto's typed form and prints that, and irc-proto 1.1.0 parses
+    // ISON as USERHOST. Raw prints what it is given.
+    let message = irc_proto::Message {
+        tags: None,
+        prefix: None,
+        command: irc_proto::Command::Raw(
+            command.to_owned(),
+            params.iter().map(|p| (*p).to_owned()).collect(),
+        ),
+    };
     Some(message.to_string())
 }
 
@@ -157,5 +180,28 @@ mod tests {
         );
         assert_eq!(format("PRIVMSG", &["#chan", "x\r\nQUIT"]), None);
         assert_eq!(format("PRIVMSG", &["#chan", "nul\0"]), None);
+        // A parameter before the last cannot split or end the line.
+        assert_eq!(format("KICK", &["#a b", "nick"]), None);
+        assert_eq!(format("KICK", &["#chan", ":nick", "why"]), None);
+        assert_eq!(format("KICK", &["", "nick"]), None);
+        assert_eq!(format("PRIV MSG", &["x"]), None);
+    }
+
+    #[test]
+    fn commands_are_sent_as_given() {
+        // irc-proto 1.1.0 would print a parsed ISON as USERHOST.
+        assert_eq!(
+            format("ISON", &["bob", "carol"]).as_deref(),
+            Some("ISON bob carol\r\n")
+        );
+        assert_eq!(
+            format("USER", &["alice", "0", "*", "Alice A"]).as_deref(),
+            Some("USER alice 0 * :Alice A\r\n")
+        );
+        assert_eq!(
+            format("MODE", &["#c", "+o", "bob"]).as_deref(),
+            Some("MODE #c +o bob\r\n")
+        );
+        assert_eq!(format("LIST", &[]).as_deref(), Some("LIST\r\n"));
     }
 }
