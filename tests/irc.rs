@@ -2043,3 +2043,126 @@ async fn a_keyed_persistent_channel_is_rejoined_after_a_restart() {
     })
     .await;
 }
+
+/// The presence of `jid` that `client` gets next: (type, show, status).
+async fn contact_presence(client: &mut XmppClient, jid: &str) -> (String, String, String) {
+    let p = presence_from(client, jid).await;
+    let text = |name: &str| {
+        find_child(&p, name, "jabber:client")
+            .map(|c| c.text())
+            .unwrap_or_default()
+    };
+    (attr(&p, "type").to_owned(), text("show"), text("status"))
+}
+
+/// An IRC user in the roster is a contact with a presence: online, away and
+/// offline as they are on IRC (MONITOR, away-notify), told again to each
+/// new client of the user's through its server's probe, and no longer
+/// followed once the user drops them. No connection opens for a contact
+/// alone; while none is open, contacts show offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_contact_shows_online_away_and_offline() {
+    let mut s = setup().await;
+    let carol_jid = format!("carol%localhost@{GW}");
+    let room = format!("#lobby%localhost@{GW}");
+    // A client that read its roster is told of subscription changes.
+    s.alice
+        .iq(
+            "alice@localhost",
+            "get",
+            el("<query xmlns='jabber:iq:roster'/>"),
+        )
+        .await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{carol_jid}' type='subscribe'/>"
+        )))
+        .await;
+    let (type_, _, _) = contact_presence(&mut s.alice, &carol_jid).await;
+    assert_eq!(type_, "subscribed");
+    join_as_alice(&mut s, &room).await;
+
+    let mut carol = IrcClient::connect(s.ircd.port(), "carol").await;
+    assert_eq!(
+        contact_presence(&mut s.alice, &carol_jid).await,
+        ("".into(), "".into(), "".into())
+    );
+    carol.join("#lobby").await;
+    carol.send("AWAY :lunch").await;
+    assert_eq!(
+        contact_presence(&mut s.alice, &carol_jid).await,
+        ("".into(), "away".into(), "lunch".into())
+    );
+
+    // A new client: its server probes the contact, and the gateway answers.
+    let mut alice2 =
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "res2").await;
+    alice2.send(el("<presence/>")).await;
+    assert_eq!(
+        contact_presence(&mut alice2, &carol_jid).await,
+        ("".into(), "away".into(), "lunch".into())
+    );
+
+    carol.send("QUIT :bye").await;
+    let (type_, _, _) = contact_presence(&mut s.alice, &carol_jid).await;
+    assert_eq!(type_, "unavailable");
+    let mut carol = IrcClient::connect(s.ircd.port(), "carol").await;
+    let (type_, _, _) = contact_presence(&mut s.alice, &carol_jid).await;
+    assert_eq!(type_, "");
+
+    // The last part closes the connection: nothing is known of carol then.
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    assert_eq!(
+        contact_presence(&mut s.alice, &carol_jid).await,
+        (
+            "unavailable".into(),
+            "".into(),
+            "Not connected to localhost".into()
+        )
+    );
+    join_as_alice(&mut s, &room).await;
+    let (type_, _, _) = contact_presence(&mut s.alice, &carol_jid).await;
+    assert_eq!(type_, "");
+
+    // Kept across a restart of the gateway.
+    s.estuary.take().unwrap().stop().await.unwrap();
+    let estuary = app::start(s.config.clone(), &Networks::builtin())
+        .await
+        .unwrap();
+    let link = estuary.link(GW).unwrap();
+    s.estuary = Some(estuary);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while link.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "link never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ended = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    assert_eq!(attr(&ended, "type"), "unavailable");
+    join_as_alice(&mut s, &room).await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &carol_jid) && attr(p, "type").is_empty()
+        })
+        .await;
+
+    // Dropped: carol's comings and goings are no longer told.
+    s.alice
+        .send(el(&format!(
+            "<presence to='{carol_jid}' type='unsubscribe'/>"
+        )))
+        .await;
+    // The gateway has passed it on once it answers for the connection.
+    connection_info(&mut s.alice, &format!("localhost@{GW}")).await;
+    carol.send("QUIT :bye").await;
+    let _carol = IrcClient::connect(s.ircd.port(), "carol").await;
+    s.alice
+        .expect_none(Duration::from_secs(2), |p| {
+            p.name() == "presence" && from(p, &carol_jid)
+        })
+        .await;
+}

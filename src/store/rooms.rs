@@ -97,6 +97,24 @@ impl Store {
         rows.iter().map(|row| text(row, "account")).collect()
     }
 
+    /// Drop what is kept for one address of one account.
+    pub async fn forget_address_settings(
+        &self,
+        gateway: &str,
+        account: &str,
+        address: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM address_settings WHERE gateway = $1 AND account = $2 AND address = $3",
+        )
+        .bind(gateway)
+        .bind(account)
+        .bind(address)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn save_address_settings(
         &self,
         gateway: &str,

@@ -5,21 +5,28 @@
 //! describes: a subscription request from the contact's JID. Either is done
 //! once per contact, remembered in the store. Requests the user's client
 //! sends to a contact are approved by the gateway for it.
+//!
+//! Each contact's presence is watched on the network for as long as the
+//! user keeps it (`Session::watch_contact`), and the last one seen answers
+//! the probes of the user's server.
 
-use estuary_bridge::{AddressKind, RemoteAddress};
+use estuary_bridge::{AddressKind, PresenceShow, RemoteAddress, RemotePresence};
 use tracing::{debug, warn};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 use crate::xmpp::address::bare_jid;
+use crate::xmpp::muc;
 use crate::xmpp::privilege::RosterEdit;
+use crate::xmpp::xml::clean_text;
 
 use super::UserSession;
 
 /// How long a roster entry waits for the contact's name.
 const CONTACT_INFO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// What the store keeps for a contact already offered.
+/// What the store keeps for a contact in the user's roster, offered by the
+/// gateway or asked for by the user.
 const OFFERED: &str = r#"{"subscription_offered":true}"#;
 
 /// Whether stored settings are the mark of a contact already offered, so
@@ -32,7 +39,7 @@ impl UserSession {
     /// Offer `contact` to the user's roster, unless it was offered before.
     pub(super) async fn offer_contact(&mut self, contact: &RemoteAddress) {
         if self.gw.network.classify(contact.as_str()).ok() != Some(AddressKind::User)
-            || !self.offered_contacts.insert(contact.clone())
+            || !self.contacts.insert(contact.clone())
         {
             return;
         }
@@ -44,6 +51,7 @@ impl UserSession {
         } else {
             None
         };
+        self.watch(contact, true).await;
         let added = self.gw.write_roster(
             &self.jid,
             &from,
@@ -98,21 +106,146 @@ impl UserSession {
         }
     }
 
-    /// The user's client asks to see a contact's presence, or stops: the
-    /// gateway answers for the contact. Returns false for other presences.
-    pub(super) fn on_contact_subscription(&self, p: &Presence, contact: &RemoteAddress) -> bool {
-        let answer = match p.type_ {
-            PresenceType::Subscribe => PresenceType::Subscribed,
-            PresenceType::Unsubscribe => PresenceType::Unsubscribed,
+    /// Watch the presence of every contact known, after logging in.
+    pub(super) async fn watch_contacts(&self) {
+        for contact in &self.contacts {
+            self.watch(contact, true).await;
+        }
+    }
+
+    async fn watch(&self, contact: &RemoteAddress, watch: bool) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        let watched = if watch {
+            session.watch_contact(contact).await
+        } else {
+            session.unwatch_contact(contact).await
+        };
+        if let Err(e) = watched {
+            debug!(%contact, error = %e, "the contact's presence is not followed");
+        }
+    }
+
+    /// A presence stanza from the user to a contact: a subscription asked
+    /// for or ended, or a probe of the user's server. The gateway answers
+    /// for the contact. Returns false for other presences.
+    pub(super) async fn on_contact_presence(
+        &mut self,
+        p: &Presence,
+        contact: &RemoteAddress,
+    ) -> bool {
+        match p.type_ {
+            PresenceType::Subscribe => {
+                self.answer_for(
+                    contact,
+                    Presence::new(PresenceType::Subscribed),
+                    self.jid.clone().into(),
+                );
+                self.remember_contact(contact).await;
+                // RFC 6121 §3.1.5: the contact's presence follows the approval.
+                if let Some(known) = self.contact_presence.get(contact) {
+                    self.send_contact_presence(known, self.jid.clone().into());
+                }
+            }
+            PresenceType::Unsubscribe => {
+                self.answer_for(
+                    contact,
+                    Presence::new(PresenceType::Unsubscribed),
+                    self.jid.clone().into(),
+                );
+                self.forget_contact(contact).await;
+            }
+            // The user's server asks, when the user comes online, for the
+            // presence of each contact the user is subscribed to.
+            // Answered to the prober alone, as Prosody answers for its users.
+            PresenceType::Probe => {
+                self.remember_contact(contact).await;
+                let to = p
+                    .from
+                    .clone()
+                    .unwrap_or_else(|| Jid::from(self.jid.clone()));
+                match self.contact_presence.get(contact) {
+                    Some(known) => self.send_contact_presence(known, to),
+                    None => self.answer_for(contact, Presence::new(PresenceType::Unavailable), to),
+                }
+            }
             _ => return false,
-        };
-        let Ok(from) = bare_jid(contact, self.gw.jid.domain()) else {
-            return true;
-        };
-        let mut reply = Presence::new(answer);
-        reply.from = Some(Jid::from(from));
-        reply.to = Some(Jid::from(self.jid.clone()));
-        self.gw.send_presence(reply);
+        }
         true
+    }
+
+    /// The user keeps `contact`: watched, and remembered across restarts.
+    async fn remember_contact(&mut self, contact: &RemoteAddress) {
+        if !self.contacts.insert(contact.clone()) {
+            return;
+        }
+        self.watch(contact, true).await;
+        if let Err(e) = self
+            .gw
+            .store
+            .save_address_settings(
+                &self.gw.domain,
+                &self.account.jid,
+                contact.as_str(),
+                OFFERED,
+            )
+            .await
+        {
+            warn!(%contact, "cannot remember a contact: {e}");
+        }
+    }
+
+    /// The user dropped `contact`: no longer watched, and offered again
+    /// only if it writes to the user.
+    async fn forget_contact(&mut self, contact: &RemoteAddress) {
+        self.contact_presence.remove(contact);
+        if !self.contacts.remove(contact) {
+            return;
+        }
+        self.watch(contact, false).await;
+        if let Err(e) = self
+            .gw
+            .store
+            .forget_address_settings(&self.gw.domain, &self.account.jid, contact.as_str())
+            .await
+        {
+            warn!(%contact, "cannot forget a contact: {e}");
+        }
+    }
+
+    /// A contact's presence changed on the network: the user is told, and
+    /// it is kept for the probes to come.
+    pub(super) fn on_remote_presence(&mut self, p: RemotePresence) {
+        self.send_contact_presence(&p, self.jid.clone().into());
+        if p.show == PresenceShow::Offline {
+            self.contact_presence.remove(&p.user);
+        } else {
+            self.contact_presence.insert(p.user.clone(), p);
+        }
+    }
+
+    fn send_contact_presence(&self, p: &RemotePresence, to: Jid) {
+        let mut presence = if p.show == PresenceShow::Offline {
+            Presence::new(PresenceType::Unavailable)
+        } else {
+            let mut presence = Presence::new(PresenceType::None);
+            presence.show = muc::show(p.show);
+            presence
+        };
+        if let Some(status) = &p.status {
+            presence.set_status(String::new(), clean_text(status).into_owned());
+        }
+        self.answer_for(&p.user, presence, to);
+    }
+
+    /// Send `presence` to `to`, one of the user's JIDs, from `contact`'s.
+    fn answer_for(&self, contact: &RemoteAddress, mut presence: Presence, to: Jid) {
+        let Ok(from) = bare_jid(contact, self.gw.jid.domain()) else {
+            return;
+        };
+        presence.from = Some(Jid::from(from));
+        presence.to = Some(to);
+        self.gw.send_presence(presence);
     }
 }

@@ -676,7 +676,7 @@ impl UserSession {
         kind: AddressKind,
         nick: Option<String>,
     ) -> Result<(), Failure> {
-        if kind == AddressKind::User && self.on_contact_subscription(p, address) {
+        if kind == AddressKind::User && self.on_contact_presence(p, address).await {
             return Ok(());
         }
         let Some(from) = p.from.clone().and_then(|f| f.try_into_full().ok()) else {

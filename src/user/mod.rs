@@ -19,7 +19,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use estuary_bridge::{EventSender, PresenceShow, RemoteAddress, RemoteEvent, Session};
+use estuary_bridge::{
+    EventSender, PresenceShow, RemoteAddress, RemoteEvent, RemotePresence, Session,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -91,7 +93,8 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         rooms: Rooms::default(),
         room_settings: HashMap::new(),
         server_settings: HashMap::new(),
-        offered_contacts: HashSet::new(),
+        contacts: HashSet::new(),
+        contact_presence: HashMap::new(),
         awaiting_echo: Default::default(),
         keeps_session: keeps_session.clone(),
     };
@@ -115,8 +118,12 @@ pub(crate) struct UserSession {
     room_settings: HashMap<RemoteAddress, room_settings::RoomSettings>,
     /// The user's own settings of remote servers, by the network's fields.
     server_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
-    /// Contacts already offered to the roster (a subscription request).
-    offered_contacts: HashSet<RemoteAddress>,
+    /// The user's remote contacts as far as the gateway knows: offered to
+    /// their roster, or asked for by them. Their presence is watched.
+    contacts: HashSet<RemoteAddress>,
+    /// The last presence of each contact seen online, to answer the probes
+    /// of the user's server.
+    contact_presence: HashMap<RemoteAddress, RemotePresence>,
     /// Own messages sent where no id map keeps them, until their echo.
     awaiting_echo: own_messages::AwaitingEcho,
     keeps_session: Arc<AtomicBool>,
@@ -186,6 +193,7 @@ impl UserSession {
                 self.apply_server_settings().await;
                 self.flush_outbox().await;
                 self.offer_known_contacts().await;
+                self.watch_contacts().await;
             }
             Err(e) => {
                 warn!(error = %e, "login failed");

@@ -2,12 +2,11 @@
 
 use estuary_bridge::{
     Affiliation, JoinRefusal, NickRefusal, Occupant, RemoteAddress, RemoteEvent, RemoteMessage,
-    RemotePresence, SendRefusal,
+    SendRefusal,
 };
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Id, Message, MessageType};
-use xmpp_parsers::presence::{Presence, Type as PresenceType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use crate::gateway::Gateway;
@@ -439,25 +438,6 @@ impl UserSession {
             }
             self.gw.send_message(stanza);
         }
-    }
-
-    fn on_remote_presence(&self, p: RemotePresence) {
-        let Ok(from) = bare_jid(&p.user, self.gw.jid.domain()) else {
-            return;
-        };
-        let mut presence = if p.show == estuary_bridge::PresenceShow::Offline {
-            Presence::new(PresenceType::Unavailable)
-        } else {
-            let mut presence = Presence::new(PresenceType::None);
-            presence.show = muc::show(p.show);
-            presence
-        };
-        if let Some(status) = &p.status {
-            presence.set_status(String::new(), clean_text(status).into_owned());
-        }
-        presence.from = Some(Jid::from(from));
-        presence.to = Some(Jid::from(self.jid.clone()));
-        self.gw.send_presence(presence);
     }
 
     async fn on_join(

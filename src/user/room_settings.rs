@@ -121,7 +121,7 @@ impl UserSession {
             let kind = self.gw.network.classify(&address);
             let address = RemoteAddress::new(address);
             if super::contacts::is_offered_marker(&json) {
-                self.offered_contacts.insert(address);
+                self.contacts.insert(address);
                 continue;
             }
             let read = match kind {

@@ -175,6 +175,19 @@ impl XmppClient {
         }
     }
 
+    /// Panics if a stanza matching `pred` arrives within `wait`; others
+    /// are set aside as `expect` does.
+    pub async fn expect_none(&mut self, wait: Duration, pred: impl Fn(&Element) -> bool) {
+        if let Some(el) = self.backlog.iter().find(|el| pred(el)) {
+            panic!("unexpected {}", String::from(el));
+        }
+        let deadline = Instant::now() + wait;
+        while let Ok(Some(el)) = timeout_at(deadline, self.read()).await {
+            assert!(!pred(&el), "unexpected {}", String::from(&el));
+            self.backlog.push_back(el);
+        }
+    }
+
     /// disco#items of `to`: the whole reply.
     pub async fn disco_items(&mut self, to: &str) -> Element {
         self.iq(

@@ -402,6 +402,9 @@ fn render_config(dir: &Path, port: u16, tls_port: Option<u16>, ident: bool) -> S
 <module name="ircv3_labeledresponse">
 <module name="namesx">
 <module name="uhnames">
+# MONITOR, for the presence of users' IRC contacts.
+<module name="monitor">
+<monitor maxentries="30">
 
 # Channel prefixes ~ & @ % + (q a o h v).
 <module name="customprefix">

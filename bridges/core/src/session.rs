@@ -247,7 +247,19 @@ pub trait Session: Send + Sync {
         unsupported("contact listing")
     }
 
-    /// Leave the network cleanly; the session is dropped afterwards.
+    /// The user has `contact` in their roster: report its presence
+    /// ([`crate::RemoteEvent::Presence`]) from now on, and until
+    /// [`Session::unwatch_contact`]. Networks that report every contact's
+    /// presence anyway (Matrix, Discord) need do nothing.
+    async fn watch_contact(&self, _contact: &RemoteAddress) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    /// The user took `contact` out of their roster.
+    async fn unwatch_contact(&self, _contact: &RemoteAddress) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
     /// A few lines on the user's connection to a remote server (IRC: the
     /// address, TLS, nick, since when, channels), for the user to read.
     async fn server_info(&self, _server: &RemoteAddress) -> Result<String, BridgeError> {
@@ -275,6 +287,7 @@ pub trait Session: Send + Sync {
         Ok(Box::pin(std::future::ready(Ok(()))))
     }
 
+    /// Leave the network cleanly; the session is dropped afterwards.
     async fn logout(&self) -> Result<(), BridgeError>;
 }
 

@@ -52,6 +52,8 @@ const WANTED_CAPS: &[&str] = &[
     "message-tags",
     "echo-message",
     "away-notify",
+    // Away changes of followed contacts who share no channel with the user.
+    "extended-monitor",
     "multi-prefix",
     "userhost-in-names",
 ];

@@ -212,6 +212,9 @@ pub struct Isupport {
     pub linelen: Option<usize>,
     /// `MODES`: parameter-taking mode changes per MODE command.
     modes_per_line: usize,
+    /// `MONITOR`: how many nicks the server follows for the user (IRCv3
+    /// MONITOR); `None` when it has no MONITOR, `usize::MAX` when unlimited.
+    pub monitor: Option<usize>,
     // No map of every token: each IRC connection keeps its own `Isupport`,
     // and a server advertises some forty tokens, of which these are used.
 }
@@ -229,6 +232,7 @@ impl Default for Isupport {
             linelen: None,
             // RFC 1459's limit, when not advertised.
             modes_per_line: 3,
+            monitor: None,
         }
     }
 }
@@ -284,6 +288,7 @@ impl Isupport {
             // Unlimited when advertised without a value.
             "MODES" if value.is_empty() => self.modes_per_line = usize::MAX,
             "MODES" => self.modes_per_line = value.parse().ok().filter(|&n| n > 0).unwrap_or(3),
+            "MONITOR" => self.monitor = Some(value.parse().unwrap_or(usize::MAX)),
             _ => {}
         }
     }
@@ -301,6 +306,7 @@ impl Isupport {
             "TOPICLEN" => self.topiclen = default.topiclen,
             "LINELEN" => self.linelen = default.linelen,
             "MODES" => self.modes_per_line = default.modes_per_line,
+            "MONITOR" => self.monitor = default.monitor,
             _ => {}
         }
     }
@@ -405,6 +411,9 @@ mod tests {
         assert_eq!(i.topiclen, None);
         assert_eq!(i.linelen, None);
         assert_eq!(i.modes_per_line(), 3);
+        assert_eq!(i.monitor, None);
+        assert_eq!(apply(&["MONITOR"]).monitor, Some(usize::MAX));
+        assert_eq!(apply(&["MONITOR=5", "-MONITOR"]).monitor, None);
         assert!(i.is_channel("#rust") && i.is_channel("&local"));
         assert!(!i.is_channel("nick") && !i.is_channel("") && !i.is_channel("!chan"));
     }
@@ -447,6 +456,7 @@ mod tests {
         assert_eq!(i.nicklen, Some(16));
         assert_eq!(i.topiclen, Some(390));
         assert_eq!(i.modes_per_line(), 4);
+        assert_eq!(i.monitor, Some(100));
         assert_eq!(i.chanmodes.list, vec!['e', 'I', 'b', 'q']);
         assert_eq!(i.chanmodes.param_when_set, vec!['f', 'l', 'j']);
         assert_eq!(i.mode_kind('q'), Some(ModeKind::List));

@@ -13,6 +13,7 @@ pub mod identd;
 pub mod isupport;
 pub mod line;
 pub mod modes;
+pub mod monitor;
 pub mod options;
 pub mod server;
 pub mod server_time;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use estuary_bridge::{
     Affiliation, BridgeError, EventPermit, EventSender, JoinRefusal, MessageKind, NickRefusal,
-    Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo, SendRefusal,
+    Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence, Role,
+    RoomInfo, SendRefusal,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -22,6 +23,7 @@ use crate::ctcp::{CtcpExchange, CtcpReply};
 use crate::isupport::Isupport;
 use crate::line::IrcLine;
 use crate::modes::{self, ModeSet};
+use crate::monitor::{self, Contacts};
 use crate::options::ServerOptions;
 use crate::text;
 
@@ -83,6 +85,11 @@ pub enum ServerCommand {
         affiliation: Option<Affiliation>,
         role: Option<Role>,
     },
+    /// Follow a contact's presence (MONITOR), or stop.
+    Watch {
+        nick: String,
+        watch: bool,
+    },
     Quit,
 }
 
@@ -114,6 +121,7 @@ pub fn spawn(
     identity: Identity,
     fixed: Option<String>,
     events: EventSender,
+    contacts: Vec<String>,
 ) -> ServerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = info_span!("irc", server = %server);
@@ -134,10 +142,14 @@ pub fn spawn(
         connect_error: None,
         ctcp: None,
         nick_asked: None,
+        contacts: Contacts::new(contacts),
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
 }
+
+/// How often a server without MONITOR is asked which contacts are online.
+const ISON_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A channel being joined or joined.
 struct Channel {
@@ -255,6 +267,8 @@ struct ServerTask {
     /// The nick the user asked for and the server has not given yet, so
     /// that a refusal reaches the user as one.
     nick_asked: Option<Box<str>>,
+    /// The user's contacts on this server, whose presence is followed.
+    contacts: Contacts,
 }
 
 /// A live connection's state.
@@ -290,9 +304,13 @@ impl ServerTask {
                     }
                     was_connected = true;
                     match self.serve(live).await {
-                        Ended::Quit => return,
+                        Ended::Quit => {
+                            self.contacts_unseen(&format!("Not connected to {}", self.server));
+                            return;
+                        }
                         Ended::Lost(reason) => {
                             warn!(%reason, "IRC connection lost");
+                            self.contacts_unseen(&format!("Disconnected from {}", self.server));
                             self.channels.clear();
                             if let Some(ctcp) = &mut self.ctcp {
                                 ctcp.fail_all(&reason);
@@ -362,6 +380,7 @@ impl ServerTask {
                         self.down_error()
                     ));
                 }
+                ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
                 _ => {}
             }
         }
@@ -389,9 +408,68 @@ impl ServerTask {
                 ServerCommand::Ctcp { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
+                ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
                 _ => {}
             }
         }
+    }
+
+    /// Follow a contact or stop while no connection is up: the next one
+    /// tells the server.
+    fn note_watch(&mut self, nick: String, watch: bool) {
+        if watch {
+            self.contacts.add(nick, None);
+        } else {
+            self.contacts.remove(&nick, None);
+        }
+    }
+
+    /// Ask the new connection's server to follow every contact.
+    fn monitor_contacts(&mut self, live: &Live) {
+        self.contacts.connected(&live.me.isupport);
+        if self.contacts.is_empty() {
+            return;
+        }
+        let Some(limit) = live.me.isupport.monitor else {
+            debug!("the server has no MONITOR; contacts are asked after with ISON");
+            self.ask_ison(live);
+            return;
+        };
+        let (lists, left_out) = self.contacts.monitor_targets(limit);
+        if left_out > 0 {
+            warn!(
+                limit,
+                left_out, "the server follows fewer contacts than the user has"
+            );
+        }
+        for targets in lists {
+            live.writer.send("MONITOR", &["+", &targets]);
+        }
+    }
+
+    fn ask_ison(&mut self, live: &Live) {
+        for nicks in self.contacts.ison_lines() {
+            let params: Vec<&str> = nicks.split(' ').collect();
+            if live.writer.send("ISON", &params) {
+                self.contacts.ison_sent(nicks);
+            }
+        }
+    }
+
+    /// What the user sees of their contacts now that no connection does.
+    fn contacts_unseen(&mut self, why: &str) {
+        for change in self.contacts.disconnected(why) {
+            self.emit_contact(change);
+        }
+    }
+
+    fn emit_contact(&mut self, change: monitor::Change) {
+        let user = self.user(&change.nick);
+        self.emit(RemoteEvent::Presence(RemotePresence {
+            user,
+            show: change.show,
+            status: change.status,
+        }));
     }
 
     /// Send again the unconfirmed messages `which` selects.
@@ -430,6 +508,7 @@ impl ServerTask {
         if self.away.is_some() {
             send_away(&live.writer, self.away.as_deref());
         }
+        self.monitor_contacts(&live);
         {
             // Scoped: a copy kept alive through the loop below would cost
             // every connection a second ISUPPORT table.
@@ -440,7 +519,9 @@ impl ServerTask {
         let ping_interval = self.options.ping_interval();
         let mut last_read = Instant::now();
         let mut pinged = false;
+        let mut ison_at = Instant::now() + ISON_INTERVAL;
         loop {
+            let polls = live.me.isupport.monitor.is_none() && !self.contacts.is_empty();
             let deadline = last_read
                 + if pinged {
                     ping_interval * 2
@@ -483,6 +564,10 @@ impl ServerTask {
                         }
                     }
                 },
+                _ = tokio::time::sleep_until(ison_at), if polls => {
+                    self.ask_ison(&live);
+                    ison_at = Instant::now() + ISON_INTERVAL;
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     if pinged {
                         return Ended::Lost("no answer to PING".into());
@@ -697,6 +782,21 @@ impl ServerTask {
                     let mut all: Vec<&str> = vec![&channel];
                     all.extend(params.iter().map(String::as_str));
                     live.writer.send("MODE", &all);
+                }
+            }
+            ServerCommand::Watch { nick, watch } => {
+                let isupport = &live.me.isupport;
+                let changed = if watch {
+                    self.contacts.add(nick.clone(), Some(isupport))
+                } else {
+                    self.contacts.remove(&nick, Some(isupport))
+                };
+                if changed && isupport.monitor.is_some() {
+                    live.writer
+                        .send("MONITOR", &[if watch { "+" } else { "-" }, &nick]);
+                } else if changed && watch && live.writer.send("ISON", &[&nick]) {
+                    // No MONITOR: ask now rather than at the next round.
+                    self.contacts.ison_sent(nick);
                 }
             }
             ServerCommand::Quit => {}
@@ -952,6 +1052,35 @@ impl ServerTask {
                 }
             }
             "AWAY" => self.on_away(live, &line).await,
+            // MONITOR: contacts online (`730 me :nick!user@host,...`) or
+            // offline (`731 me :nick,...`).
+            "730" | "731" => {
+                let online = line.command == "730";
+                for change in self
+                    .contacts
+                    .on_monitor_reply(isupport, line.param(1), online)
+                {
+                    self.emit_contact(change);
+                }
+            }
+            // RPL_ISON: `303 me :nick nick`, the answer to an ISON of ours.
+            "303" => match self.contacts.on_ison_reply(isupport, line.param(1)) {
+                Some(changes) => {
+                    for change in changes {
+                        self.emit_contact(change);
+                    }
+                }
+                None => {
+                    let text = line.params[1.min(line.params.len())..].join(" ");
+                    self.server_notice(text).await;
+                }
+            },
+            // The server's MONITOR list is full: `734 me limit nicks :text`.
+            "734" => warn!(
+                limit = line.param(1),
+                nicks = line.param(2),
+                "the server follows no more contacts"
+            ),
             // Join refused: full, invite-only, banned, wrong key, too many
             // channels, no such channel, identified users only, TLS only.
             "471" | "473" | "474" | "475" | "405" | "403" | "477" | "489" => {
@@ -1115,7 +1244,8 @@ impl ServerTask {
         } else {
             PresenceShow::Online
         };
-        let digest = nick_digest(&live.me.isupport, &nick);
+        let folded = live.me.isupport.fold(&nick);
+        let digest = folded_digest(&folded);
         for channel in self.joined_channels(|ch| ch.present.contains(&digest)) {
             self.emit(RemoteEvent::OccupantStatus {
                 room: self.room(&channel),
@@ -1123,6 +1253,9 @@ impl ServerTask {
                 show,
                 status: status.clone(),
             });
+        }
+        if let Some(change) = self.contacts.on_away(&folded, status.as_deref()) {
+            self.emit_contact(change);
         }
     }
 
@@ -1402,6 +1535,7 @@ mod tests {
             crate::scripted_server::alice(),
             None,
             events,
+            Vec::new(),
         );
         (server, received)
     }
@@ -1498,6 +1632,159 @@ mod tests {
         expected.sort();
         assert_eq!(seen, expected);
         server.send(ServerCommand::Quit).unwrap();
+    }
+
+    async fn next_presence(
+        received: &mut mpsc::Receiver<Box<RemoteEvent>>,
+    ) -> (String, PresenceShow, Option<String>) {
+        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("events stopped")
+            .unwrap();
+        match *event {
+            RemoteEvent::Presence(p) => (p.user.to_string(), p.show, p.status),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Contacts are followed through MONITOR: those the connection starts
+    /// with in one line, later ones as they come, and none once dropped.
+    /// Online, away and offline reach the user as contact presence, and a
+    /// lost connection shows every online contact offline.
+    #[tokio::test]
+    async fn contacts_are_followed_through_monitor() {
+        let (port, seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :extended-monitor"],
+            l if l.starts_with("CAP REQ") => vec!["CAP * ACK :extended-monitor"],
+            "CAP END" => vec![
+                ":srv 001 alice :hi",
+                ":srv 005 alice MONITOR=10 CASEMAPPING=ascii :are supported",
+                ":srv 376 alice :end",
+            ],
+            "MONITOR + Bob,carol" => vec![":srv 730 alice :bob!b@h", ":srv 731 alice :carol"],
+            "MONITOR + dave" => vec![":srv 730 alice :dave!d@h", ":dave!d@h AWAY :lunch"],
+            "MONITOR - carol" => vec!["ERROR :closing"],
+            _ => vec![],
+        })
+        .await;
+        let (events, mut received) = EventSender::channel(64);
+        let server = spawn(
+            "srv".into(),
+            crate::scripted_server::options(port),
+            crate::scripted_server::alice(),
+            None,
+            events,
+            vec!["Bob".into(), "carol".into()],
+        );
+        // As the user named them, though the server spells it otherwise.
+        assert_eq!(
+            next_presence(&mut received).await,
+            ("Bob%srv".into(), PresenceShow::Online, None)
+        );
+        server
+            .send(ServerCommand::Watch {
+                nick: "dave".into(),
+                watch: true,
+            })
+            .unwrap();
+        assert_eq!(
+            next_presence(&mut received).await,
+            ("dave%srv".into(), PresenceShow::Online, None)
+        );
+        assert_eq!(
+            next_presence(&mut received).await,
+            ("dave%srv".into(), PresenceShow::Away, Some("lunch".into()))
+        );
+        server
+            .send(ServerCommand::Watch {
+                nick: "carol".into(),
+                watch: false,
+            })
+            .unwrap();
+        let mut gone = vec![
+            next_presence(&mut received).await,
+            next_presence(&mut received).await,
+        ];
+        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        let why = Some("Disconnected from srv".to_owned());
+        assert_eq!(
+            gone,
+            [
+                ("Bob%srv".into(), PresenceShow::Offline, why.clone()),
+                ("dave%srv".into(), PresenceShow::Offline, why),
+            ]
+        );
+        server.send(ServerCommand::Quit).unwrap();
+        let lines = seen.await.unwrap();
+        let monitor: Vec<_> = lines.iter().filter(|l| l.starts_with("MONITOR")).collect();
+        assert_eq!(
+            monitor,
+            ["MONITOR + Bob,carol", "MONITOR + dave", "MONITOR - carol"]
+        );
+    }
+
+    /// A server without MONITOR is asked with ISON: every contact when the
+    /// connection opens, a new one at once; its answers are the contacts'
+    /// presence, and an ISON the user typed is theirs to read.
+    #[tokio::test]
+    async fn without_monitor_contacts_are_asked_after_with_ison() {
+        let (port, seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :"],
+            "CAP END" => vec![
+                ":srv 001 alice :hi",
+                ":srv 005 alice CHANTYPES=# :are supported",
+                ":srv 376 alice :end",
+            ],
+            "ISON bob carol" => vec![":srv 303 alice :bob"],
+            "ISON dave" => vec![":srv 303 alice :dave"],
+            "ISON zed" => vec![":srv 303 alice :zed"],
+            _ => vec![],
+        })
+        .await;
+        let (events, mut received) = EventSender::channel(64);
+        let server = spawn(
+            "srv".into(),
+            crate::scripted_server::options(port),
+            crate::scripted_server::alice(),
+            None,
+            events,
+            vec!["bob".into(), "carol".into()],
+        );
+        assert_eq!(
+            next_presence(&mut received).await,
+            ("bob%srv".into(), PresenceShow::Online, None)
+        );
+        server
+            .send(ServerCommand::Watch {
+                nick: "dave".into(),
+                watch: true,
+            })
+            .unwrap();
+        assert_eq!(
+            next_presence(&mut received).await,
+            ("dave%srv".into(), PresenceShow::Online, None)
+        );
+        let (reply, _) = oneshot::channel();
+        server
+            .send(ServerCommand::Say {
+                target: String::new(),
+                text: "ISON zed".into(),
+                kind: MessageKind::Normal,
+                reply,
+            })
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("events stopped")
+            .unwrap();
+        match *event {
+            RemoteEvent::Message(m) => assert_eq!(m.body, "zed"),
+            other => panic!("unexpected {other:?}"),
+        }
+        server.send(ServerCommand::Quit).unwrap();
+        let lines = seen.await.unwrap();
+        let ison: Vec<_> = lines.iter().filter(|l| l.starts_with("ISON")).collect();
+        assert_eq!(ison, ["ISON bob carol", "ISON dave", "ISON zed"]);
     }
 
     /// A two-line message the channel refuses line by line is reported

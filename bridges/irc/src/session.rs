@@ -28,6 +28,11 @@ pub struct IrcSession {
     servers: Mutex<HashMap<String, ServerHandle>>,
     /// The user's own settings, by server, for connections opened later.
     user_settings: Mutex<HashMap<String, UserServerSettings>>,
+    /// The nicks of the user's contacts, by server, followed by every
+    /// connection to that server. No connection is opened for them alone:
+    /// being connected shows the user on IRC, which only a join or a
+    /// message of theirs should do.
+    contacts: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl IrcSession {
@@ -44,6 +49,7 @@ impl IrcSession {
             events,
             servers: Mutex::new(HashMap::new()),
             user_settings: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,6 +91,12 @@ impl IrcSession {
                     identity,
                     self.options.fixed_server.clone(),
                     self.events.clone(),
+                    self.contacts
+                        .lock()
+                        .expect("not poisoned")
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_default(),
                 )
             })
             .clone()
@@ -163,6 +175,35 @@ impl IrcSession {
                     Err(BridgeError::Unavailable(format!("{target} did not answer")))
                 })
         }))
+    }
+
+    /// Follow `contact` on its server, or stop; an open connection is told
+    /// at once, and every later one when it opens.
+    fn watch(&self, contact: &RemoteAddress, watch: bool) -> Result<(), BridgeError> {
+        let address = self.parse(contact)?;
+        if !crate::valid_nick(&address.name) {
+            return Err(BridgeError::BadRequest(format!(
+                "'{}' is not an IRC nick",
+                address.name
+            )));
+        }
+        {
+            let mut contacts = self.contacts.lock().expect("not poisoned");
+            let nicks = contacts.entry(address.server.clone()).or_default();
+            let known = nicks.contains(&address.name);
+            match (watch, known) {
+                (true, false) => nicks.push(address.name.clone()),
+                (false, true) => nicks.retain(|n| *n != address.name),
+                _ => return Ok(()),
+            }
+        }
+        if let Some(server) = self.open_server(&address.server) {
+            server.send(ServerCommand::Watch {
+                nick: address.name,
+                watch,
+            })?;
+        }
+        Ok(())
     }
 
     /// A role and/or affiliation change in a channel, which becomes MODE.
@@ -421,6 +462,14 @@ impl Session for IrcSession {
             .to_string();
         let reply = self.ctcp(user, nick, "PING", token)?;
         Ok(Box::pin(async move { reply.await.map(drop) }))
+    }
+
+    async fn watch_contact(&self, contact: &RemoteAddress) -> Result<(), BridgeError> {
+        self.watch(contact, true)
+    }
+
+    async fn unwatch_contact(&self, contact: &RemoteAddress) -> Result<(), BridgeError> {
+        self.watch(contact, false)
     }
 
     async fn logout(&self) -> Result<(), BridgeError> {
