@@ -2166,3 +2166,62 @@ async fn an_irc_contact_shows_online_away_and_offline() {
         })
         .await;
 }
+
+/// The chat state of `m` (XEP-0085), if it carries one.
+fn chat_state(m: &Element) -> Option<String> {
+    const NS: &str = "http://jabber.org/protocol/chatstates";
+    ["active", "composing", "paused", "inactive", "gone"]
+        .into_iter()
+        .find(|state| m.get_child(state, NS).is_some())
+        .map(str::to_owned)
+}
+
+/// Typing notifications, both ways: XEP-0085 chat states are IRCv3's
+/// `+typing` tag on TAGMSG, in channels and in private, with repeats held
+/// back as the IRCv3 spec asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_notifications_both_ways() {
+    let mut s = setup().await;
+    let room = format!("#lobby%localhost@{GW}");
+    let mut bob = IrcClient::connect_with_caps(s.ircd.port(), "bob", &["message-tags"]).await;
+    bob.join("#lobby").await;
+    join_as_alice(&mut s, &room).await;
+
+    let typing = |state: &str| {
+        format!(
+            "<message to='{room}' type='groupchat'>\
+             <{state} xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        )
+    };
+    s.alice.send(el(&typing("composing"))).await;
+    bob.expect(WAIT, |l| {
+        l.starts_with('@') && l.contains("+typing=active") && l.contains(" TAGMSG ")
+    })
+    .await;
+    // A client's repeat within three seconds is not sent again.
+    s.alice.send(el(&typing("composing"))).await;
+    s.alice.send(el(&typing("paused"))).await;
+    let next = bob.expect(WAIT, |l| l.contains("+typing=")).await;
+    assert!(next.contains("+typing=paused"), "{next}");
+
+    bob.send("@+typing=active TAGMSG #lobby").await;
+    let m = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &format!("{room}/bob")) && chat_state(m).is_some()
+        })
+        .await;
+    assert_eq!(chat_state(&m).as_deref(), Some("composing"));
+    assert_eq!(attr(&m, "type"), "groupchat");
+    assert!(body(&m).is_none());
+
+    bob.send("@+typing=done TAGMSG alice").await;
+    let m = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &format!("bob%localhost@{GW}"))
+        })
+        .await;
+    assert_eq!(chat_state(&m).as_deref(), Some("active"));
+    assert!(body(&m).is_none());
+}

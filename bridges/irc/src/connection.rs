@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::identd;
 use crate::isupport::Isupport;
-use crate::line::{format, IrcLine};
+use crate::line::{format_tagged, IrcLine};
 use crate::options::ServerOptions;
 use crate::text::decode_line;
 use crate::tls::{self, ReadHalf, WriteHalf};
@@ -251,12 +251,18 @@ impl LineWriter {
         }
     }
 
-    /// Queue a command; refused (false) if a parameter would inject a new line.
+    /// Queue a command; refused (false) if a parameter would inject a new
+    /// line or split this one.
     pub fn send(&self, command: &str, params: &[&str]) -> bool {
-        match format(command, params) {
+        self.send_tagged(&[], command, params)
+    }
+
+    /// [`LineWriter::send`], with IRCv3 message tags.
+    pub fn send_tagged(&self, tags: &[(&str, &str)], command: &str, params: &[&str]) -> bool {
+        match format_tagged(tags, command, params) {
             Some(line) => self.queue.send(line).is_ok(),
             None => {
-                warn!(command, "refusing to send a parameter with CR, LF or NUL");
+                warn!(command, "refusing to send a line a parameter would split");
                 false
             }
         }

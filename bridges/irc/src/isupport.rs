@@ -215,6 +215,9 @@ pub struct Isupport {
     /// `MONITOR`: how many nicks the server follows for the user (IRCv3
     /// MONITOR); `None` when it has no MONITOR, `usize::MAX` when unlimited.
     pub monitor: Option<usize>,
+    /// `CLIENTTAGDENY`: the client-only tags the server drops, named
+    /// without their `+`; `*` is every one, and `-name` an exception to it.
+    client_tag_deny: Vec<String>,
     // No map of every token: each IRC connection keeps its own `Isupport`,
     // and a server advertises some forty tokens, of which these are used.
 }
@@ -233,6 +236,7 @@ impl Default for Isupport {
             // RFC 1459's limit, when not advertised.
             modes_per_line: 3,
             monitor: None,
+            client_tag_deny: Vec::new(),
         }
     }
 }
@@ -289,6 +293,13 @@ impl Isupport {
             "MODES" if value.is_empty() => self.modes_per_line = usize::MAX,
             "MODES" => self.modes_per_line = value.parse().ok().filter(|&n| n > 0).unwrap_or(3),
             "MONITOR" => self.monitor = Some(value.parse().unwrap_or(usize::MAX)),
+            "CLIENTTAGDENY" => {
+                self.client_tag_deny = value
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -307,7 +318,20 @@ impl Isupport {
             "LINELEN" => self.linelen = default.linelen,
             "MODES" => self.modes_per_line = default.modes_per_line,
             "MONITOR" => self.monitor = default.monitor,
+            "CLIENTTAGDENY" => self.client_tag_deny = default.client_tag_deny,
             _ => {}
+        }
+    }
+
+    /// Whether the server passes on the client-only tag `name` (`+typing`).
+    pub fn allows_client_tag(&self, name: &str) -> bool {
+        let name = name.trim_start_matches('+');
+        if self.client_tag_deny.iter().any(|t| t == "*") {
+            self.client_tag_deny
+                .iter()
+                .any(|t| t.strip_prefix('-') == Some(name))
+        } else {
+            !self.client_tag_deny.iter().any(|t| t == name)
         }
     }
 
@@ -414,6 +438,13 @@ mod tests {
         assert_eq!(i.monitor, None);
         assert_eq!(apply(&["MONITOR"]).monitor, Some(usize::MAX));
         assert_eq!(apply(&["MONITOR=5", "-MONITOR"]).monitor, None);
+        assert!(i.allows_client_tag("+typing"));
+        let deny_all = apply(&["CLIENTTAGDENY=*,-typing"]);
+        assert!(deny_all.allows_client_tag("+typing"));
+        assert!(!deny_all.allows_client_tag("+draft/react"));
+        let deny_some = apply(&["CLIENTTAGDENY=typing"]);
+        assert!(!deny_some.allows_client_tag("+typing"));
+        assert!(deny_some.allows_client_tag("+draft/react"));
         assert!(i.is_channel("#rust") && i.is_channel("&local"));
         assert!(!i.is_channel("nick") && !i.is_channel("") && !i.is_channel("!chan"));
     }

@@ -20,6 +20,7 @@ pub mod server_time;
 pub mod session;
 pub mod text;
 pub mod tls;
+pub mod typing;
 
 #[cfg(test)]
 mod scripted_server;

@@ -116,7 +116,26 @@ fn unescape_tag(value: &str) -> String {
 /// parameter before the last that would split into several or become the
 /// trailing one (a space, a leading colon, or empty).
 pub fn format(command: &str, params: &[&str]) -> Option<String> {
-    if params.iter().any(|p| p.contains(['\r', '\n', '\0'])) {
+    format_tagged(&[], command, params)
+}
+
+/// [`format`], with IRCv3 message tags (`+typing=active`); their values are
+/// escaped, and a tag name that is not one is refused.
+pub fn format_tagged(tags: &[(&str, &str)], command: &str, params: &[&str]) -> Option<String> {
+    if tags.iter().any(|(name, _)| {
+        name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-/.".contains(&b))
+    }) {
+        return None;
+    }
+    let values = tags.iter().map(|(_, value)| value);
+    if params
+        .iter()
+        .chain(values)
+        .any(|p| p.contains(['\r', '\n', '\0']))
+    {
         return None;
     }
     if let Some((_, middle)) = params.split_last() {
@@ -133,8 +152,15 @@ pub fn format(command: &str, params: &[&str]) -> Option<String> {
     // `Command::Raw`, not `Message::new`: the latter parses the command into
     // irc-proto's typed form and prints that, and irc-proto 1.1.0 parses
     // ISON as USERHOST. Raw prints what it is given.
+    let tags = (!tags.is_empty()).then(|| {
+        tags.iter()
+            .map(|(name, value)| {
+                irc_proto::message::Tag((*name).to_owned(), Some((*value).to_owned()))
+            })
+            .collect()
+    });
     let message = irc_proto::Message {
-        tags: None,
+        tags,
         prefix: None,
         command: irc_proto::Command::Raw(
             command.to_owned(),
@@ -203,5 +229,22 @@ mod tests {
             Some("MODE #c +o bob\r\n")
         );
         assert_eq!(format("LIST", &[]).as_deref(), Some("LIST\r\n"));
+    }
+
+    #[test]
+    fn tags_are_escaped_and_checked() {
+        assert_eq!(
+            format_tagged(&[("+typing", "active")], "TAGMSG", &["#c"]).as_deref(),
+            Some("@+typing=active TAGMSG #c\r\n")
+        );
+        assert_eq!(
+            format_tagged(&[("+x", "a b;c")], "TAGMSG", &["#c"]).as_deref(),
+            Some("@+x=a\\sb\\:c TAGMSG #c\r\n")
+        );
+        assert_eq!(format_tagged(&[("+a b", "x")], "TAGMSG", &["#c"]), None);
+        assert_eq!(
+            format_tagged(&[("+x", "a\r\nQUIT")], "TAGMSG", &["#c"]),
+            None
+        );
     }
 }

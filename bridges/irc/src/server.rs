@@ -7,9 +7,9 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use estuary_bridge::{
-    Affiliation, BridgeError, EventPermit, EventSender, JoinRefusal, MessageKind, NickRefusal,
-    Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence, Role,
-    RoomInfo, SendRefusal,
+    Affiliation, BridgeError, ChatState, EventPermit, EventSender, JoinRefusal, MessageKind,
+    NickRefusal, Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence,
+    Role, RoomInfo, SendRefusal,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -26,6 +26,7 @@ use crate::modes::{self, ModeSet};
 use crate::monitor::{self, Contacts};
 use crate::options::ServerOptions;
 use crate::text;
+use crate::typing::{self, TypingSent};
 
 /// What the session asks of a server task.
 pub enum ServerCommand {
@@ -85,6 +86,11 @@ pub enum ServerCommand {
         affiliation: Option<Affiliation>,
         role: Option<Role>,
     },
+    /// A typing notification (XEP-0085 chat state) to a channel or nick.
+    Typing {
+        target: String,
+        state: ChatState,
+    },
     /// Follow a contact's presence (MONITOR), or stop.
     Watch {
         nick: String,
@@ -143,6 +149,7 @@ pub fn spawn(
         ctcp: None,
         nick_asked: None,
         contacts: Contacts::new(contacts),
+        typing: TypingSent::default(),
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -269,6 +276,8 @@ struct ServerTask {
     nick_asked: Option<Box<str>>,
     /// The user's contacts on this server, whose presence is followed.
     contacts: Contacts,
+    /// The typing notifications sent, to hold back repeats.
+    typing: TypingSent,
 }
 
 /// A live connection's state.
@@ -644,6 +653,7 @@ impl ServerTask {
                     overhead += text::ACTION_OVERHEAD;
                 }
                 let max_line = live.me.isupport.linelen.unwrap_or(text::MAX_LINE);
+                self.typing.message_sent(&live.me.isupport.fold(&target));
                 let mut sent = 0;
                 for line in text::sanitize_outgoing(&body) {
                     for chunk in text::split_line(overhead, &line, max_line) {
@@ -784,6 +794,21 @@ impl ServerTask {
                     live.writer.send("MODE", &all);
                 }
             }
+            ServerCommand::Typing { target, state } => {
+                let isupport = &live.me.isupport;
+                if !live.me.caps.contains("message-tags") || !isupport.allows_client_tag("+typing")
+                {
+                    return;
+                }
+                let value = typing::tag_value(state);
+                if self
+                    .typing
+                    .should_send(&isupport.fold(&target), value, Instant::now())
+                {
+                    live.writer
+                        .send_tagged(&[("+typing", value)], "TAGMSG", &[&target]);
+                }
+            }
             ServerCommand::Watch { nick, watch } => {
                 let isupport = &live.me.isupport;
                 let changed = if watch {
@@ -837,6 +862,7 @@ impl ServerTask {
             }
             "ERROR" => return Some(Ended::Lost(line.param(0).to_owned())),
             "PRIVMSG" | "NOTICE" => self.on_message(live, &line).await,
+            "TAGMSG" => self.on_tagmsg(live, &line),
             "JOIN" => {
                 let nick = line.nick().unwrap_or_default().to_owned();
                 let channel = line.param(0).to_owned();
@@ -1335,6 +1361,33 @@ impl ServerTask {
         } else {
             debug!(%nick, verb, "a CTCP query left unanswered");
         }
+    }
+
+    /// A message with tags only: a typing notification is a chat state
+    /// from the sender (in the channel, or to the user alone).
+    fn on_tagmsg(&mut self, live: &Live, line: &IrcLine) {
+        let Some(state) = line.tags.get("+typing").and_then(|v| typing::chat_state(v)) else {
+            return;
+        };
+        let Some(nick) = line.nick() else {
+            return;
+        };
+        let isupport = &live.me.isupport;
+        let target = line.param(0);
+        // Our own, echoed; or sent to a channel's operators only (`@#chan`).
+        if isupport.fold(nick) == isupport.fold(&live.me.nick)
+            || target.starts_with(|c| isupport.prefix.is_symbol(c))
+        {
+            return;
+        }
+        let room = isupport.is_channel(target).then(|| self.room(target));
+        let event = RemoteEvent::Typing {
+            nick: room.as_ref().map(|_| nick.to_owned()),
+            room,
+            sender: self.user(nick),
+            state,
+        };
+        self.emit(event);
     }
 
     async fn on_message(&mut self, live: &Live, line: &IrcLine) {

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, EventSender, FormValues, Later, OutgoingMessage, PresenceShow,
-    RemoteAddress, Role, RoomInfo, Session, Software,
+    Affiliation, BridgeError, ChatState, EventSender, FormValues, Later, OutgoingMessage,
+    PresenceShow, RemoteAddress, Role, RoomInfo, Session, Software,
 };
 use std::time::Duration;
 
@@ -462,6 +462,18 @@ impl Session for IrcSession {
             .to_string();
         let reply = self.ctcp(user, nick, "PING", token)?;
         Ok(Box::pin(async move { reply.await.map(drop) }))
+    }
+
+    async fn send_typing(&self, to: &RemoteAddress, state: ChatState) -> Result<(), BridgeError> {
+        let address = self.parse(to)?;
+        // Typing is no reason to connect.
+        match self.open_server(&address.server) {
+            Some(server) if !address.name.is_empty() => server.send(ServerCommand::Typing {
+                target: address.name,
+                state,
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn watch_contact(&self, contact: &RemoteAddress) -> Result<(), BridgeError> {
