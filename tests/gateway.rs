@@ -774,7 +774,7 @@ async fn messages_wait_while_the_network_is_down_and_mappings_survive_a_restart(
     assert!(bounce.is_err(), "a queued message must not bounce");
     fx.net.set_down(false);
     fx.net
-        .emit("alice@localhost", RemoteEvent::Reconnected)
+        .emit("alice@localhost", RemoteEvent::Reconnected { server: None })
         .await;
     wait_for_log(&fx, "message alice@localhost echo None queued").await;
     alice.expect(WAIT, is_message_from(&echo)).await;

@@ -34,6 +34,11 @@ async fn setup() -> Setup {
 
 /// Like [`setup`], with the given InspIRCd and options for the `localhost` server.
 async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
+    setup_with_servers(ircd, serde_json::json!({ "localhost": server })).await
+}
+
+/// Like [`setup`], with the given InspIRCd (`ircd`) and `servers` options.
+async fn setup_with_servers(ircd: Inspircd, servers: serde_json::Value) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ESTUARY_LOG")
@@ -63,9 +68,7 @@ async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
             host_domain: None,
             allowed: vec![],
             admins: vec![],
-            options: serde_json::json!({
-                "servers": { "localhost": server }
-            }),
+            options: serde_json::json!({ "servers": servers }),
         }],
     };
     let estuary = app::start(config.clone(), &Networks::builtin())
@@ -2224,4 +2227,57 @@ async fn typing_notifications_both_ways() {
         .await;
     assert_eq!(chat_state(&m).as_deref(), Some("active"));
     assert!(body(&m).is_none());
+}
+
+/// With two IRC servers, losing one is told in its channels only: the
+/// user stays in the other server's, which keep working, and the lost
+/// server's channels are joined again when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_irc_server_leaves_the_others_channels_alone() {
+    let ircd = Inspircd::start();
+    let mut other = Inspircd::start();
+    let servers = serde_json::json!({
+        "localhost": { "address": "127.0.0.1", "port": ircd.port() },
+        "other": { "address": "127.0.0.1", "port": other.port() },
+    });
+    let mut s = setup_with_servers(ircd, servers).await;
+    let kept = format!("#kept%localhost@{GW}");
+    let lost = format!("#lost%other@{GW}");
+    join_as_alice(&mut s, &kept).await;
+    join_as_alice(&mut s, &lost).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#kept").await;
+
+    other.kill();
+    let gone = presence_from(&mut s.alice, &format!("{lost}/alice")).await;
+    assert_eq!(attr(&gone, "type"), "unavailable");
+    assert!(String::from(&gone).contains("code='332'"));
+    other.restart();
+    let back = s
+        .alice
+        .expect(Duration::from_secs(30), |p| {
+            p.name() == "presence"
+                && from(p, &format!("{lost}/alice"))
+                && attr(p, "type").is_empty()
+        })
+        .await;
+    assert!(String::from(&back).contains("code='110'"));
+
+    // Nothing happened in the other server's channel.
+    s.alice
+        .expect_none(Duration::from_millis(500), |p| {
+            p.name() == "presence" && from(p, &format!("{kept}/alice"))
+        })
+        .await;
+    bob.send("PRIVMSG #kept :still there?").await;
+    s.alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("still there?"))
+        .await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{kept}' type='groupchat' id='k1'><body>yes</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.ends_with("PRIVMSG #kept :yes"))
+        .await;
 }

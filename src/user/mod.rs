@@ -315,6 +315,6 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::OccupantStatus { room, .. }
         | RemoteEvent::RoomInfo { room, .. }
         | RemoteEvent::Invited { room, .. } => Some(room.as_str()),
-        RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected => None,
+        RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected { .. } => None,
     }
 }

@@ -182,14 +182,20 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             debug!(%room, ?name, "room info");
         }
         RemoteEvent::Invited { room, by, reason } => user.on_invited(&room, &by, reason),
-        RemoteEvent::Disconnected { reason } => {
-            warn!(%reason, "network connection lost");
-            let status = format!("Disconnected from the network: {reason}");
-            user.rooms.disconnect_all(&user.gw, &status);
+        RemoteEvent::Disconnected { reason, server } => {
+            warn!(%reason, server = ?server.as_ref().map(RemoteAddress::as_str), "network connection lost");
+            let status = match &server {
+                Some(server) => format!("Disconnected from {server}: {reason}"),
+                None => format!("Disconnected from the network: {reason}"),
+            };
+            let network = user.gw.network.clone();
+            user.rooms.disconnect(&user.gw, &status, |room| {
+                carried_by(network.as_ref(), room, server.as_ref())
+            });
         }
-        RemoteEvent::Reconnected => {
+        RemoteEvent::Reconnected { server } => {
             info!("network connection back; rejoining rooms");
-            user.rejoin().await;
+            user.rejoin(server.as_ref()).await;
             user.flush_outbox().await;
         }
     }
@@ -792,11 +798,15 @@ impl UserSession {
     }
 
     /// Join again every room the user was in, after the network came back.
-    pub(super) async fn rejoin(&mut self) {
+    /// Join again the rooms `server` carries (every room, for none).
+    pub(super) async fn rejoin(&mut self, server: Option<&RemoteAddress>) {
         let Some(session) = self.session.as_deref() else {
             return;
         };
         for room in self.rooms.addresses() {
+            if !carried_by(self.gw.network.as_ref(), &room, server) {
+                continue;
+            }
             let Some((nick, password)) = self
                 .rooms
                 .get(&room)
@@ -809,6 +819,16 @@ impl UserSession {
             }
         }
     }
+}
+
+/// Whether the connection to `server` carries `room`; every connection
+/// does where none is named.
+fn carried_by(
+    network: &dyn estuary_bridge::Network,
+    room: &RemoteAddress,
+    server: Option<&RemoteAddress>,
+) -> bool {
+    server.is_none_or(|server| network.server_of(room).as_ref() == Some(server))
 }
 
 /// The JID another occupant of `room` is shown with, the rooms being

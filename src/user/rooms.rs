@@ -281,8 +281,18 @@ impl Rooms {
 
     /// Mark every room as not joined (the network connection is lost), telling
     /// the user's clients; the rooms are kept so they can be joined again.
-    pub fn disconnect_all(&mut self, gw: &Gateway, status: &str) {
-        for state in self.rooms.values_mut() {
+    /// The connection carrying the rooms `lost` picks is lost: each is
+    /// left (332) until joined again.
+    pub fn disconnect(
+        &mut self,
+        gw: &Gateway,
+        status: &str,
+        lost: impl Fn(&RemoteAddress) -> bool,
+    ) {
+        for (room, state) in self.rooms.iter_mut() {
+            if !lost(room) {
+                continue;
+            }
             if state.joined {
                 send_self_gone(gw, state, &[muc::SHUTDOWN], Some(status));
             }

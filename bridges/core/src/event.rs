@@ -318,11 +318,18 @@ pub enum RemoteEvent {
         by: RemoteAddress,
         reason: Option<String>,
     },
-    /// The connection to the network is lost; rooms are gone until `Reconnected`.
+    /// The connection to the network is lost; rooms are gone until
+    /// `Reconnected`. Where the network keeps a connection per remote
+    /// server (IRC), `server` names the one lost, and only the rooms it
+    /// carries ([`crate::Network::server_of`]) are gone.
     Disconnected {
         reason: String,
+        server: Option<RemoteAddress>,
     },
-    Reconnected,
+    /// The connection is back (to `server` alone, where one is named).
+    Reconnected {
+        server: Option<RemoteAddress>,
+    },
 }
 
 impl From<RemoteMessage> for RemoteEvent {

@@ -87,6 +87,13 @@ pub trait Network: Send + Sync + 'static {
         None
     }
 
+    /// The remote server whose connection carries `address`, where the
+    /// network keeps one connection per server (IRC: `#chan%irc.example`
+    /// is carried by `irc.example`); `None` where one carries everything.
+    fn server_of(&self, _address: &RemoteAddress) -> Option<RemoteAddress> {
+        None
+    }
+
     /// What an (already XEP-0106-unescaped) JID local part names, or why it is invalid.
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError>;
 

@@ -315,7 +315,11 @@ impl Bot {
                     );
                     self.status
                         .send_replace(BotStatus::Failed(DiscordError::TokenRefused.to_string()));
-                    self.broadcast(RemoteEvent::Disconnected { reason }).await;
+                    self.broadcast(RemoteEvent::Disconnected {
+                        reason,
+                        server: None,
+                    })
+                    .await;
                     return;
                 }
                 Err(serenity::Error::Gateway(GatewayError::DisallowedGatewayIntents))
@@ -338,7 +342,11 @@ impl Bot {
             self.status.send_replace(BotStatus::Connecting);
             if was_ready {
                 self.told_disconnected.store(true, Ordering::Relaxed);
-                self.broadcast(RemoteEvent::Disconnected { reason }).await;
+                self.broadcast(RemoteEvent::Disconnected {
+                    reason,
+                    server: None,
+                })
+                .await;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -372,7 +380,8 @@ impl Bot {
             self.status.send_replace(BotStatus::Ready);
         }
         if self.told_disconnected.swap(false, Ordering::Relaxed) {
-            self.broadcast(RemoteEvent::Reconnected).await;
+            self.broadcast(RemoteEvent::Reconnected { server: None })
+                .await;
         }
     }
 

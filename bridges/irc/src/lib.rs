@@ -118,6 +118,11 @@ impl Network for IrcNetwork {
         Some(address::IrcAddress::remote(nick, &room.server, fixed))
     }
 
+    fn server_of(&self, address: &RemoteAddress) -> Option<RemoteAddress> {
+        let parsed = address::IrcAddress::parse(address, self.options.fixed_server.as_deref());
+        Some(RemoteAddress::new(parsed.ok()?.server))
+    }
+
     fn requires_registration(&self) -> bool {
         self.options.registration_required
     }

@@ -309,7 +309,9 @@ impl ServerTask {
                     attempt = 0;
                     self.connect_error = None;
                     if was_connected {
-                        self.emit(RemoteEvent::Reconnected);
+                        self.emit(RemoteEvent::Reconnected {
+                            server: Some(RemoteAddress::new(self.server.clone())),
+                        });
                     }
                     was_connected = true;
                     match self.serve(live).await {
@@ -326,7 +328,10 @@ impl ServerTask {
                             }
                             // Lines the server never echoed may be lost: send them again.
                             self.unconfirmed.extend(self.echoes.drain(..));
-                            self.emit(RemoteEvent::Disconnected { reason });
+                            self.emit(RemoteEvent::Disconnected {
+                                reason,
+                                server: Some(RemoteAddress::new(self.server.clone())),
+                            });
                         }
                     }
                 }

@@ -65,7 +65,11 @@ pub(crate) async fn run(inner: Arc<Inner>, mut token: Option<String>) {
                 if disconnected {
                     disconnected = false;
                     info!("homeserver reachable again");
-                    if !inner.events.send(RemoteEvent::Reconnected).await {
+                    if !inner
+                        .events
+                        .send(RemoteEvent::Reconnected { server: None })
+                        .await
+                    {
                         return;
                     }
                 }
@@ -95,7 +99,10 @@ pub(crate) async fn run(inner: Arc<Inner>, mut token: Option<String>) {
                     };
                     if !inner
                         .events
-                        .send(RemoteEvent::Disconnected { reason })
+                        .send(RemoteEvent::Disconnected {
+                            reason,
+                            server: None,
+                        })
                         .await
                     {
                         return;
