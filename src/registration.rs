@@ -37,7 +37,9 @@ pub enum Request {
 }
 
 /// The ad-hoc commands a user (or an admin) can run on the gateway.
-pub fn command_list(domain: &str, registered: bool, admin: bool) -> Element {
+/// The gateway JID's commands for a user; `connections` where the network
+/// keeps a connection per remote server, which the user may close.
+pub fn command_list(domain: &str, registered: bool, admin: bool, connections: bool) -> Element {
     let mut items = vec![(
         domain.to_owned(),
         Some(REGISTER_NODE.to_owned()),
@@ -48,6 +50,13 @@ pub fn command_list(domain: &str, registered: bool, admin: bool) -> Element {
             domain.to_owned(),
             Some(UNREGISTER_NODE.to_owned()),
             "Unregister".to_owned(),
+        ));
+    }
+    if connections {
+        items.push((
+            domain.to_owned(),
+            Some(crate::user::DISCONNECT_NODE.to_owned()),
+            "Disconnect from servers".to_owned(),
         ));
     }
     if admin {

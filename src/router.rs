@@ -383,7 +383,9 @@ impl Router {
                 Some(NS_COMMANDS) => {
                     let registered = self.is_registered(&from).await;
                     let admin = gw.access.is_admin(&from);
-                    let list = registration::command_list(&gw.domain, registered, admin);
+                    let connections = gw.info.capabilities.server_info;
+                    let list =
+                        registration::command_list(&gw.domain, registered, admin, connections);
                     gw.reply_result(iq, Some(list))
                 }
                 Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
@@ -424,8 +426,23 @@ impl Router {
                 self.spawn_registration(registration::Request::Register(payload.clone()), iq, from);
             }
             (false, "command", NS_COMMANDS) => {
-                if payload.attr("node") == Some(admin::DISCONNECT_USER_NODE) {
+                let node = payload.attr("node").unwrap_or_default();
+                if node == admin::DISCONNECT_USER_NODE {
                     self.on_disconnect_users(iq, stanza, payload, &from);
+                } else if user::is_disconnect_node(node) {
+                    match self.users.get(&from.to_bare()) {
+                        Some(handle) => handle.send(UserCommand::DisconnectFromServers {
+                            iq: Box::new(iq.clone()),
+                        }),
+                        None => gw.reply_result(
+                            iq,
+                            Some(adhoc::completed(
+                                node,
+                                &uuid::Uuid::new_v4().to_string(),
+                                "You are connected to no server.",
+                            )),
+                        ),
+                    }
                 } else {
                     self.spawn_registration(
                         registration::Request::Command(payload.clone()),

@@ -2281,3 +2281,104 @@ async fn losing_one_irc_server_leaves_the_others_channels_alone() {
     bob.expect(WAIT, |l| l.ends_with("PRIVMSG #kept :yes"))
         .await;
 }
+
+/// A user closes their connection to chosen servers from the gateway's JID
+/// (biboumi's `disconnect-from-irc-servers`, under that name too): the
+/// form lists the servers they are connected to, the QUIT carries their
+/// message, the rooms there are left, and other servers' are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_disconnects_from_chosen_servers() {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let ircd = Inspircd::start();
+    let other = Inspircd::start();
+    let servers = serde_json::json!({
+        "localhost": { "address": "127.0.0.1", "port": ircd.port() },
+        "other": { "address": "127.0.0.1", "port": other.port() },
+    });
+    let mut s = setup_with_servers(ircd, servers).await;
+    let gone_room = format!("#bye%localhost@{GW}");
+    let kept_room = format!("#stay%other@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#bye").await;
+    join_as_alice(&mut s, &gone_room).await;
+    join_as_alice(&mut s, &kept_room).await;
+
+    let items = s
+        .alice
+        .iq(
+            GW,
+            "get",
+            el(&format!(
+                "<query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/>"
+            )),
+        )
+        .await;
+    assert!(
+        String::from(&items).contains("node='disconnect-from-servers'"),
+        "{}",
+        String::from(&items)
+    );
+    let form = s
+        .alice
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='disconnect-from-irc-servers' action='execute'/>"
+            )),
+        )
+        .await;
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    assert_eq!(
+        attr(command, "status"),
+        "executing",
+        "{}",
+        String::from(&form)
+    );
+    let text = String::from(command);
+    assert!(
+        text.contains("<value>localhost</value>") && text.contains("<value>other</value>"),
+        "{text}"
+    );
+    let session = attr(command, "sessionid").to_owned();
+    let done = s
+        .alice
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='disconnect-from-irc-servers' \
+                 sessionid='{session}'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='servers'><value>localhost</value></field>\
+                 <field var='quit-message'><value>see you</value></field></x></command>"
+            )),
+        )
+        .await;
+    let command = find_child(&done, "command", COMMANDS).unwrap();
+    assert_eq!(
+        attr(command, "status"),
+        "completed",
+        "{}",
+        String::from(&done)
+    );
+    assert!(String::from(command).contains("Disconnected from localhost."));
+
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.contains(" QUIT ") && l.contains("see you")
+    })
+    .await;
+    let left = presence_from(&mut s.alice, &format!("{gone_room}/alice")).await;
+    assert_eq!(attr(&left, "type"), "unavailable");
+    assert!(connection_info(&mut s.alice, &format!("localhost@{GW}"))
+        .await
+        .starts_with("Not connected to localhost"));
+    // The other server's room is untouched, and its connection open.
+    s.alice
+        .expect_none(Duration::from_millis(300), |p| {
+            p.name() == "presence" && from(p, &format!("{kept_room}/alice"))
+        })
+        .await;
+    assert!(connection_info(&mut s.alice, &format!("other@{GW}"))
+        .await
+        .starts_with("Connected to other"));
+}

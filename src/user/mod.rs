@@ -12,7 +12,9 @@ mod own_messages;
 mod room_settings;
 pub(crate) use contacts::is_offered_marker;
 pub use room_settings::RoomSettings;
+pub(crate) use server_connections::{is_disconnect_node, DISCONNECT_NODE};
 mod rooms;
+mod server_connections;
 mod server_settings;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -58,6 +60,11 @@ pub enum UserCommand {
     },
     /// disco#items on the gateway JID from this user.
     GatewayItems {
+        iq: Box<xmpp_parsers::iq::Iq>,
+    },
+    /// The command on the gateway JID that closes the user's connections
+    /// to chosen servers.
+    DisconnectFromServers {
         iq: Box<xmpp_parsers::iq::Iq>,
     },
     /// Leave every room, tell the user's clients, and log out.
@@ -241,6 +248,14 @@ impl UserSession {
             UserCommand::GatewayItems { iq } => {
                 if let xmpp_parsers::iq::Iq::Get { payload, .. } = iq.as_ref() {
                     self.list_top_rooms(&iq, payload).await;
+                }
+            }
+            UserCommand::DisconnectFromServers { iq } => {
+                if let xmpp_parsers::iq::Iq::Set { payload, .. } = iq.as_ref() {
+                    if let Err(failure) = self.on_disconnect_command(&iq, payload).await {
+                        self.gw
+                            .reply_error(&Stanza::Iq(iq.as_ref().clone()), &failure);
+                    }
                 }
             }
             UserCommand::Online { .. } | UserCommand::Shutdown => {}

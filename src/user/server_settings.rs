@@ -45,7 +45,8 @@ impl UserSession {
             .session_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        if request.node == CONNECTION_INFO_NODE {
+        // biboumi's name for it, too.
+        if request.node == CONNECTION_INFO_NODE || request.node == "get-irc-connection-info" {
             let info = self
                 .session()?
                 .server_info(server)
@@ -53,7 +54,7 @@ impl UserSession {
                 .map_err(Failure::from)?;
             self.gw.reply_result(
                 iq,
-                Some(adhoc::completed(CONNECTION_INFO_NODE, &session_id, &info)),
+                Some(adhoc::completed(&request.node, &session_id, &info)),
             );
             return Ok(());
         }

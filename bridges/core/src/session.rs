@@ -247,6 +247,23 @@ pub trait Session: Send + Sync {
         unsupported("contact listing")
     }
 
+    /// The remote servers the user is connected to now, where the network
+    /// keeps a connection per server (IRC).
+    async fn connected_servers(&self) -> Vec<RemoteAddress> {
+        Vec::new()
+    }
+
+    /// Close the user's connection to `server`, with `message` where the
+    /// network shows one (IRC's QUIT). The rooms it carried are left; the
+    /// core tells the user.
+    async fn disconnect_server(
+        &self,
+        _server: &RemoteAddress,
+        _message: &str,
+    ) -> Result<(), BridgeError> {
+        unsupported("disconnecting from a server")
+    }
+
     /// The user has `contact` in their roster: report its presence
     /// ([`crate::RemoteEvent::Presence`]) from now on, and until
     /// [`Session::unwatch_contact`]. Networks that report every contact's

@@ -96,7 +96,10 @@ pub enum ServerCommand {
         nick: String,
         watch: bool,
     },
-    Quit,
+    /// Close the connection for good, with this QUIT message.
+    Quit {
+        message: String,
+    },
 }
 
 /// The session's handle on a server task.
@@ -377,7 +380,7 @@ impl ServerTask {
             };
             let Some(command) = command else { break };
             match command {
-                ServerCommand::Quit => return true,
+                ServerCommand::Quit { .. } => return true,
                 ServerCommand::Join { reply, .. } => {
                     let _ = reply.send(Err(self.down_error()));
                 }
@@ -560,7 +563,14 @@ impl ServerTask {
                     Err(e) => return Ended::Lost(e.to_string()),
                 },
                 command = self.commands.recv() => match command.map(|c| *c) {
-                    Some(ServerCommand::Quit) | None => {
+                    Some(ServerCommand::Quit { message }) => {
+                        let line = text::sanitize_outgoing(&message).into_iter().next();
+                        live.writer.send("QUIT", &[line.as_deref().unwrap_or("Leaving")]);
+                        // Give the writer a moment to flush the QUIT.
+                        sleep(Duration::from_millis(100)).await;
+                        return Ended::Quit;
+                    }
+                    None => {
                         live.writer.send("QUIT", &["Gateway shutdown"]);
                         // Give the writer a moment to flush the QUIT.
                         sleep(Duration::from_millis(100)).await;
@@ -829,7 +839,7 @@ impl ServerTask {
                     self.contacts.ison_sent(nick);
                 }
             }
-            ServerCommand::Quit => {}
+            ServerCommand::Quit { .. } => {}
         }
     }
 
@@ -1689,7 +1699,11 @@ mod tests {
         ];
         expected.sort();
         assert_eq!(seen, expected);
-        server.send(ServerCommand::Quit).unwrap();
+        server
+            .send(ServerCommand::Quit {
+                message: "bye".into(),
+            })
+            .unwrap();
     }
 
     async fn next_presence(
@@ -1772,7 +1786,11 @@ mod tests {
                 ("dave%srv".into(), PresenceShow::Offline, why),
             ]
         );
-        server.send(ServerCommand::Quit).unwrap();
+        server
+            .send(ServerCommand::Quit {
+                message: "bye".into(),
+            })
+            .unwrap();
         let lines = seen.await.unwrap();
         let monitor: Vec<_> = lines.iter().filter(|l| l.starts_with("MONITOR")).collect();
         assert_eq!(
@@ -1839,7 +1857,11 @@ mod tests {
             RemoteEvent::Message(m) => assert_eq!(m.body, "zed"),
             other => panic!("unexpected {other:?}"),
         }
-        server.send(ServerCommand::Quit).unwrap();
+        server
+            .send(ServerCommand::Quit {
+                message: "bye".into(),
+            })
+            .unwrap();
         let lines = seen.await.unwrap();
         let ison: Vec<_> = lines.iter().filter(|l| l.starts_with("ISON")).collect();
         assert_eq!(ison, ["ISON bob carol", "ISON dave", "ISON zed"]);
@@ -1905,7 +1927,11 @@ mod tests {
             }
         }
         assert_eq!(refusals, [(refused_id, SendRefusal::Forbidden)]);
-        server.send(ServerCommand::Quit).unwrap();
+        server
+            .send(ServerCommand::Quit {
+                message: "bye".into(),
+            })
+            .unwrap();
     }
 
     #[test]

@@ -476,6 +476,34 @@ impl Session for IrcSession {
         }
     }
 
+    async fn connected_servers(&self) -> Vec<RemoteAddress> {
+        let mut names: Vec<String> = self
+            .servers
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(_, handle)| !handle.is_closed())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort_unstable();
+        names.into_iter().map(RemoteAddress::new).collect()
+    }
+
+    async fn disconnect_server(
+        &self,
+        server: &RemoteAddress,
+        message: &str,
+    ) -> Result<(), BridgeError> {
+        let name = self.parse(server)?.server;
+        let handle = self.servers.lock().expect("not poisoned").remove(&name);
+        match handle {
+            Some(handle) if !handle.is_closed() => handle.send(ServerCommand::Quit {
+                message: message.to_owned(),
+            }),
+            _ => Err(BridgeError::BadRequest(format!("not connected to {name}"))),
+        }
+    }
+
     async fn watch_contact(&self, contact: &RemoteAddress) -> Result<(), BridgeError> {
         self.watch(contact, true)
     }
@@ -493,7 +521,9 @@ impl Session for IrcSession {
             .map(|(_, h)| h)
             .collect();
         for handle in handles {
-            let _ = handle.send(ServerCommand::Quit);
+            let _ = handle.send(ServerCommand::Quit {
+                message: "Gateway shutdown".into(),
+            });
         }
         Ok(())
     }

@@ -1,0 +1,175 @@
+//! The user's connections to remote servers, as a whole: the ad-hoc
+//! command on the gateway's JID that closes chosen ones (biboumi's
+//! `disconnect-from-irc-servers`). The rooms a closed connection carried
+//! are left.
+
+use estuary_bridge::RemoteAddress;
+use tracing::{info, warn};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::minidom::Element;
+
+use crate::xmpp::adhoc;
+use crate::xmpp::errors::Failure;
+use crate::xmpp::forms::submitted_values;
+use crate::xmpp::xml::{element, Attrs, NS_DATA};
+
+use super::rooms::send_self_gone;
+use super::UserSession;
+
+/// Close chosen connections to remote servers.
+pub const DISCONNECT_NODE: &str = "disconnect-from-servers";
+
+/// Whether `node` names that command, by its name or by biboumi's (older
+/// and newer), so that what worked with biboumi works here.
+pub fn is_disconnect_node(node: &str) -> bool {
+    matches!(
+        node,
+        DISCONNECT_NODE | "disconnect-from-irc-servers" | "disconnect-from-irc-server"
+    )
+}
+
+const FORM_TYPE: &str = "urn:xmpp:estuary:disconnect-from-servers:0";
+
+/// The quit message when the user gives none.
+const DEFAULT_MESSAGE: &str = "Disconnected by the user";
+
+impl UserSession {
+    pub(super) async fn on_disconnect_command(
+        &mut self,
+        iq: &Iq,
+        command: &Element,
+    ) -> Result<(), Failure> {
+        let request = adhoc::parse(command)?;
+        let node = request.node.as_str();
+        let session_id = request
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if request.action == "cancel" {
+            self.gw
+                .reply_result(iq, Some(adhoc::canceled(node, &session_id)));
+            return Ok(());
+        }
+        let connected = match self.session.as_deref() {
+            Some(session) => session.connected_servers().await,
+            None => Vec::new(),
+        };
+        let Some(form) = &request.form else {
+            let reply = if connected.is_empty() {
+                adhoc::completed(node, &session_id, "You are connected to no server.")
+            } else {
+                adhoc::executing(node, &session_id, disconnect_form(&connected))
+            };
+            self.gw.reply_result(iq, Some(reply));
+            return Ok(());
+        };
+        let values = submitted_values(form)?;
+        let message = values
+            .get("quit-message")
+            .map(|m| m.trim())
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_MESSAGE)
+            .to_owned();
+        let chosen: Vec<RemoteAddress> = values
+            .get("servers")
+            .map(String::as_str)
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(RemoteAddress::from)
+            .collect();
+        let mut closed = Vec::new();
+        for server in chosen {
+            if !connected.contains(&server) {
+                continue;
+            }
+            self.disconnect_server(&server, &message).await;
+            closed.push(server.to_string());
+        }
+        let note = if closed.is_empty() {
+            "No connection was closed.".to_owned()
+        } else {
+            format!("Disconnected from {}.", closed.join(", "))
+        };
+        self.gw
+            .reply_result(iq, Some(adhoc::completed(node, &session_id, &note)));
+        Ok(())
+    }
+
+    /// Close the connection to `server`, and leave the rooms it carried.
+    async fn disconnect_server(&mut self, server: &RemoteAddress, message: &str) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        if let Err(e) = session.disconnect_server(server, message).await {
+            warn!(%server, error = %e, "the connection could not be closed");
+            return;
+        }
+        info!(%server, "the user closed their connection");
+        let status = format!("Disconnected from {server}");
+        let carried: Vec<RemoteAddress> = self
+            .rooms
+            .addresses()
+            .into_iter()
+            .filter(|room| self.gw.network.server_of(room).as_ref() == Some(server))
+            .collect();
+        for room in carried {
+            if let Some(state) = self.rooms.get(&room) {
+                send_self_gone(&self.gw, state, &[], Some(&status));
+            }
+            self.forget_room(&room).await;
+        }
+    }
+}
+
+/// The form: which of the `connected` servers to leave, and the message.
+fn disconnect_form(connected: &[RemoteAddress]) -> Element {
+    let mut servers = element("field", NS_DATA)
+        .with("var", "servers")
+        .with("type", "list-multi")
+        .with("label", "Servers to disconnect from");
+    for server in connected {
+        servers = servers.append(
+            element("option", NS_DATA)
+                .with("label", server.to_string())
+                .append(element("value", NS_DATA).append(server.to_string())),
+        );
+    }
+    element("x", NS_DATA)
+        .with("type", "form")
+        .append(element("title", NS_DATA).append("Disconnect from servers".to_owned()))
+        .append(element("instructions", NS_DATA).append(
+            "You leave every room on the servers chosen; a later join connects again.".to_owned(),
+        ))
+        .append(
+            element("field", NS_DATA)
+                .with("var", "FORM_TYPE")
+                .with("type", "hidden")
+                .append(element("value", NS_DATA).append(FORM_TYPE.to_owned())),
+        )
+        .append(servers)
+        .append(
+            element("field", NS_DATA)
+                .with("var", "quit-message")
+                .with("type", "text-single")
+                .with("label", "Quit message")
+                .append(element("value", NS_DATA).append(DEFAULT_MESSAGE.to_owned())),
+        )
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_offers_the_connected_servers() {
+        let form = String::from(&disconnect_form(&[RemoteAddress::new("irc.example")]));
+        assert!(form.contains("<value>irc.example</value>"), "{form}");
+        assert!(form.contains("var='quit-message'"), "{form}");
+        assert!(is_disconnect_node("disconnect-from-irc-servers"));
+        assert!(is_disconnect_node(DISCONNECT_NODE));
+        assert!(!is_disconnect_node("disconnect-user"));
+    }
+}
