@@ -1053,6 +1053,65 @@ async fn tls_without_verification_takes_any_certificate() {
     assert!(whois_secure(&mut bob, "alice").await, "alice is not on TLS");
 }
 
+/// The SHA-256 fingerprint of the certificate in the PEM file at `path`,
+/// as `openssl x509 -fingerprint -sha256` prints it.
+fn cert_fingerprint(path: &std::path::Path) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let pem = std::fs::read_to_string(path).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let digest = sha2::Sha256::digest(der);
+    let hex: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    hex.join(":")
+}
+
+/// A pinned certificate (`tls_fingerprint`, biboumi's "fingerprint of the
+/// TLS certificate to trust") is taken with no CA behind it; another
+/// fingerprint refuses it, with no plaintext fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_certificate_is_taken_and_no_other() {
+    let ircd = Inspircd::start_with_tls();
+    let pin = cert_fingerprint(&ircd.cert_path());
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "tls_ports": [ircd.tls_port()],
+        "tls_fingerprint": pin,
+    });
+    let mut s = setup_with(ircd, server).await;
+    let room = format!("#pinned%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    assert!(whois_secure(&mut bob, "alice").await, "alice is not on TLS");
+
+    // A certificate other than the pinned one: refused.
+    let ircd = Inspircd::start_with_tls();
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "tls_ports": [ircd.tls_port()],
+        "tls_fingerprint": "00:".repeat(31) + "00",
+    });
+    let mut s = setup_with(ircd, server).await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='#pinned%localhost@{GW}/alice'/>"
+        )))
+        .await;
+    let error = s
+        .alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("#pinned%localhost@{GW}/alice"))
+        })
+        .await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    assert!(text.contains("not falling back to plaintext"), "{text}");
+}
+
 /// A TLS port that refuses the connection passes to the next port, and the
 /// plain port comes last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

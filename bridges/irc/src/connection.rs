@@ -289,8 +289,18 @@ async fn open(
 ) -> Result<Opened, ConnectError> {
     let mut tls_tried = String::new();
     if !options.tls_ports.is_empty() {
-        let connector = tls::connector(options.verify_certificates, options.ca_file.as_deref())
+        let pin = options
+            .tls_fingerprint
+            .as_deref()
+            .map(tls::Fingerprint::parse)
+            .transpose()
             .map_err(ConnectError::TlsSetup)?;
+        let connector = tls::connector(
+            options.verify_certificates,
+            options.ca_file.as_deref(),
+            pin.as_ref(),
+        )
+        .map_err(ConnectError::TlsSetup)?;
         let name = tls::server_name(host).map_err(ConnectError::TlsSetup)?;
         for &port in &options.tls_ports {
             let target = format!("{host}:{port}");
@@ -317,7 +327,7 @@ async fn open(
             .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
             return match handshake {
                 Ok(stream) => {
-                    if !options.verify_certificates {
+                    if !options.verify_certificates && pin.is_none() {
                         warn!(%target, "connected with TLS without verifying the server's certificate (verify_certificates = false)");
                     }
                     debug!(%target, "TLS established");

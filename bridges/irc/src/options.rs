@@ -45,6 +45,10 @@ pub struct ServerOptions {
     /// Extra trusted roots (PEM), besides the system's: a private CA, or a
     /// self-signed server certificate.
     pub ca_file: Option<PathBuf>,
+    /// The one certificate to take (its SHA-256 or SHA-1, in hex, colons
+    /// allowed), whatever signed it: biboumi's "fingerprint of the TLS
+    /// certificate to trust", for a self-signed server.
+    pub tls_fingerprint: Option<String>,
     /// Lines a client may send at once before the rate applies.
     pub throttle_burst: u32,
     /// Lines per second after the burst.
@@ -72,6 +76,7 @@ impl Default for ServerOptions {
             tls_ports: Vec::new(),
             verify_certificates: true,
             ca_file: None,
+            tls_fingerprint: None,
             throttle_burst: 10,
             throttle_per_sec: 2.0,
             username: None,
@@ -96,7 +101,15 @@ impl IrcOptions {
         if value.is_null() {
             return Ok(IrcOptions::default());
         }
-        serde_json::from_value(value.clone()).map_err(|e| format!("invalid IRC options: {e}"))
+        let options: IrcOptions = serde_json::from_value(value.clone())
+            .map_err(|e| format!("invalid IRC options: {e}"))?;
+        for (name, server) in &options.servers {
+            if let Some(pin) = &server.tls_fingerprint {
+                crate::tls::Fingerprint::parse(pin)
+                    .map_err(|e| format!("servers.{name}.tls_fingerprint: {e}"))?;
+            }
+        }
+        Ok(options)
     }
 
     /// Settings for a server, defaults when it is not configured.
@@ -182,6 +195,11 @@ pub fn user_fields() -> Vec<estuary_bridge::RegistrationField> {
         ),
         boolean("verify_certificates", "Verify the server's TLS certificate"),
         RegistrationField::text(
+            "tls_fingerprint",
+            "Take only the TLS certificate with this SHA-256 (or SHA-1) fingerprint",
+            false,
+        ),
+        RegistrationField::text(
             "throttle_burst",
             "Lines sent at once before throttling",
             false,
@@ -249,6 +267,11 @@ impl UserServerSettings {
                         _ => return Err(format!("{var}: '{v}' is not a boolean")),
                     }
                 }
+                "tls_fingerprint" if v.trim().is_empty() => options.tls_fingerprint = None,
+                "tls_fingerprint" => {
+                    crate::tls::Fingerprint::parse(v).map_err(|e| format!("{var}: {e}"))?;
+                    options.tls_fingerprint = Some(v.clone());
+                }
                 "throttle_burst" => options.throttle_burst = number(var, v)?,
                 "throttle_per_sec" => {
                     let rate: f64 = number(var, v)?;
@@ -302,5 +325,17 @@ mod user_settings_tests {
         let err = UserServerSettings::parse(&values(&[("nick", "#bad")])).unwrap_err();
         assert!(err.starts_with("nick:"), "{err}");
         assert!(UserServerSettings::parse(&values(&[("encoding", "klingon")])).is_err());
+        let err = UserServerSettings::parse(&values(&[("tls_fingerprint", "ab:cd")])).unwrap_err();
+        assert!(err.starts_with("tls_fingerprint:"), "{err}");
+        let pin = "AB:".repeat(31) + "AB";
+        let s = UserServerSettings::parse(&values(&[("tls_fingerprint", &pin)])).unwrap();
+        let mut options = ServerOptions::default();
+        s.apply(&mut options).unwrap();
+        assert_eq!(options.tls_fingerprint.as_deref(), Some(pin.as_str()));
+        let err = IrcOptions::from_value(&serde_json::json!({
+            "servers": { "s": { "tls_fingerprint": "zz" } }
+        }))
+        .unwrap_err();
+        assert!(err.contains("servers.s.tls_fingerprint"), "{err}");
     }
 }

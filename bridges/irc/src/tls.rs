@@ -61,18 +61,72 @@ fn system_roots() -> &'static RootCertStore {
     })
 }
 
+/// A certificate's fingerprint, to take that certificate alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Fingerprint {
+    Sha256([u8; 32]),
+    /// What biboumi took; weaker, kept so that its users' settings work.
+    Sha1([u8; 20]),
+}
+
+impl Fingerprint {
+    /// Hex, upper or lower case, with or without colons or spaces (as
+    /// `openssl x509 -fingerprint` prints it): 64 digits for SHA-256, 40
+    /// for SHA-1.
+    pub fn parse(text: &str) -> Result<Fingerprint, String> {
+        let digits: String = text.chars().filter(|c| !matches!(c, ':' | ' ')).collect();
+        let bytes = (0..digits.len())
+            .step_by(2)
+            .map(|i| {
+                digits
+                    .get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| format!("'{text}' is not a hexadecimal fingerprint"))?;
+        if let Ok(sha256) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            Ok(Fingerprint::Sha256(sha256))
+        } else if let Ok(sha1) = <[u8; 20]>::try_from(bytes.as_slice()) {
+            Ok(Fingerprint::Sha1(sha1))
+        } else {
+            Err(format!(
+                "'{text}' is neither a SHA-256 (64 hex digits) nor a SHA-1 (40) fingerprint"
+            ))
+        }
+    }
+
+    fn matches(&self, der: &[u8]) -> bool {
+        use sha1::Digest as _;
+        match self {
+            Fingerprint::Sha256(pin) => sha2::Sha256::digest(der).as_slice() == pin,
+            Fingerprint::Sha1(pin) => sha1::Sha1::digest(der).as_slice() == pin,
+        }
+    }
+}
+
 /// A connector for the given settings. Configurations are built once per
-/// (verification, ca_file) pair and shared by every connection.
-pub fn connector(verify: bool, ca_file: Option<&Path>) -> Result<TlsConnector, String> {
-    type Key = (bool, Option<PathBuf>);
+/// (verification, ca_file, pin) and shared by every connection. With a
+/// pinned certificate, that certificate is taken and no other, whoever
+/// signed it.
+pub fn connector(
+    verify: bool,
+    ca_file: Option<&Path>,
+    pin: Option<&Fingerprint>,
+) -> Result<TlsConnector, String> {
+    type Key = (bool, Option<PathBuf>, Option<Fingerprint>);
     static CONFIGS: OnceLock<Mutex<HashMap<Key, Arc<ClientConfig>>>> = OnceLock::new();
-    // Without verification the roots are never consulted.
-    let key: Key = (verify, ca_file.filter(|_| verify).map(Path::to_owned));
+    // Without verification, or with a pin, the roots are never consulted.
+    let verify = verify && pin.is_none();
+    let key: Key = (
+        verify,
+        ca_file.filter(|_| verify).map(Path::to_owned),
+        pin.cloned(),
+    );
     let configs = CONFIGS.get_or_init(Default::default);
     if let Some(config) = configs.lock().expect("TLS config cache").get(&key) {
         return Ok(TlsConnector::from(config.clone()));
     }
-    let config = Arc::new(client_config(verify, key.1.as_deref())?);
+    let config = Arc::new(client_config(verify, key.1.as_deref(), pin.cloned())?);
     configs
         .lock()
         .expect("TLS config cache")
@@ -80,7 +134,11 @@ pub fn connector(verify: bool, ca_file: Option<&Path>) -> Result<TlsConnector, S
     Ok(TlsConnector::from(config))
 }
 
-fn client_config(verify: bool, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+fn client_config(
+    verify: bool,
+    ca_file: Option<&Path>,
+    pin: Option<Fingerprint>,
+) -> Result<ClientConfig, String> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -94,7 +152,7 @@ fn client_config(verify: bool, ca_file: Option<&Path>) -> Result<ClientConfig, S
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
+            .with_custom_certificate_verifier(Arc::new(ShownCertificate { provider, pin }))
             .with_no_client_auth()
     };
     Ok(config)
@@ -136,25 +194,33 @@ pub fn rustls_error(error: &io::Error) -> Option<&rustls::Error> {
     error.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
-/// Accepts any certificate, for `verify_certificates = false`. The handshake
-/// signatures are still verified, so the peer must hold the key of the
-/// certificate it shows: a passive observer learns nothing, only an active
-/// man in the middle can intercept.
+/// Takes the certificate the server shows with no chain to a trusted root:
+/// the pinned one only, or, without a pin, any (`verify_certificates =
+/// false`). The handshake signatures are still verified, so the peer must
+/// hold the key of the certificate it shows: without a pin a passive
+/// observer learns nothing, and only an active man in the middle can
+/// intercept; with one, not even that.
 #[derive(Debug)]
-struct AnyCertificate {
+struct ShownCertificate {
     provider: Arc<CryptoProvider>,
+    pin: Option<Fingerprint>,
 }
 
-impl ServerCertVerifier for AnyCertificate {
+impl ServerCertVerifier for ShownCertificate {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.pin {
+            Some(pin) if !pin.matches(end_entity) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -261,6 +327,7 @@ impl AsyncWrite for WriteHalf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::Digest as _;
 
     #[test]
     fn ip_literals_and_host_names_are_server_names() {
@@ -277,18 +344,33 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_are_read_as_openssl_prints_them() {
+        let sha256 = "AB:".repeat(31) + "CD";
+        assert!(matches!(Fingerprint::parse(&sha256), Ok(Fingerprint::Sha256(b)) if b[31] == 0xcd));
+        let sha1 = "0123456789abcdef0123456789abcdef01234567";
+        assert!(matches!(Fingerprint::parse(sha1), Ok(Fingerprint::Sha1(b)) if b[0] == 0x01));
+        assert!(Fingerprint::parse("abc").is_err());
+        assert!(Fingerprint::parse(&"zz".repeat(32)).is_err());
+        assert!(Fingerprint::parse(&"ab".repeat(16)).is_err());
+        let pin = Fingerprint::Sha256(sha2::Sha256::digest(b"der").into());
+        assert!(pin.matches(b"der") && !pin.matches(b"other"));
+    }
+
+    #[test]
     fn a_ca_file_without_certificates_is_an_error() {
         let dir = std::env::temp_dir().join(format!("estuary-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = connector(true, Some(&empty)).err().expect("refused");
+        let err = connector(true, Some(&empty), None).err().expect("refused");
         assert!(err.contains("no certificate in ca_file"), "{err}");
         let missing = dir.join("missing.pem");
-        let err = connector(true, Some(&missing)).err().expect("refused");
+        let err = connector(true, Some(&missing), None)
+            .err()
+            .expect("refused");
         assert!(err.contains("cannot read ca_file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         // Without verification the file is never read.
-        assert!(connector(false, Some(&missing)).is_ok());
+        assert!(connector(false, Some(&missing), None).is_ok());
     }
 }
