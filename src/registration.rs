@@ -37,9 +37,15 @@ pub enum Request {
 }
 
 /// The ad-hoc commands a user (or an admin) can run on the gateway.
-/// The gateway JID's commands for a user; `connections` where the network
-/// keeps a connection per remote server, which the user may close.
-pub fn command_list(domain: &str, registered: bool, admin: bool, connections: bool) -> Element {
+/// The gateway JID's commands for a user: settings of all rooms where the
+/// network has rooms, and closing connections where it keeps one per
+/// remote server.
+pub fn command_list(
+    domain: &str,
+    registered: bool,
+    admin: bool,
+    capabilities: &estuary_bridge::Capabilities,
+) -> Element {
     let mut items = vec![(
         domain.to_owned(),
         Some(REGISTER_NODE.to_owned()),
@@ -52,7 +58,14 @@ pub fn command_list(domain: &str, registered: bool, admin: bool, connections: bo
             "Unregister".to_owned(),
         ));
     }
-    if connections {
+    if capabilities.rooms {
+        items.push((
+            domain.to_owned(),
+            Some(crate::user::CONFIGURE_NODE.to_owned()),
+            "Settings of all your rooms".to_owned(),
+        ));
+    }
+    if capabilities.server_info {
         items.push((
             domain.to_owned(),
             Some(crate::user::DISCONNECT_NODE.to_owned()),

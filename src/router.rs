@@ -263,28 +263,9 @@ impl Router {
                     return;
                 }
             }
-            match self.gw.store.account(&self.gw.domain, bare.as_str()).await {
-                Ok(Some(account)) => self.start_user(bare.clone(), account),
-                Ok(None) if !self.gw.network.requires_registration() => {
-                    info!("a user who never registered; logging in as a guest");
-                    self.start_user(bare.clone(), self.guest(&bare));
-                }
-                Ok(None) => {
-                    self.gw.reply_error(
-                        &stanza,
-                        &Failure::registration_required(format!(
-                            "register with {} first",
-                            self.gw.domain
-                        )),
-                    );
-                    return;
-                }
-                Err(e) => {
-                    warn!("store error: {e}");
-                    self.gw
-                        .reply_error(&stanza, &Failure::internal("the gateway's store failed"));
-                    return;
-                }
+            if let Err(failure) = self.start_session_of(&bare).await {
+                self.gw.reply_error(&stanza, &failure);
+                return;
             }
         }
         if let Some(handle) = self.users.get(&bare) {
@@ -293,6 +274,29 @@ impl Router {
                 target,
             });
         }
+    }
+
+    /// Start the session of `bare`, who has none: their account's, or a
+    /// guest's where the network needs no registration.
+    async fn start_session_of(&mut self, bare: &BareJid) -> Result<(), Failure> {
+        match self.gw.store.account(&self.gw.domain, bare.as_str()).await {
+            Ok(Some(account)) => self.start_user(bare.clone(), account),
+            Ok(None) if !self.gw.network.requires_registration() => {
+                info!("a user who never registered; logging in as a guest");
+                self.start_user(bare.clone(), self.guest(bare));
+            }
+            Ok(None) => {
+                return Err(Failure::registration_required(format!(
+                    "register with {} first",
+                    self.gw.domain
+                )))
+            }
+            Err(e) => {
+                warn!("store error: {e}");
+                return Err(Failure::internal("the gateway's store failed"));
+            }
+        }
+        Ok(())
     }
 
     /// The account of a user who never registered, where the network needs
@@ -383,9 +387,12 @@ impl Router {
                 Some(NS_COMMANDS) => {
                     let registered = self.is_registered(&from).await;
                     let admin = gw.access.is_admin(&from);
-                    let connections = gw.info.capabilities.server_info;
-                    let list =
-                        registration::command_list(&gw.domain, registered, admin, connections);
+                    let list = registration::command_list(
+                        &gw.domain,
+                        registered,
+                        admin,
+                        &gw.info.capabilities,
+                    );
                     gw.reply_result(iq, Some(list))
                 }
                 Some(_) => gw.reply_error(stanza, &Failure::item_not_found("no such node")),
@@ -429,6 +436,19 @@ impl Router {
                 let node = payload.attr("node").unwrap_or_default();
                 if node == admin::DISCONNECT_USER_NODE {
                     self.on_disconnect_users(iq, stanza, payload, &from);
+                } else if node == user::CONFIGURE_NODE && gw.info.capabilities.rooms {
+                    let bare = from.to_bare();
+                    if !self.users.contains_key(&bare) {
+                        if let Err(failure) = self.start_session_of(&bare).await {
+                            self.gw.reply_error(stanza, &failure);
+                            return;
+                        }
+                    }
+                    if let Some(handle) = self.users.get(&bare) {
+                        handle.send(UserCommand::ConfigureRooms {
+                            iq: Box::new(iq.clone()),
+                        });
+                    }
                 } else if user::is_disconnect_node(node) {
                     match self.users.get(&from.to_bare()) {
                         Some(handle) => handle.send(UserCommand::DisconnectFromServers {

@@ -2441,3 +2441,102 @@ async fn a_user_disconnects_from_chosen_servers() {
         .await
         .starts_with("Connected to other"));
 }
+
+/// Settings of all rooms, on the gateway's JID (biboumi's global
+/// `configure`): every room persistent, whatever its own setting, and at
+/// most so many messages of history on a join, whatever the join asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_of_all_rooms_from_the_gateways_jid() {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let mut s = setup().await;
+    let form = s
+        .alice
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
+            )),
+        )
+        .await;
+    let command = find_child(&form, "command", COMMANDS).unwrap();
+    assert_eq!(
+        attr(command, "status"),
+        "executing",
+        "{}",
+        String::from(&form)
+    );
+    let text = String::from(command);
+    assert!(
+        text.contains("var='persistent'") && text.contains("var='max_history'"),
+        "{text}"
+    );
+    let session = attr(command, "sessionid").to_owned();
+    let done = s
+        .alice
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='persistent'><value>1</value></field>\
+                 <field var='max_history'><value>2</value></field></x></command>"
+            )),
+        )
+        .await;
+    let command = find_child(&done, "command", COMMANDS).unwrap();
+    assert_eq!(
+        attr(command, "status"),
+        "completed",
+        "{}",
+        String::from(&done)
+    );
+
+    let room = format!("#every%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#every").await;
+    join_as_alice(&mut s, &room).await;
+    for line in ["one", "two", "three"] {
+        bob.privmsg("#every", line).await;
+        s.alice
+            .expect(WAIT, |m| body(m).as_deref() == Some(line))
+            .await;
+    }
+    // Left on XMPP, the room stays joined on IRC: every room is persistent.
+    s.alice
+        .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
+        .await;
+    presence_from(&mut s.alice, &me).await;
+    bob.expect_none(Duration::from_millis(800), |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+
+    // The join asks for ten messages and gets two.
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='10'/></x></presence>"
+        )))
+        .await;
+    let subject = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message"
+                && from(m, &room)
+                && m.get_child("subject", "jabber:client").is_some()
+        })
+        .await;
+    drop(subject);
+    let mut history = Vec::new();
+    while let Some(m) = s.alice.recv(Duration::from_millis(300)).await {
+        if m.name() == "message" {
+            if let Some(text) = body(&m) {
+                history.push(text);
+            }
+        }
+    }
+    assert_eq!(history, ["two", "three"]);
+}

@@ -192,7 +192,7 @@ impl UserSession {
         let Some(request) = self.rooms.take_history(room, to) else {
             return;
         };
-        let limit = request.limit();
+        let limit = self.room_defaults.history_limit(request.limit());
         let Some(room_bare) = room_bare(&self.gw, room).filter(|_| limit > 0) else {
             return;
         };

@@ -9,9 +9,10 @@ mod inbound;
 mod outbound;
 mod outbox;
 mod own_messages;
+mod room_defaults;
 mod room_settings;
 pub(crate) use contacts::is_offered_marker;
-pub use room_settings::RoomSettings;
+pub use room_settings::{RoomSettings, CONFIGURE_NODE};
 pub(crate) use server_connections::{is_disconnect_node, DISCONNECT_NODE};
 mod rooms;
 mod server_connections;
@@ -67,6 +68,10 @@ pub enum UserCommand {
     DisconnectFromServers {
         iq: Box<xmpp_parsers::iq::Iq>,
     },
+    /// The `configure` command on the gateway JID: settings of all rooms.
+    ConfigureRooms {
+        iq: Box<xmpp_parsers::iq::Iq>,
+    },
     /// Leave every room, tell the user's clients, and log out.
     Shutdown,
 }
@@ -99,6 +104,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         resources: BTreeSet::new(),
         rooms: Rooms::default(),
         room_settings: HashMap::new(),
+        room_defaults: Default::default(),
         server_settings: HashMap::new(),
         contacts: HashSet::new(),
         contact_presence: HashMap::new(),
@@ -123,6 +129,8 @@ pub(crate) struct UserSession {
     resources: BTreeSet<FullJid>,
     rooms: Rooms,
     room_settings: HashMap<RemoteAddress, room_settings::RoomSettings>,
+    /// The user's settings of all rooms, over and under each room's own.
+    room_defaults: room_defaults::RoomDefaults,
     /// The user's own settings of remote servers, by the network's fields.
     server_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
     /// The user's remote contacts as far as the gateway knows: offered to
@@ -253,6 +261,14 @@ impl UserSession {
             UserCommand::DisconnectFromServers { iq } => {
                 if let xmpp_parsers::iq::Iq::Set { payload, .. } = iq.as_ref() {
                     if let Err(failure) = self.on_disconnect_command(&iq, payload).await {
+                        self.gw
+                            .reply_error(&Stanza::Iq(iq.as_ref().clone()), &failure);
+                    }
+                }
+            }
+            UserCommand::ConfigureRooms { iq } => {
+                if let xmpp_parsers::iq::Iq::Set { payload, .. } = iq.as_ref() {
+                    if let Err(failure) = self.on_defaults_command(&iq, payload).await {
                         self.gw
                             .reply_error(&Stanza::Iq(iq.as_ref().clone()), &failure);
                     }

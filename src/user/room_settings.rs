@@ -57,7 +57,7 @@ const FIELDS: [RegistrationField; 2] = [
 ];
 
 /// An XEP-0004 boolean.
-fn boolean(var: &str, value: &str) -> Result<bool, Failure> {
+pub(super) fn boolean(var: &str, value: &str) -> Result<bool, Failure> {
     match value {
         "1" | "true" => Ok(true),
         "0" | "false" => Ok(false),
@@ -124,6 +124,13 @@ impl UserSession {
                 self.contacts.insert(address);
                 continue;
             }
+            if address.as_str() == super::room_defaults::DEFAULTS_ADDRESS {
+                match serde_json::from_str(&json) {
+                    Ok(defaults) => self.room_defaults = defaults,
+                    Err(e) => warn!("ignoring unreadable room defaults: {e}"),
+                }
+                continue;
+            }
             let read = match kind {
                 Ok(AddressKind::Room) => serde_json::from_str(&json).map(|settings| {
                     self.room_settings.insert(address.clone(), settings);
@@ -139,8 +146,10 @@ impl UserSession {
         }
     }
 
+    /// A room's settings: its own, under the user's defaults for all rooms.
     pub(super) fn settings_of(&self, room: &RemoteAddress) -> RoomSettings {
-        self.room_settings.get(room).copied().unwrap_or_default()
+        self.room_defaults
+            .apply(self.room_settings.get(room).copied())
     }
 
     /// Whether some room keeps the user's network session while they are
