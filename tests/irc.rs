@@ -2540,3 +2540,38 @@ async fn settings_of_all_rooms_from_the_gateways_jid() {
     }
     assert_eq!(history, ["two", "three"]);
 }
+
+/// A join IRC forwards to another channel (470: Libera's +f, InspIRCd's
+/// +L) is a MUC join error with a `redirect` to that channel's JID, and the
+/// user is not left in the channel the server put them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_join_is_a_redirect() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#overflow").await;
+    bob.join("#full").await;
+    bob.send("MODE #full +lL 1 #overflow").await;
+    bob.expect(WAIT, |l| {
+        l.contains(" MODE #full ") && l.contains("#overflow")
+    })
+    .await;
+
+    let room = format!("#full%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    assert!(
+        text.contains("xmpp:%23overflow%25localhost@irc.localhost?join</redirect>"),
+        "{text}"
+    );
+    // Put in #overflow by the server, alice leaves it at once.
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" PART "))
+        .await;
+    // And she can still join it, or any other, as she likes.
+    join_as_alice(&mut s, &format!("#overflow%localhost@{GW}")).await;
+}

@@ -640,6 +640,16 @@ impl UserSession {
         };
         info!(?why, "the network refused the join");
         let failure = match why {
+            JoinRefusal::Redirected { to } => match room_jid(&self.gw, &to) {
+                Some(jid) => Failure::new(
+                    ErrorType::Modify,
+                    DefinedCondition::Redirect {
+                        new_address: Some(crate::xmpp::address::join_uri(&jid)),
+                    },
+                    format!("{text} (forwarded to {to})"),
+                ),
+                None => Failure::not_allowed(text),
+            },
             JoinRefusal::PasswordRequired => Failure::not_authorized(text),
             JoinRefusal::Banned => Failure::forbidden(text),
             JoinRefusal::MembersOnly | JoinRefusal::RegistrationRequired => {

@@ -64,12 +64,48 @@ pub fn occupant_of(room: &BareJid, nick: &str) -> Result<FullJid, Failure> {
         .map_err(|e| Failure::jid_malformed(format!("nick '{nick}': {e}")))
 }
 
+/// The characters an XMPP URI's node may hold as they are (RFC 5122:
+/// unreserved and "nodeallow"); every other is percent-encoded.
+const URI_NODE_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=');
+
+/// The XMPP URI that joins the room `room` (RFC 5122, XEP-0147's `join`).
+pub fn join_uri(room: &Jid) -> String {
+    let node = room.node().map(|n| n.as_str()).unwrap_or_default();
+    format!(
+        "xmpp:{}@{}?join",
+        percent_encoding::utf8_percent_encode(node, URI_NODE_ESCAPED),
+        room.domain()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn domain() -> BareJid {
         BareJid::new("irc.example.org").unwrap()
+    }
+
+    #[test]
+    fn join_uris_escape_what_a_uri_would_read_otherwise() {
+        let room = bare_jid(&RemoteAddress::new("#over%irc.example"), domain().domain()).unwrap();
+        assert_eq!(
+            join_uri(&Jid::from(room)),
+            "xmpp:%23over%25irc.example@irc.example.org?join"
+        );
     }
 
     #[test]

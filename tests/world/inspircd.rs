@@ -402,6 +402,8 @@ fn render_config(dir: &Path, port: u16, tls_port: Option<u16>, ident: bool) -> S
 <module name="ircv3_labeledresponse">
 <module name="namesx">
 <module name="uhnames">
+# Channel forwards (+L), as Libera's +f: a refused join is sent elsewhere (470).
+<module name="redirect">
 # MONITOR, for the presence of users' IRC contacts.
 <module name="monitor">
 <monitor maxentries="30">

@@ -168,8 +168,11 @@ pub enum NickRefusal {
 }
 
 /// Why a network refused a join, in the terms MUC has for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinRefusal {
+    /// The network sends the user to another room instead (IRC: a channel
+    /// forward, 470); the user is not put there, but told where it is.
+    Redirected { to: RemoteAddress },
     /// A password (IRC: a channel key) is needed, or was wrong.
     PasswordRequired,
     /// The user is banned from the room.

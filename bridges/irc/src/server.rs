@@ -153,6 +153,7 @@ pub fn spawn(
         nick_asked: None,
         contacts: Contacts::new(contacts),
         typing: TypingSent::default(),
+        forwarded: Vec::new(),
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -281,6 +282,9 @@ struct ServerTask {
     contacts: Contacts,
     /// The typing notifications sent, to hold back repeats.
     typing: TypingSent,
+    /// Channels a refused join was forwarded to (470), by case-folded name:
+    /// the server puts the user there unasked, and they are left at once.
+    forwarded: Vec<String>,
 }
 
 /// A live connection's state.
@@ -326,6 +330,7 @@ impl ServerTask {
                             warn!(%reason, "IRC connection lost");
                             self.contacts_unseen(&format!("Disconnected from {}", self.server));
                             self.channels.clear();
+                            self.forwarded.clear();
                             if let Some(ctcp) = &mut self.ctcp {
                                 ctcp.fail_all(&reason);
                             }
@@ -881,8 +886,16 @@ impl ServerTask {
             "JOIN" => {
                 let nick = line.nick().unwrap_or_default().to_owned();
                 let channel = line.param(0).to_owned();
-                if isupport.fold(&nick) != isupport.fold(&live.me.nick) {
-                    let folded = isupport.fold(&channel);
+                let folded = isupport.fold(&channel);
+                if isupport.fold(&nick) == isupport.fold(&live.me.nick) {
+                    // Put there by a forward the user was told of: leave.
+                    if !self.channels.contains_key(&folded) {
+                        if let Some(pos) = self.forwarded.iter().position(|f| *f == folded) {
+                            self.forwarded.swap_remove(pos);
+                            live.writer.send("PART", &[&channel]);
+                        }
+                    }
+                } else {
                     let occupant = Occupant::new(&nick, Affiliation::None, Role::Participant);
                     let joined_room = match self.channels.get_mut(&folded) {
                         Some(ch) if ch.joined => {
@@ -1122,6 +1135,22 @@ impl ServerTask {
                 nicks = line.param(2),
                 "the server follows no more contacts"
             ),
+            // A join forwarded elsewhere: `470 me #asked #forward :text`.
+            "470" => {
+                let folded = isupport.fold(line.param(1));
+                if self.channels.get(&folded).is_some_and(|ch| !ch.joined) {
+                    let ch = self.channels.remove(&folded).expect("checked above");
+                    let forward = line.param(2).to_owned();
+                    self.forwarded.push(isupport.fold(&forward));
+                    self.emit(RemoteEvent::JoinRefused {
+                        room: self.room(&ch.name),
+                        why: JoinRefusal::Redirected {
+                            to: self.room(&forward),
+                        },
+                        text: line.params.last().cloned().unwrap_or_default(),
+                    });
+                }
+            }
             // Join refused: full, invite-only, banned, wrong key, too many
             // channels, no such channel, identified users only, TLS only.
             "471" | "473" | "474" | "475" | "405" | "403" | "477" | "489" => {
