@@ -2575,3 +2575,28 @@ async fn a_forwarded_join_is_a_redirect() {
     // And she can still join it, or any other, as she likes.
     join_as_alice(&mut s, &format!("#overflow%localhost@{GW}")).await;
 }
+
+/// A join refused with a numeric the gateway has no name for (InspIRCd's
+/// 495: rejoining too soon after a kick, under +J) is still a join error
+/// with the server's text, not a join that waits for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_error_answering_a_join_refuses_it() {
+    let mut s = setup().await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#strict").await;
+    bob.send("MODE #strict +J 60").await;
+    bob.expect(WAIT, |l| l.contains(" MODE #strict ")).await;
+    let room = format!("#strict%localhost@{GW}");
+    join_as_alice(&mut s, &room).await;
+    bob.send("KICK #strict alice :out").await;
+    let kicked = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    assert_eq!(attr(&kicked, "type"), "unavailable");
+
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    assert!(text.contains("<not-allowed "), "{text}");
+}

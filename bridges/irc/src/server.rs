@@ -236,6 +236,19 @@ fn join_refusal(numeric: &str) -> JoinRefusal {
     }
 }
 
+/// Whether an error numeric that names a channel being joined is the
+/// answer to that JOIN: every error but those that answer other commands
+/// about a channel (a message, a mode, a kick, a part, an invitation).
+fn refuses_a_join(numeric: &str) -> bool {
+    const OTHER_COMMANDS: [&str; 9] = [
+        "401", "404", "441", "442", "443", "467", "472", "478", "482",
+    ];
+    numeric.len() == 3
+        && matches!(numeric.as_bytes()[0], b'4' | b'5' | b'9')
+        && numeric.bytes().all(|b| b.is_ascii_digit())
+        && !OTHER_COMMANDS.contains(&numeric)
+}
+
 /// A 32-bit digest of a nick as the server compares nicks.
 fn nick_digest(isupport: &Isupport, nick: &str) -> u32 {
     folded_digest(&isupport.fold(nick))
@@ -1221,6 +1234,25 @@ impl ServerTask {
                     self.server_notice(line.params[1.min(line.params.len())..].join(" "))
                         .await;
                 }
+            }
+            // Any other error naming a channel being joined refuses the join
+            // (437 unavailable, 476 or 479 a bad name, 480 throttled, 495 a
+            // rejoin too soon after a kick, 520 opers only, 926 forbidden…),
+            // so that no join waits for ever.
+            numeric
+                if refuses_a_join(numeric)
+                    && self
+                        .channels
+                        .get(&isupport.fold(line.param(1)))
+                        .is_some_and(|ch| !ch.joined) =>
+            {
+                let folded = isupport.fold(line.param(1));
+                let ch = self.channels.remove(&folded).expect("checked above");
+                self.emit(RemoteEvent::JoinRefused {
+                    room: self.room(&ch.name),
+                    why: JoinRefusal::Other,
+                    text: line.params.last().cloned().unwrap_or_default(),
+                });
             }
             // Replies that only fill the screen of a plain IRC client.
             "331" | "333" | "329" | "324" | "265" | "266" | "250" | "251" | "252" | "253"
