@@ -723,6 +723,16 @@ async fn the_server_jid_takes_raw_commands_and_away_follows_presence() {
             p.name() == "presence" && from(p, &format!("{room}/alice"))
         })
         .await;
+    // The server's message of the day comes from its JID, as one message.
+    let motd = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message"
+                && from(m, &server)
+                && body(m).is_some_and(|b| b.starts_with("Message of the day"))
+        })
+        .await;
+    assert!(body(&motd).unwrap().contains("Estuary test IRC server."));
 
     // A message to the server JID is a raw command; replies come from there.
     s.alice

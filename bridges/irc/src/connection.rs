@@ -106,6 +106,10 @@ pub struct Registered {
     pub via: String,
     /// When registration completed, in milliseconds since the Unix epoch.
     pub since_ms: i64,
+    /// What the server told the user while registering, for the server's
+    /// JID to show once connected: its notices, a SASL failure, and the
+    /// message of the day (as one text). Taken by the first reader.
+    pub notices: Vec<String>,
 }
 
 /// Who to be on a server.
@@ -489,6 +493,8 @@ async fn register(
     let mut isupport = Isupport::new();
     let mut cap_done = false;
     let mut sasl_running = false;
+    let mut notices = Vec::new();
+    let mut motd: Vec<String> = Vec::new();
     loop {
         let line = reader
             .next()
@@ -553,6 +559,8 @@ async fn register(
             "903" | "902" | "904" | "905" | "906" | "907" => {
                 if line.command != "903" {
                     warn!(reply = %line.command, "SASL authentication failed");
+                    let why = line.params.last().map_or("", String::as_str);
+                    notices.push(format!("SASL authentication failed: {why}"));
                 }
                 if !cap_done {
                     writer.send("CAP", &["END"]);
@@ -571,8 +579,17 @@ async fn register(
                 nick.push('_');
                 writer.send("NICK", &[&nick]);
             }
+            // The message of the day, line by line.
+            "372" => motd.push(line.params.last().cloned().unwrap_or_default()),
+            // The server's own notices (`*** Looking up your hostname`).
+            "NOTICE" if !line.source.as_deref().unwrap_or_default().contains('!') => {
+                notices.push(line.params.last().cloned().unwrap_or_default());
+            }
             // End of MOTD, or no MOTD: registration is complete.
             "376" | "422" => {
+                if !motd.is_empty() {
+                    notices.push(format!("Message of the day:\n{}", motd.join("\n")));
+                }
                 return Ok(Registered {
                     nick_changed: nick != identity.nick,
                     nick,
@@ -580,6 +597,7 @@ async fn register(
                     caps,
                     via: String::new(),
                     since_ms: 0,
+                    notices,
                 });
             }
             "ERROR" => return Err(ConnectError::Closed(line.param(0).to_owned())),

@@ -534,6 +534,9 @@ impl ServerTask {
     }
 
     async fn serve(&mut self, mut live: Box<Live>) -> Ended {
+        for notice in std::mem::take(&mut live.me.notices) {
+            self.server_notice(notice).await;
+        }
         for command in &self.options.after_connect {
             let command = command.replace("{nick}", &live.me.nick);
             if !live.writer.send_raw(&command) {
@@ -1926,6 +1929,73 @@ mod tests {
         let lines = seen.await.unwrap();
         let ison: Vec<_> = lines.iter().filter(|l| l.starts_with("ISON")).collect();
         assert_eq!(ison, ["ISON bob carol", "ISON dave", "ISON zed"]);
+    }
+
+    /// What the server says while the connection registers reaches the
+    /// user from the server's JID once connected: its notices, a failed
+    /// SASL login, and the message of the day as one message.
+    #[tokio::test]
+    async fn registration_notices_and_the_motd_are_shown() {
+        let (port, _seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec![
+                ":srv NOTICE * :*** Looking up your hostname",
+                "CAP * LS :sasl",
+            ],
+            l if l.starts_with("CAP REQ") => vec!["CAP * ACK :sasl"],
+            "AUTHENTICATE PLAIN" => vec!["AUTHENTICATE +"],
+            l if l.starts_with("AUTHENTICATE ") => {
+                vec![":srv 904 alice :SASL authentication failed"]
+            }
+            "CAP END" => vec![
+                ":srv 001 alice :hi",
+                ":srv 375 alice :- srv Message of the day -",
+                ":srv 372 alice :- be nice",
+                ":srv 372 alice :- no flooding",
+                ":srv 376 alice :End of /MOTD command.",
+            ],
+            _ => vec![],
+        })
+        .await;
+        let (events, mut received) = EventSender::channel(64);
+        let identity = crate::connection::Identity {
+            password: Some("wrong".into()),
+            ..crate::scripted_server::alice()
+        };
+        let server = spawn(
+            "srv".into(),
+            crate::scripted_server::options(port),
+            identity,
+            None,
+            events,
+            Vec::new(),
+        );
+        let mut bodies = Vec::new();
+        while bodies.len() < 3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("events stopped")
+                .unwrap();
+            match *event {
+                RemoteEvent::Message(m) => {
+                    assert_eq!(m.sender.as_str(), "srv");
+                    bodies.push(m.body);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            bodies,
+            [
+                "*** Looking up your hostname",
+                "SASL authentication failed: SASL authentication failed",
+                "Message of the day:\n- be nice\n- no flooding",
+            ]
+        );
+        server
+            .send(ServerCommand::Quit {
+                message: "bye".into(),
+            })
+            .unwrap();
     }
 
     /// A two-line message the channel refuses line by line is reported
