@@ -493,6 +493,7 @@ async fn register(
     let mut isupport = Isupport::new();
     let mut cap_done = false;
     let mut sasl_running = false;
+    let mut sasl_done = false;
     let mut notices = Vec::new();
     let mut motd: Vec<String> = Vec::new();
     loop {
@@ -557,7 +558,8 @@ async fn register(
             }
             // SASL success (903) or failure (902, 904–907): registration goes on either way.
             "903" | "902" | "904" | "905" | "906" | "907" => {
-                if line.command != "903" {
+                sasl_done = line.command == "903";
+                if !sasl_done {
                     warn!(reply = %line.command, "SASL authentication failed");
                     let why = line.params.last().map_or("", String::as_str);
                     notices.push(format!("SASL authentication failed: {why}"));
@@ -587,6 +589,13 @@ async fn register(
             }
             // End of MOTD, or no MOTD: registration is complete.
             "376" | "422" => {
+                if let Some(password) = identity.password.as_deref() {
+                    if !sasl_done && options.nickserv_identify {
+                        // Never logged: the line holds the password.
+                        let identify = format!("IDENTIFY {} {password}", identity.nick);
+                        writer.send("PRIVMSG", &["NickServ", &identify]);
+                    }
+                }
                 if !motd.is_empty() {
                     notices.push(format!("Message of the day:\n{}", motd.join("\n")));
                 }
@@ -674,6 +683,36 @@ mod tests {
         let auth = seen.iter().position(|l| *l == expected);
         let end = seen.iter().position(|l| l == "CAP END");
         assert!(auth.is_some() && end.is_some() && auth < end, "{seen:?}");
+        assert!(!seen.iter().any(|l| l.contains("NickServ")), "{seen:?}");
+    }
+
+    /// Without SASL, the password identifies to NickServ once registered,
+    /// unless the admin turned that off.
+    #[tokio::test]
+    async fn without_sasl_the_password_goes_to_nickserv() {
+        for identify in [true, false] {
+            let (port, server) = crate::scripted_server::start(|line| match line {
+                "CAP LS 302" => vec!["CAP * LS :server-time"],
+                l if l.starts_with("CAP REQ") => vec!["CAP * ACK :server-time"],
+                "CAP END" => vec![":srv 001 alice :hi", ":srv 376 alice :end"],
+                _ => vec![],
+            })
+            .await;
+            let options = ServerOptions {
+                nickserv_identify: identify,
+                ..crate::scripted_server::options(port)
+            };
+            let identity = Identity {
+                password: Some("pw".into()),
+                ..crate::scripted_server::alice()
+            };
+            connect("fake", &options, &identity).await.unwrap();
+            let seen = server.await.unwrap();
+            let sent = seen
+                .iter()
+                .any(|l| l == "PRIVMSG NickServ :IDENTIFY alice pw");
+            assert_eq!(sent, identify, "{seen:?}");
+        }
     }
 
     /// With `port = 0`, refused TLS ports end in an error, never plaintext.

@@ -66,6 +66,11 @@ pub struct ServerOptions {
     /// The local address connections come from (biboumi's `outgoing_bind`),
     /// on a host with several; the system's choice without it.
     pub outgoing_bind: Option<std::net::IpAddr>,
+    /// Where the server has no SASL (or SASL failed), identify a user's
+    /// password to NickServ (`PRIVMSG NickServ :IDENTIFY nick password`).
+    /// Off for a network whose services are not named NickServ, or where
+    /// that nick is not reserved for them.
+    pub nickserv_identify: bool,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +91,7 @@ impl Default for ServerOptions {
             server_password: None,
             after_connect: Vec::new(),
             outgoing_bind: None,
+            nickserv_identify: true,
         }
     }
 }
