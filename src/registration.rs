@@ -123,10 +123,7 @@ async fn run_command(
     command: &Element,
 ) -> Result<(Option<Element>, Option<RouterNote>), Failure> {
     let request = adhoc::parse(command)?;
-    let session = request
-        .session_id
-        .clone()
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let session = request.session_id.clone();
     if request.action == "cancel" {
         return Ok((Some(adhoc::canceled(&request.node, &session)), None));
     }

@@ -490,10 +490,7 @@ impl Router {
             Ok(request) => request,
             Err(failure) => return gw.reply_error(stanza, &failure),
         };
-        let session = request
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let session = request.session_id.clone();
         let node = admin::DISCONNECT_USER_NODE;
         if request.action == "cancel" {
             return gw.reply_result(iq, Some(adhoc::canceled(node, &session)));

@@ -13,6 +13,7 @@ use world::irc_client::IrcClient;
 use world::{attr, body, el, find_child, Element, Prosody, XmppClient};
 
 const GW: &str = "irc.localhost";
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Setup {
@@ -1216,34 +1217,51 @@ async fn several_resources_share_one_connection_and_see_everything() {
     .await;
 }
 
-/// Runs the `configure` command on `room` and submits `fields`.
-async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
-    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+/// Runs the ad-hoc command `node` on `to`: executes it, checks that a
+/// form comes back, and submits `fields`. Returns the form (as text) and
+/// the reply to the submission, checked to be a result.
+async fn run_command(
+    client: &mut XmppClient,
+    to: &str,
+    node: &str,
+    fields: &str,
+) -> (String, Element) {
     let form = client
         .iq(
-            room,
+            to,
             "set",
             el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
+                "<command xmlns='{COMMANDS}' node='{node}' action='execute'/>"
             )),
         )
         .await;
     assert_eq!(attr(&form, "type"), "result", "{}", String::from(&form));
     let command = find_child(&form, "command", COMMANDS).unwrap();
-    assert_eq!(attr(command, "status"), "executing");
+    assert_eq!(
+        attr(command, "status"),
+        "executing",
+        "{}",
+        String::from(&form)
+    );
     let session = attr(command, "sessionid").to_owned();
-    assert!(String::from(command).contains("var='persistent'"));
     let done = client
         .iq(
-            room,
+            to,
             "set",
             el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
+                "<command xmlns='{COMMANDS}' node='{node}' sessionid='{session}'>\
                  <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
             )),
         )
         .await;
     assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+    (String::from(command), done)
+}
+
+/// Runs the `configure` command on `room` and submits `fields`.
+async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
+    let (form, done) = run_command(client, room, "configure", fields).await;
+    assert!(form.contains("var='persistent'"));
     done
 }
 
@@ -1268,7 +1286,6 @@ async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
         .await;
 
     // A bad value is refused with an error, and nothing changes.
-    const COMMANDS: &str = "http://jabber.org/protocol/commands";
     let refused = s
         .alice
         .iq(
@@ -1392,7 +1409,6 @@ async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
 
 /// The note of the `connection-info` command on a server's JID.
 async fn connection_info(client: &mut XmppClient, server: &str) -> String {
-    const COMMANDS: &str = "http://jabber.org/protocol/commands";
     let done = client
         .iq(
             server,
@@ -1409,7 +1425,6 @@ async fn connection_info(client: &mut XmppClient, server: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_configure_their_own_server_settings() {
-    const COMMANDS: &str = "http://jabber.org/protocol/commands";
     const ITEMS: &str = "http://jabber.org/protocol/disco#items";
     let mut s = setup().await;
     let server = format!("localhost@{GW}");
@@ -2357,7 +2372,6 @@ async fn losing_one_irc_server_leaves_the_others_channels_alone() {
 /// message, the rooms there are left, and other servers' are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_disconnects_from_chosen_servers() {
-    const COMMANDS: &str = "http://jabber.org/protocol/commands";
     let ircd = Inspircd::start();
     let other = Inspircd::start();
     let servers = serde_json::json!({
@@ -2387,42 +2401,18 @@ async fn a_user_disconnects_from_chosen_servers() {
         "{}",
         String::from(&items)
     );
-    let form = s
-        .alice
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='disconnect-from-irc-servers' action='execute'/>"
-            )),
-        )
-        .await;
-    let command = find_child(&form, "command", COMMANDS).unwrap();
-    assert_eq!(
-        attr(command, "status"),
-        "executing",
-        "{}",
-        String::from(&form)
-    );
-    let text = String::from(command);
+    let (form, done) = run_command(
+        &mut s.alice,
+        GW,
+        "disconnect-from-irc-servers",
+        "<field var='servers'><value>localhost</value></field>\
+         <field var='quit-message'><value>see you</value></field>",
+    )
+    .await;
     assert!(
-        text.contains("<value>localhost</value>") && text.contains("<value>other</value>"),
-        "{text}"
+        form.contains("<value>localhost</value>") && form.contains("<value>other</value>"),
+        "{form}"
     );
-    let session = attr(command, "sessionid").to_owned();
-    let done = s
-        .alice
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='disconnect-from-irc-servers' \
-                 sessionid='{session}'><x xmlns='jabber:x:data' type='submit'>\
-                 <field var='servers'><value>localhost</value></field>\
-                 <field var='quit-message'><value>see you</value></field></x></command>"
-            )),
-        )
-        .await;
     let command = find_child(&done, "command", COMMANDS).unwrap();
     assert_eq!(
         attr(command, "status"),
@@ -2457,44 +2447,19 @@ async fn a_user_disconnects_from_chosen_servers() {
 /// most so many messages of history on a join, whatever the join asks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_of_all_rooms_from_the_gateways_jid() {
-    const COMMANDS: &str = "http://jabber.org/protocol/commands";
     let mut s = setup().await;
-    let form = s
-        .alice
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' action='execute'/>"
-            )),
-        )
-        .await;
-    let command = find_child(&form, "command", COMMANDS).unwrap();
-    assert_eq!(
-        attr(command, "status"),
-        "executing",
-        "{}",
-        String::from(&form)
-    );
-    let text = String::from(command);
+    let (form, done) = run_command(
+        &mut s.alice,
+        GW,
+        "configure",
+        "<field var='persistent'><value>1</value></field>\
+         <field var='max_history'><value>2</value></field>",
+    )
+    .await;
     assert!(
-        text.contains("var='persistent'") && text.contains("var='max_history'"),
-        "{text}"
+        form.contains("var='persistent'") && form.contains("var='max_history'"),
+        "{form}"
     );
-    let session = attr(command, "sessionid").to_owned();
-    let done = s
-        .alice
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' sessionid='{session}'>\
-                 <x xmlns='jabber:x:data' type='submit'>\
-                 <field var='persistent'><value>1</value></field>\
-                 <field var='max_history'><value>2</value></field></x></command>"
-            )),
-        )
-        .await;
     let command = find_child(&done, "command", COMMANDS).unwrap();
     assert_eq!(
         attr(command, "status"),
@@ -2542,7 +2507,7 @@ async fn settings_of_all_rooms_from_the_gateways_jid() {
     drop(subject);
     let mut history = Vec::new();
     while let Some(m) = s.alice.recv(Duration::from_millis(300)).await {
-        if m.name() == "message" {
+        if m.name() == "message" && from(&m, &format!("{room}/bob")) {
             if let Some(text) = body(&m) {
                 history.push(text);
             }

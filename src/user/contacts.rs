@@ -39,7 +39,7 @@ impl UserSession {
     /// Offer `contact` to the user's roster, unless it was offered before.
     pub(super) async fn offer_contact(&mut self, contact: &RemoteAddress) {
         if self.gw.network.classify(contact.as_str()).ok() != Some(AddressKind::User)
-            || !self.contacts.insert(contact.clone())
+            || self.contacts.contains(contact)
         {
             return;
         }
@@ -51,7 +51,6 @@ impl UserSession {
         } else {
             None
         };
-        self.watch(contact, true).await;
         let added = self.gw.write_roster(
             &self.jid,
             &from,
@@ -66,19 +65,7 @@ impl UserSession {
             request.to = Some(Jid::from(self.jid.clone()));
             self.gw.send_presence(request);
         }
-        if let Err(e) = self
-            .gw
-            .store
-            .save_address_settings(
-                &self.gw.domain,
-                &self.account.jid,
-                contact.as_str(),
-                OFFERED,
-            )
-            .await
-        {
-            warn!(%contact, "cannot remember an offered contact: {e}");
-        }
+        self.remember_contact(contact).await;
     }
 
     /// The name a roster shows for `contact`, where the network knows one.

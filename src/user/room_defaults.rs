@@ -136,10 +136,7 @@ impl UserSession {
         command: &Element,
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
-        let session = request
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let session = request.session_id.clone();
         if request.action == "cancel" {
             self.gw
                 .reply_result(iq, Some(adhoc::canceled(CONFIGURE_NODE, &session)));
@@ -165,21 +162,8 @@ impl UserSession {
             .save_address_settings(&self.gw.domain, &self.account.jid, DEFAULTS_ADDRESS, &json)
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?;
-        let was_persistent = self.room_defaults.persistent;
         self.room_defaults = defaults;
-        if was_persistent && !defaults.persistent {
-            // Rooms kept only by persistence, with no client in them: leave.
-            for room in self.rooms.addresses() {
-                let empty = self
-                    .rooms
-                    .get(&room)
-                    .is_some_and(|r| r.resources.is_empty());
-                if empty && !self.settings_of(&room).persistent {
-                    self.forget_room(&room).await;
-                }
-            }
-        }
-        self.note_persistence();
+        self.leave_unheld(self.rooms.addresses()).await;
         self.gw.reply_result(
             iq,
             Some(adhoc::completed(

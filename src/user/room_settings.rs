@@ -172,10 +172,7 @@ impl UserSession {
         command: &Element,
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
-        let session = request
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let session = request.session_id.clone();
         if request.node != CONFIGURE_NODE {
             return Err(Failure::item_not_found(format!(
                 "no command '{}' here",
@@ -209,13 +206,7 @@ impl UserSession {
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?;
         self.room_settings.insert(room.clone(), settings);
-        if !settings.persistent {
-            // Kept only by persistence, with no client in it: leave it now.
-            if self.rooms.get(room).is_some_and(|r| r.resources.is_empty()) {
-                self.forget_room(room).await;
-            }
-        }
-        self.note_persistence();
+        self.leave_unheld(vec![room.clone()]).await;
         self.gw.reply_result(
             iq,
             Some(adhoc::completed(
@@ -225,6 +216,21 @@ impl UserSession {
             )),
         );
         Ok(())
+    }
+
+    /// Leave the rooms among `rooms` that no client is in and that are no
+    /// longer persistent: only persistence kept them.
+    pub(super) async fn leave_unheld(&mut self, rooms: Vec<RemoteAddress>) {
+        for room in rooms {
+            let empty = self
+                .rooms
+                .get(&room)
+                .is_some_and(|r| r.resources.is_empty());
+            if empty && !self.settings_of(&room).persistent {
+                self.forget_room(&room).await;
+            }
+        }
+        self.note_persistence();
     }
 
     /// After a gateway restart: join again the persistent rooms the user was

@@ -41,10 +41,7 @@ impl UserSession {
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
         let node = request.node.as_str();
-        let session_id = request
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let session_id = request.session_id.clone();
         if request.action == "cancel" {
             self.gw
                 .reply_result(iq, Some(adhoc::canceled(node, &session_id)));

@@ -41,10 +41,7 @@ impl UserSession {
         command: &Element,
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
-        let session_id = request
-            .session_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let session_id = request.session_id.clone();
         // biboumi's name for it, too.
         if request.node == CONNECTION_INFO_NODE || request.node == "get-irc-connection-info" {
             let info = self

@@ -10,7 +10,8 @@ use super::xml::{element, Attrs, NS_COMMANDS, NS_DATA};
 #[derive(Debug, Clone)]
 pub struct CommandRequest {
     pub node: String,
-    pub session_id: Option<String>,
+    /// The client's, or a new one on the command's first step.
+    pub session_id: String,
     /// `execute` (the default), `complete`, `next`, `prev` or `cancel`.
     pub action: String,
     pub form: Option<Element>,
@@ -23,7 +24,9 @@ pub fn parse(command: &Element) -> Result<CommandRequest, Failure> {
         .ok_or_else(|| Failure::bad_request("the command has no node"))?;
     Ok(CommandRequest {
         node: node.to_owned(),
-        session_id: command.attr("sessionid").map(str::to_owned),
+        session_id: command
+            .attr("sessionid")
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
         action: command.attr("action").unwrap_or("execute").to_owned(),
         form: command.get_child("x", NS_DATA).cloned(),
     })

@@ -1660,14 +1660,24 @@ mod tests {
     /// A server task for alice on the scripted server at `port`, and the
     /// events it reports.
     fn connect_alice(port: u16) -> (ServerHandle, mpsc::Receiver<Box<RemoteEvent>>) {
+        connect(port, crate::scripted_server::alice(), &[])
+    }
+
+    /// A server task for `identity`, following `contacts`, on the scripted
+    /// server at `port`, and the events it reports.
+    fn connect(
+        port: u16,
+        identity: crate::connection::Identity,
+        contacts: &[&str],
+    ) -> (ServerHandle, mpsc::Receiver<Box<RemoteEvent>>) {
         let (events, received) = EventSender::channel(64);
         let server = spawn(
             "srv".into(),
             crate::scripted_server::options(port),
-            crate::scripted_server::alice(),
+            identity,
             None,
             events,
-            Vec::new(),
+            contacts.iter().map(|c| (*c).to_owned()).collect(),
         );
         (server, received)
     }
@@ -1803,15 +1813,8 @@ mod tests {
             _ => vec![],
         })
         .await;
-        let (events, mut received) = EventSender::channel(64);
-        let server = spawn(
-            "srv".into(),
-            crate::scripted_server::options(port),
-            crate::scripted_server::alice(),
-            None,
-            events,
-            vec!["Bob".into(), "carol".into()],
-        );
+        let (server, mut received) =
+            connect(port, crate::scripted_server::alice(), &["Bob", "carol"]);
         // As the user named them, though the server spells it otherwise.
         assert_eq!(
             next_presence(&mut received).await,
@@ -1881,15 +1884,8 @@ mod tests {
             _ => vec![],
         })
         .await;
-        let (events, mut received) = EventSender::channel(64);
-        let server = spawn(
-            "srv".into(),
-            crate::scripted_server::options(port),
-            crate::scripted_server::alice(),
-            None,
-            events,
-            vec!["bob".into(), "carol".into()],
-        );
+        let (server, mut received) =
+            connect(port, crate::scripted_server::alice(), &["bob", "carol"]);
         assert_eq!(
             next_presence(&mut received).await,
             ("bob%srv".into(), PresenceShow::Online, None)
@@ -1956,19 +1952,11 @@ mod tests {
             _ => vec![],
         })
         .await;
-        let (events, mut received) = EventSender::channel(64);
         let identity = crate::connection::Identity {
             password: Some("wrong".into()),
             ..crate::scripted_server::alice()
         };
-        let server = spawn(
-            "srv".into(),
-            crate::scripted_server::options(port),
-            identity,
-            None,
-            events,
-            Vec::new(),
-        );
+        let (server, mut received) = connect(port, identity, &[]);
         let mut bodies = Vec::new();
         while bodies.len() < 3 {
             let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
