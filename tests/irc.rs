@@ -2575,3 +2575,38 @@ async fn any_error_answering_a_join_refuses_it() {
     assert_eq!(attr(&error, "type"), "error", "{text}");
     assert!(text.contains("<not-allowed "), "{text}");
 }
+
+/// A user's server name or port never makes the gateway connect inside its
+/// own network: a server the admin did not configure is refused on a
+/// private address, and so is a configured server at a port of the user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_cannot_point_the_gateway_at_private_addresses() {
+    let mut s = setup().await;
+    let unlisted = format!("#x%127.0.0.1@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{unlisted}/alice'/>")))
+        .await;
+    let error = presence_from(&mut s.alice, &format!("{unlisted}/alice")).await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    assert!(text.contains("is a private address"), "{text}");
+
+    // The admin's server, at a port of the user's choosing (here, Prosody's).
+    let c2s = s.prosody.c2s_port();
+    let server = format!("localhost@{GW}");
+    run_command(
+        &mut s.alice,
+        &server,
+        "configure",
+        &format!("<field var='port'><value>{c2s}</value></field>"),
+    )
+    .await;
+    let room = format!("#y%localhost@{GW}");
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    assert!(text.contains("is a private address"), "{text}");
+}

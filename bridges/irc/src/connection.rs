@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::identd;
 use crate::isupport::Isupport;
 use crate::line::{format_tagged, IrcLine};
-use crate::options::ServerOptions;
+use crate::options::{PrivateReach, ServerOptions};
 use crate::text::decode_line;
 use crate::tls::{self, ReadHalf, WriteHalf};
 
@@ -308,7 +308,9 @@ async fn open(
         let name = tls::server_name(host).map_err(ConnectError::TlsSetup)?;
         for &port in &options.tls_ports {
             let target = format!("{host}:{port}");
-            let tcp = match tcp_connect(host, port, options.outgoing_bind).await {
+            let tcp = match tcp_connect(host, port, options.outgoing_bind, &options.private_reach)
+                .await
+            {
                 Ok(tcp) => tcp,
                 Err(error) => {
                     info!(%target, %error, "TLS port unreachable; trying the next port");
@@ -365,7 +367,7 @@ async fn open(
             tls_tried,
         });
     }
-    let tcp = tcp_connect(host, port, options.outgoing_bind)
+    let tcp = tcp_connect(host, port, options.outgoing_bind, &options.private_reach)
         .await
         .map_err(|error| ConnectError::Connect {
             target: format!("{host}:{port}"),
@@ -388,27 +390,45 @@ fn register_ident(tcp: &TcpStream, ident: &Arc<str>) -> Option<identd::Registrat
 
 /// One TCP connection, Nagle off (lines are small and latency matters),
 /// from `bind` when the admin chose the local address.
-async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Result<TcpStream> {
+async fn tcp_connect(
+    host: &str,
+    port: u16,
+    bind: Option<IpAddr>,
+    reach: &PrivateReach,
+) -> std::io::Result<TcpStream> {
     // A `[v6]` literal in the config; the tuple form takes bare addresses.
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let connect = async {
-        let Some(bind) = bind else {
-            return TcpStream::connect((bare, port)).await;
-        };
-        // Each address of the host in the bound address's family, in turn,
-        // as `TcpStream::connect` tries them.
+        // Each address of the host (in the bound address's family), in
+        // turn, as `TcpStream::connect` tries them, where the gateway may go.
         let mut last = None;
         for addr in tokio::net::lookup_host((bare, port)).await? {
-            if addr.is_ipv4() != bind.is_ipv4() {
+            if bind.is_some_and(|bind| addr.is_ipv4() != bind.is_ipv4()) {
                 continue;
             }
-            let socket = if addr.is_ipv4() {
-                TcpSocket::new_v4()?
-            } else {
-                TcpSocket::new_v6()?
+            if !reach.allows(&addr) {
+                last = Some(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{addr} is a private address, which only the gateway's admin may \
+                         point a server at"
+                    ),
+                ));
+                continue;
+            }
+            let connected = match bind {
+                Some(bind) => {
+                    let socket = if addr.is_ipv4() {
+                        TcpSocket::new_v4()?
+                    } else {
+                        TcpSocket::new_v6()?
+                    };
+                    socket.bind(SocketAddr::new(bind, 0))?;
+                    socket.connect(addr).await
+                }
+                None => TcpStream::connect(addr).await,
             };
-            socket.bind(SocketAddr::new(bind, 0))?;
-            match socket.connect(addr).await {
+            match connected {
                 Ok(tcp) => return Ok(tcp),
                 Err(e) => last = Some(e),
             }
@@ -416,7 +436,12 @@ async fn tcp_connect(host: &str, port: u16, bind: Option<IpAddr>) -> std::io::Re
         Err(last.unwrap_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                format!("{host} has no address of the family of outgoing_bind {bind}"),
+                match bind {
+                    Some(bind) => {
+                        format!("{host} has no address of the family of outgoing_bind {bind}")
+                    }
+                    None => format!("{host} has no address"),
+                },
             )
         }))
     };
@@ -647,12 +672,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let bind: IpAddr = "127.0.0.3".parse().unwrap();
-        let tcp = tcp_connect("127.0.0.1", port, Some(bind)).await.unwrap();
+        let anywhere = PrivateReach::Any;
+        let tcp = tcp_connect("127.0.0.1", port, Some(bind), &anywhere)
+            .await
+            .unwrap();
         assert_eq!(tcp.local_addr().unwrap().ip(), bind);
         let (_, from) = listener.accept().await.unwrap();
         assert_eq!(from.ip(), bind);
         // No address of the bound address's family: a clear error.
-        let error = tcp_connect("127.0.0.1", port, Some("::1".parse().unwrap()))
+        let error = tcp_connect("127.0.0.1", port, Some("::1".parse().unwrap()), &anywhere)
             .await
             .unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::AddrNotAvailable);

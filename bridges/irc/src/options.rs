@@ -24,6 +24,12 @@ pub struct IrcOptions {
     /// ident of their own. Off without it.
     #[serde(default)]
     pub identd_port: Option<u16>,
+    /// Let users reach private addresses (loopback, RFC 1918, link-local,
+    /// unique local) through servers the admin did not configure, or at
+    /// ports the admin did not set. Off: a user's server name or port never
+    /// makes the gateway connect inside its own network.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
 }
 
 /// How to reach and treat one IRC server.
@@ -66,6 +72,12 @@ pub struct ServerOptions {
     /// The local address connections come from (biboumi's `outgoing_bind`),
     /// on a host with several; the system's choice without it.
     pub outgoing_bind: Option<std::net::IpAddr>,
+    /// The ports at which this server may be reached on a private address:
+    /// those the admin configured for it, and none for a server the admin
+    /// did not configure (or every port, with `allow_private_addresses`).
+    /// Not read from the file: set from it.
+    #[serde(skip)]
+    pub private_reach: PrivateReach,
     /// Where the server has no SASL (or SASL failed), identify a user's
     /// password to NickServ (`PRIVMSG NickServ :IDENTIFY nick password`).
     /// Off for a network whose services are not named NickServ, or where
@@ -91,6 +103,7 @@ impl Default for ServerOptions {
             server_password: None,
             after_connect: Vec::new(),
             outgoing_bind: None,
+            private_reach: PrivateReach::Ports(Vec::new()),
             nickserv_identify: true,
         }
     }
@@ -120,7 +133,67 @@ impl IrcOptions {
 
     /// Settings for a server, defaults when it is not configured.
     pub fn server(&self, name: &str) -> ServerOptions {
-        self.servers.get(name).cloned().unwrap_or_default()
+        let mut options = self.servers.get(name).cloned().unwrap_or_default();
+        options.private_reach = if self.allow_private_addresses {
+            PrivateReach::Any
+        } else if self.servers.contains_key(name) {
+            let mut ports = options.tls_ports.clone();
+            ports.push(options.port);
+            PrivateReach::Ports(ports)
+        } else {
+            PrivateReach::Ports(Vec::new())
+        };
+        options
+    }
+}
+
+/// Where on a private network a connection may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateReach {
+    Any,
+    /// These ports only.
+    Ports(Vec<u16>),
+}
+
+impl Default for PrivateReach {
+    fn default() -> Self {
+        PrivateReach::Ports(Vec::new())
+    }
+}
+
+impl PrivateReach {
+    /// Whether a connection may go to `addr`.
+    pub fn allows(&self, addr: &std::net::SocketAddr) -> bool {
+        match self {
+            PrivateReach::Any => true,
+            PrivateReach::Ports(ports) => !is_private(addr.ip()) || ports.contains(&addr.port()),
+        }
+    }
+}
+
+/// An address inside a network rather than on the Internet: loopback,
+/// RFC 1918, shared (RFC 6598), link-local, unique local, unspecified.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_unique_local()
+                    || v6.is_unicast_link_local()
+            }
+        },
     }
 }
 
@@ -158,6 +231,33 @@ mod tests {
             Some(std::path::Path::new("/etc/estuary/irc-ca.pem"))
         );
         assert!(options.server("unlisted").verify_certificates);
+        // Private addresses: at the admin's ports of a configured server only.
+        let local = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let public = std::net::SocketAddr::from(([192, 0, 2, 1], 6667));
+        let listed = options.server("tls");
+        assert!(listed.private_reach.allows(&local(listed.port)));
+        assert!(!listed.private_reach.allows(&local(6379)));
+        let unlisted = options.server("unlisted");
+        assert!(!unlisted.private_reach.allows(&local(6667)));
+        assert!(unlisted.private_reach.allows(&public));
+        for private in [
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.0.1",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            let addr = std::net::SocketAddr::new(private.parse().unwrap(), 6667);
+            assert!(!unlisted.private_reach.allows(&addr), "{private}");
+        }
+        let open = IrcOptions {
+            allow_private_addresses: true,
+            ..options.clone()
+        };
+        assert!(open.server("unlisted").private_reach.allows(&local(6379)));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn options(port: u16) -> crate::options::ServerOptions {
     crate::options::ServerOptions {
         address: Some("127.0.0.1".into()),
         port,
+        private_reach: crate::options::PrivateReach::Ports(vec![port]),
         ..Default::default()
     }
 }
