@@ -2610,3 +2610,53 @@ async fn users_cannot_point_the_gateway_at_private_addresses() {
     assert_eq!(attr(&error, "type"), "error", "{text}");
     assert!(text.contains("is a private address"), "{text}");
 }
+
+/// A contact's vCard comes from WHOIS over the user's open connection: the
+/// nick, and the rest as a description; the replies are not shown as
+/// notices, and a nick nobody has is `item-not-found`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irc_users_vcard_comes_from_whois() {
+    const VCARD: &str = "vcard-temp";
+    let mut s = setup().await;
+    join_as_alice(&mut s, &format!("#lobby%localhost@{GW}")).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.send("AWAY :busy").await;
+    bob.expect(WAIT, |l| l.contains(" 306 ")).await;
+
+    let card = s
+        .alice
+        .iq(
+            &format!("bob%localhost@{GW}"),
+            "get",
+            el(&format!("<vCard xmlns='{VCARD}'/>")),
+        )
+        .await;
+    assert_eq!(attr(&card, "type"), "result", "{}", String::from(&card));
+    let vcard = find_child(&card, "vCard", VCARD).unwrap();
+    let field = |name: &str| vcard.get_child(name, VCARD).map(|c| c.text());
+    assert_eq!(field("NICKNAME").as_deref(), Some("bob"));
+    let desc = field("DESC").unwrap_or_default();
+    assert!(
+        desc.contains("Away: busy") && desc.contains("bob@"),
+        "{desc}"
+    );
+
+    let missing = s
+        .alice
+        .iq(
+            &format!("nobody%localhost@{GW}"),
+            "get",
+            el(&format!("<vCard xmlns='{VCARD}'/>")),
+        )
+        .await;
+    let text = String::from(&missing);
+    assert_eq!(attr(&missing, "type"), "error", "{text}");
+    assert!(text.contains("<item-not-found "), "{text}");
+    s.alice
+        .expect_none(Duration::from_millis(500), |m| {
+            m.name() == "message"
+                && from(m, &format!("localhost@{GW}"))
+                && body(m).is_some_and(|b| !b.starts_with("Message of the day"))
+        })
+        .await;
+}

@@ -38,7 +38,11 @@ pub const NS_VCARD: &str = "vcard-temp";
 /// A contact's vCard from what the network tells.
 pub fn vcard(info: &estuary_bridge::ContactInfo) -> Element {
     let mut card = element("vCard", NS_VCARD);
-    for (field, value) in [("FN", &info.full_name), ("NICKNAME", &info.nickname)] {
+    for (field, value) in [
+        ("FN", &info.full_name),
+        ("NICKNAME", &info.nickname),
+        ("DESC", &info.description),
+    ] {
         if let Some(value) = value {
             card = card.append(text_element(
                 field,

@@ -60,8 +60,10 @@ pub struct RoomInfo {
 pub struct ContactInfo {
     /// The name shown (Discord's global name, Matrix's display name).
     pub full_name: Option<String>,
-    /// The account name (Discord's username, Matrix's user ID).
+    /// The account name (Discord's username, Matrix's user ID, IRC's nick).
     pub nickname: Option<String>,
+    /// What else the network tells, for a person to read (IRC's WHOIS).
+    pub description: Option<String>,
 }
 
 /// An answer that comes later, awaited apart from the user's other stanzas:

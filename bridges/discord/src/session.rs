@@ -558,6 +558,7 @@ impl DiscordSession {
         let user_id = serenity::all::UserId::new(user);
         let found = with_retry("look up a user", || self.bot.rest.get_user(user_id)).await?;
         Ok(ContactInfo {
+            description: None,
             full_name: Some(
                 found
                     .global_name

@@ -21,6 +21,7 @@ pub mod session;
 pub mod text;
 pub mod tls;
 pub mod typing;
+pub mod whois;
 
 #[cfg(test)]
 mod scripted_server;

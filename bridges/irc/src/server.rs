@@ -27,6 +27,7 @@ use crate::monitor::{self, Contacts};
 use crate::options::ServerOptions;
 use crate::text;
 use crate::typing::{self, TypingSent};
+use crate::whois::{WhoisQueries, WhoisReply};
 
 /// What the session asks of a server task.
 pub enum ServerCommand {
@@ -91,6 +92,11 @@ pub enum ServerCommand {
         target: String,
         state: ChatState,
     },
+    /// What the server tells of a user (WHOIS).
+    Whois {
+        nick: String,
+        reply: WhoisReply,
+    },
     /// Follow a contact's presence (MONITOR), or stop.
     Watch {
         nick: String,
@@ -154,6 +160,7 @@ pub fn spawn(
         contacts: Contacts::new(contacts),
         typing: TypingSent::default(),
         forwarded: Vec::new(),
+        whois: None,
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -249,6 +256,48 @@ fn refuses_a_join(numeric: &str) -> bool {
         && !OTHER_COMMANDS.contains(&numeric)
 }
 
+/// The numerics of a WHOIS answer, each `<me> <nick> ...`.
+fn is_whois_reply(numeric: &str) -> bool {
+    matches!(
+        numeric,
+        "311"
+            | "312"
+            | "313"
+            | "317"
+            | "318"
+            | "319"
+            | "301"
+            | "330"
+            | "671"
+            | "338"
+            | "378"
+            | "379"
+            | "276"
+            | "307"
+            | "320"
+    )
+}
+
+/// One line of a WHOIS answer, into what is known of the user.
+fn gather_whois(info: &mut crate::whois::WhoisInfo, line: &IrcLine) {
+    let last = || line.params.last().cloned();
+    match line.command.as_str() {
+        // `311 me nick user host * :realname`
+        "311" => {
+            info.nick = line.param(1).to_owned();
+            info.user = Some(line.param(2).to_owned());
+            info.host = Some(line.param(3).to_owned());
+            info.realname = last();
+        }
+        "312" => info.server = Some(line.param(2).to_owned()),
+        "301" => info.away = last(),
+        "330" => info.account = Some(line.param(2).to_owned()),
+        "317" => info.idle_secs = line.param(2).parse().ok(),
+        "671" => info.secure = true,
+        _ => {}
+    }
+}
+
 /// A 32-bit digest of a nick as the server compares nicks.
 fn nick_digest(isupport: &Isupport, nick: &str) -> u32 {
     folded_digest(&isupport.fold(nick))
@@ -298,6 +347,9 @@ struct ServerTask {
     /// Channels a refused join was forwarded to (470), by case-folded name:
     /// the server puts the user there unasked, and they are left at once.
     forwarded: Vec<String>,
+    /// WHOIS queries of the gateway's own, awaiting their answers; boxed
+    /// and made on the first, as most connections never see one.
+    whois: Option<Box<WhoisQueries>>,
 }
 
 /// A live connection's state.
@@ -346,6 +398,9 @@ impl ServerTask {
                             self.forwarded.clear();
                             if let Some(ctcp) = &mut self.ctcp {
                                 ctcp.fail_all(&reason);
+                            }
+                            if let Some(whois) = &mut self.whois {
+                                whois.fail_all(&reason);
                             }
                             // Lines the server never echoed may be lost: send them again.
                             self.unconfirmed.extend(self.echoes.drain(..));
@@ -408,6 +463,9 @@ impl ServerTask {
                 ServerCommand::Ctcp { reply, .. } => {
                     let _ = reply.send(Err(self.down_error()));
                 }
+                ServerCommand::Whois { reply, .. } => {
+                    let _ = reply.send(Err(self.down_error()));
+                }
                 ServerCommand::Describe { reply } => {
                     let _ = reply.send(format!(
                         "Not connected to {}, trying again: {}",
@@ -441,6 +499,9 @@ impl ServerTask {
                     let _ = reply.send(Err(err));
                 }
                 ServerCommand::Ctcp { reply, .. } => {
+                    let _ = reply.send(Err(err));
+                }
+                ServerCommand::Whois { reply, .. } => {
                     let _ = reply.send(Err(err));
                 }
                 ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
@@ -828,6 +889,12 @@ impl ServerTask {
                     let mut all: Vec<&str> = vec![&channel];
                     all.extend(params.iter().map(String::as_str));
                     live.writer.send("MODE", &all);
+                }
+            }
+            ServerCommand::Whois { nick, reply } => {
+                let folded = live.me.isupport.fold(&nick);
+                if self.whois.get_or_insert_default().wait(folded, reply) {
+                    live.writer.send("WHOIS", &[&nick]);
                 }
             }
             ServerCommand::Typing { target, state } => {
@@ -1223,11 +1290,37 @@ impl ServerTask {
                 if let Some(ctcp) = &mut self.ctcp {
                     ctcp.no_such_nick(&folded, &text);
                 }
-                if !self.refuse_send(&folded, SendRefusal::NoSuchRecipient, &text) {
+                let asked = self
+                    .whois
+                    .as_mut()
+                    .is_some_and(|w| w.no_such_nick(&folded, &text));
+                if !self.refuse_send(&folded, SendRefusal::NoSuchRecipient, &text) && !asked {
                     self.server_notice(line.params[1.min(line.params.len())..].join(" "))
                         .await;
                 }
             }
+            // A WHOIS reply about a nick the gateway asked after itself.
+            numeric
+                if is_whois_reply(numeric)
+                    && self
+                        .whois
+                        .as_mut()
+                        .is_some_and(|w| w.gathering(&isupport.fold(line.param(1))).is_some()) =>
+            {
+                let folded = isupport.fold(line.param(1));
+                let whois = self.whois.as_mut().expect("checked above");
+                if numeric == "318" {
+                    whois.end(&folded);
+                } else if let Some(info) = whois.gathering(&folded) {
+                    gather_whois(info, &line);
+                }
+            }
+            // The end of an answer to a WHOIS of the gateway's refused (401).
+            "318"
+                if self
+                    .whois
+                    .as_mut()
+                    .is_some_and(|w| w.end(&isupport.fold(line.param(1)))) => {}
             // The channel will not take the user's message: moderated, a
             // ban, no outside messages, identified users only.
             "404" => {

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, ChatState, EventSender, FormValues, Later, OutgoingMessage,
-    PresenceShow, RemoteAddress, Role, RoomInfo, Session, Software,
+    Affiliation, BridgeError, ChatState, ContactInfo, EventSender, FormValues, Later,
+    OutgoingMessage, PresenceShow, RemoteAddress, Role, RoomInfo, Session, Software,
 };
 use std::time::Duration;
 
@@ -227,6 +227,10 @@ impl IrcSession {
 /// How long a CTCP query waits for its answer; XMPP clients give up on an
 /// iq after about half a minute.
 const CTCP_WAIT: Duration = Duration::from_secs(20);
+
+/// How long a WHOIS may take: it is the server's own answer, at once but
+/// for the flood control queue, and the user's other stanzas wait for it.
+const WHOIS_WAIT: Duration = Duration::from_secs(5);
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BridgeError>>) -> Result<T, BridgeError> {
     rx.await.unwrap_or_else(|_| {
@@ -462,6 +466,40 @@ impl Session for IrcSession {
             .to_string();
         let reply = self.ctcp(user, nick, "PING", token)?;
         Ok(Box::pin(async move { reply.await.map(drop) }))
+    }
+
+    /// The user's nick, and what a WHOIS tells of them over an open
+    /// connection; none is opened for it.
+    async fn contact_info(&self, user: &RemoteAddress) -> Result<ContactInfo, BridgeError> {
+        let address = self.parse(user)?;
+        if !crate::valid_nick(&address.name) {
+            return Err(BridgeError::BadRequest(format!(
+                "'{}' is not an IRC nick",
+                address.name
+            )));
+        }
+        let mut info = ContactInfo {
+            nickname: Some(address.name.clone()),
+            ..ContactInfo::default()
+        };
+        let Some(server) = self.open_server(&address.server) else {
+            return Ok(info);
+        };
+        let (reply, rx) = oneshot::channel();
+        server.send(ServerCommand::Whois {
+            nick: address.name,
+            reply,
+        })?;
+        let whois = tokio::time::timeout(WHOIS_WAIT, answer(rx))
+            .await
+            .map_err(|_| {
+                BridgeError::Unavailable("the server did not answer the WHOIS".into())
+            })??;
+        if !whois.nick.is_empty() {
+            info.nickname = Some(whois.nick.clone());
+        }
+        info.description = Some(whois.describe()).filter(|d| !d.is_empty());
+        Ok(info)
     }
 
     async fn send_typing(&self, to: &RemoteAddress, state: ChatState) -> Result<(), BridgeError> {

@@ -959,6 +959,7 @@ impl Session for MatrixSession {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned),
             nickname: Some(user.to_string()),
+            description: None,
         })
     }
 
