@@ -128,6 +128,11 @@ impl Archiver {
         recent.claim(room, remote_id, proposed)
     }
 
+    /// The stanza-id a recent remote room message is known by, if it is.
+    pub fn recent_stanza_id(&self, room: &str, remote_id: &str) -> Option<String> {
+        lock(&self.recent).get(room, remote_id)
+    }
+
     /// Wait until everything queued before is in the store.
     pub async fn flush(&self) -> Result<(), ArchiveError> {
         self.ask(Command::Flush).await
@@ -162,13 +167,21 @@ struct RecentIds {
 }
 
 impl RecentIds {
-    fn claim(&mut self, room: &str, remote_id: &str, proposed: &str) -> String {
+    fn set_key(&mut self, room: &str, remote_id: &str) {
         // The room's length first, so that no two (room, id) pairs share a key.
         use std::fmt::Write;
         self.key.clear();
         let _ = write!(self.key, "{}:{room}{remote_id}", room.len());
-        if let Some(id) = self.ids.get(self.key.as_str()) {
-            return id.clone();
+    }
+
+    fn get(&mut self, room: &str, remote_id: &str) -> Option<String> {
+        self.set_key(room, remote_id);
+        self.ids.get(self.key.as_str()).cloned()
+    }
+
+    fn claim(&mut self, room: &str, remote_id: &str, proposed: &str) -> String {
+        if let Some(id) = self.get(room, remote_id) {
+            return id;
         }
         if self.order.len() >= RECENT_IDS {
             if let Some(old) = self.order.pop_front() {

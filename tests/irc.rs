@@ -2660,3 +2660,69 @@ async fn an_irc_users_vcard_comes_from_whois() {
         })
         .await;
 }
+
+/// Replies both ways: an IRC reply (`+draft/reply` with the msgid of the
+/// message answered) is an XEP-0461 reply to that message's stanza-id, and
+/// an XMPP reply goes to IRC with the msgid of the message it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_both_ways() {
+    const REPLY: &str = "urn:xmpp:reply:0";
+    let mut s = setup().await;
+    let room = format!("#lobby%localhost@{GW}");
+    let mut bob =
+        IrcClient::connect_with_caps(s.ircd.port(), "bob", &["message-tags", "echo-message"]).await;
+    bob.join("#lobby").await;
+    join_as_alice(&mut s, &room).await;
+
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='q'><body>first</body></message>"
+        )))
+        .await;
+    let reflected = s
+        .alice
+        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "q")
+        .await;
+    let first_sid = world::stanza_id(&reflected);
+    let line = bob
+        .expect(WAIT, |l| l.ends_with("PRIVMSG #lobby :first"))
+        .await;
+    let first_msgid = tag(&line, "msgid");
+
+    // IRC → XMPP.
+    bob.send(&format!(
+        "@+draft/reply={first_msgid} PRIVMSG #lobby :answer"
+    ))
+    .await;
+    let answer = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("answer"))
+        .await;
+    let reply = find_child(&answer, "reply", REPLY).expect("an XEP-0461 reply");
+    assert_eq!(attr(reply, "id"), first_sid);
+    let echo = bob
+        .expect(WAIT, |l| l.ends_with("PRIVMSG #lobby :answer"))
+        .await;
+    let answer_msgid = tag(&echo, "msgid");
+
+    // XMPP → IRC.
+    let answer_sid = world::stanza_id(&answer);
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>ok</body>\
+             <reply xmlns='{REPLY}' to='{room}/bob' id='{answer_sid}'/></message>"
+        )))
+        .await;
+    let line = bob
+        .expect(WAIT, |l| l.ends_with("PRIVMSG #lobby :ok"))
+        .await;
+    assert_eq!(tag(&line, "+draft/reply"), answer_msgid, "{line}");
+}
+
+/// The value of tag `name` of an IRC line, "" without it.
+fn tag(line: &str, name: &str) -> String {
+    world::irc_client::IrcLine::parse(line)
+        .tag(name)
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -201,6 +201,57 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.message).collect())
     }
 
+    /// The stanza-id of an archived room message, by its remote id.
+    pub async fn archived_stanza_id(
+        &self,
+        gateway: &str,
+        room: &str,
+        remote_id: &str,
+    ) -> Result<Option<String>> {
+        let sql = concat!(
+            "SELECT stanza_id AS found FROM archive WHERE room_id = ",
+            room_key!(),
+            " AND remote_id = $3"
+        );
+        self.archived_id(sql, gateway, room, remote_id).await
+    }
+
+    /// The remote id of an archived room message, by its stanza-id.
+    pub async fn archived_remote_id(
+        &self,
+        gateway: &str,
+        room: &str,
+        stanza_id: &str,
+    ) -> Result<Option<String>> {
+        let sql = concat!(
+            "SELECT remote_id AS found FROM archive WHERE room_id = ",
+            room_key!(),
+            " AND stanza_id = $3"
+        );
+        self.archived_id(sql, gateway, room, stanza_id).await
+    }
+
+    /// One id of a room's archived message, by another (`sql`, whose
+    /// columns are both indexed with the room).
+    async fn archived_id(
+        &self,
+        sql: &'static str,
+        gateway: &str,
+        room: &str,
+        value: &str,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(sql)
+            .bind(gateway)
+            .bind(room)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(row.try_get::<Option<String>, _>("found")?),
+            None => Ok(None),
+        }
+    }
+
     /// The row id of a message in a room's archive, by its stanza-id.
     pub async fn archive_position(
         &self,

@@ -517,11 +517,7 @@ impl UserSession {
             )));
         }
         let reply_to = match &incoming.reply_to {
-            Some(id) => self
-                .visible_message(address, id)
-                .await
-                .ok()
-                .map(|r| r.remote_id),
+            Some(id) => self.replied_remote_id(address, kind, id).await,
             None => None,
         };
         let outgoing = OutgoingMessage {
@@ -638,6 +634,33 @@ impl UserSession {
             .await
             .map_err(|_| Failure::internal("the gateway's store failed"))?
             .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))
+    }
+
+    /// The remote id of the message a client replies to by `id`: from the
+    /// id map, else, in a room, from the archive (for IRC's msgid, as IRC
+    /// keeps no id map).
+    async fn replied_remote_id(
+        &self,
+        address: &RemoteAddress,
+        kind: AddressKind,
+        id: &str,
+    ) -> Option<String> {
+        if let Ok(record) = self.visible_message(address, id).await {
+            return Some(record.remote_id);
+        }
+        if kind != AddressKind::Room {
+            return None;
+        }
+        // The message replied to may still wait in the archiver's batch.
+        if let Err(e) = self.gw.archiver.flush().await {
+            debug!("the archive could not be brought up to date for a reply: {e}");
+        }
+        self.gw
+            .store
+            .archived_remote_id(&self.gw.domain, address.as_str(), id)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Echo a groupchat message back to every resource of the user in the

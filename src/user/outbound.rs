@@ -369,14 +369,7 @@ impl UserSession {
             None => Jid::from(self.jid.clone()),
         };
         let reply_to = match &m.reply_to {
-            Some(target) => self
-                .gw
-                .messages
-                .by_remote_id(&self.account.jid, chat.as_str(), target)
-                .await
-                .ok()
-                .flatten()
-                .map(|r| visible_id(&r)),
+            Some(target) => self.replied_message(chat.as_str(), &m.room, target).await,
             None => None,
         };
         let delayed = m
@@ -409,6 +402,37 @@ impl UserSession {
             }
             stanza
         });
+    }
+
+    /// The id the user's clients know the message `target` (a remote id)
+    /// by: from the id map where the network keeps one, else, in a room,
+    /// from the archive (IRC's msgid).
+    async fn replied_message(
+        &self,
+        chat: &str,
+        room: &Option<RemoteAddress>,
+        target: &str,
+    ) -> Option<String> {
+        let mapped = self
+            .gw
+            .messages
+            .by_remote_id(&self.account.jid, chat, target)
+            .await
+            .ok()
+            .flatten();
+        if let Some(record) = mapped {
+            return Some(visible_id(&record));
+        }
+        let room = room.as_ref()?;
+        if let Some(id) = self.gw.archiver.recent_stanza_id(room.as_str(), target) {
+            return Some(id);
+        }
+        self.gw
+            .store
+            .archived_stanza_id(&self.gw.domain, room.as_str(), target)
+            .await
+            .ok()
+            .flatten()
     }
 
     fn reflect_echo(&self, room: &RemoteAddress, m: &RemoteMessage, record: &MessageRecord) {

@@ -44,6 +44,8 @@ pub enum ServerCommand {
         target: String,
         text: String,
         kind: MessageKind,
+        /// The msgid of the message answered, sent as `+draft/reply`.
+        reply_to: Option<String>,
         reply: oneshot::Sender<Result<String, BridgeError>>,
     },
     Topic {
@@ -583,6 +585,7 @@ impl ServerTask {
                     target: echo.target_name.clone(),
                     text: echo.body.clone(),
                     kind: echo.kind,
+                    reply_to: None,
                     reply,
                 },
             )
@@ -737,6 +740,7 @@ impl ServerTask {
                 target,
                 text: body,
                 kind,
+                reply_to,
                 reply,
             } => {
                 let verb = if kind == MessageKind::Notice {
@@ -751,6 +755,12 @@ impl ServerTask {
                 }
                 let max_line = live.me.isupport.linelen.unwrap_or(text::MAX_LINE);
                 self.typing.message_sent(&live.me.isupport.fold(&target));
+                // On the first line: IRC clients that show replies thread it.
+                let mut reply_tag = reply_to.filter(|id| {
+                    live.me.caps.contains("message-tags")
+                        && live.me.isupport.allows_client_tag("+draft/reply")
+                        && !LocalIds::is_local(id)
+                });
                 let mut sent = 0;
                 for line in text::sanitize_outgoing(&body) {
                     for chunk in text::split_line(overhead, &line, max_line) {
@@ -759,7 +769,12 @@ impl ServerTask {
                         } else {
                             chunk
                         };
-                        if live.writer.send(verb, &[&target, &chunk]) {
+                        let tags = reply_tag.take();
+                        let tags: Vec<(&str, &str)> = tags
+                            .iter()
+                            .map(|id| ("+draft/reply", id.as_str()))
+                            .collect();
+                        if live.writer.send_tagged(&tags, verb, &[&target, &chunk]) {
                             sent += 1;
                         }
                     }
@@ -1622,7 +1637,7 @@ impl ServerTask {
             sender: self.user(&nick),
             body: text::irc_to_styling(&body),
             kind,
-            reply_to: None,
+            reply_to: line.tags.get("+draft/reply").cloned(),
             timestamp_ms: line
                 .tags
                 .get("time")
@@ -1685,6 +1700,19 @@ impl LocalIds {
             salt: rand::rng().random(),
             next: 0,
         }
+    }
+
+    /// Whether `id` is one of these rather than a server's msgid.
+    fn is_local(id: &str) -> bool {
+        let mut parts = id.splitn(3, '-');
+        let (Some(kind), Some(stamp), Some(count)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        matches!(kind, "in" | "out" | "srv" | "raw")
+            && stamp.len() == 19
+            && stamp.bytes().all(|b| b.is_ascii_hexdigit())
+            && count.bytes().all(|b| b.is_ascii_digit())
     }
 
     fn next(&mut self, kind: &str) -> String {
@@ -1999,6 +2027,7 @@ mod tests {
                 target: String::new(),
                 text: "ISON zed".into(),
                 kind: MessageKind::Normal,
+                reply_to: None,
                 reply,
             })
             .unwrap();
@@ -2079,6 +2108,16 @@ mod tests {
             .unwrap();
     }
 
+    #[test]
+    fn local_ids_are_told_from_msgids() {
+        let mut ids = LocalIds::new();
+        assert!(LocalIds::is_local(&ids.next("in")));
+        assert!(LocalIds::is_local(&ids.next("out")));
+        for msgid in ["483~1796146768~0", "abc-def", "in-xyz-1", "AAAA-BBBB"] {
+            assert!(!LocalIds::is_local(msgid), "{msgid}");
+        }
+    }
+
     /// A two-line message the channel refuses line by line is reported
     /// refused once and never echoed; the next message, heard, is echoed
     /// under its own id.
@@ -2113,6 +2152,7 @@ mod tests {
                     target: "#m".into(),
                     text: text.into(),
                     kind: MessageKind::Normal,
+                    reply_to: None,
                     reply,
                 })
                 .unwrap();

@@ -252,6 +252,7 @@ impl Session for IrcSession {
             target: address.name.clone(),
             text: message.body.clone(),
             kind: message.kind,
+            reply_to: message.reply_to.clone(),
             reply,
         })
         .await
