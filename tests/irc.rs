@@ -2726,3 +2726,29 @@ fn tag(line: &str, name: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A host change (a cloak given on identifying, here an oper's CHGHOST) is
+/// no leave and join in the room: the gateway takes IRCv3 chghost, which
+/// tells it apart from a real quit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_change_is_no_leave_and_join() {
+    let mut s = setup().await;
+    let room = format!("#lobby%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#lobby").await;
+    join_as_alice(&mut s, &room).await;
+    presence_from(&mut s.alice, &format!("{room}/bob")).await;
+    bob.oper().await;
+    bob.send("CHGHOST bob cloaked.example").await;
+    bob.expect(WAIT, |l| l.contains("cloaked.example")).await;
+    s.alice
+        .expect_none(Duration::from_millis(800), |p| {
+            p.name() == "presence" && from(p, &format!("{room}/bob"))
+        })
+        .await;
+    // bob is still there, and heard.
+    bob.privmsg("#lobby", "same bob").await;
+    s.alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("same bob"))
+        .await;
+}
