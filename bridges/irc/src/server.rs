@@ -1204,6 +1204,34 @@ impl ServerTask {
                 }
             }
             "AWAY" => self.on_away(live, &line).await,
+            // A standard reply refusing the nick asked for.
+            "FAIL" if line.param(0) == "NICK" && self.nick_asked.is_some() => {
+                let why = match line.param(1) {
+                    "NICKNAME_IN_USE" => NickRefusal::InUse,
+                    "ERRONEOUS_NICKNAME" => NickRefusal::Invalid,
+                    _ => NickRefusal::NotAllowed,
+                };
+                self.refuse_nick(why, line.params.last().map_or("", String::as_str));
+            }
+            // A standard reply refusing a channel list, or a join.
+            "FAIL" if line.param(0) == "LIST" && self.listing.is_some() => {
+                let text = line.params.last().cloned().unwrap_or_default();
+                if let Some((_, reply)) = self.listing.take() {
+                    let _ = reply.send(Err(BridgeError::Unavailable(text)));
+                }
+            }
+            "FAIL" if line.param(0) == "JOIN" && self.fail_refuses_join(isupport, &line) => {}
+            // IRCv3 standard replies (`FAIL JOIN CODE #chan :text`): for the
+            // user to read, from the server's JID, as numerics are.
+            "FAIL" | "WARN" | "NOTE" if line.params.len() >= 3 => {
+                let text = format!(
+                    "{} {}: {}",
+                    line.param(0),
+                    line.command,
+                    line.params.last().map_or("", String::as_str)
+                );
+                self.server_notice(text).await;
+            }
             // MONITOR: contacts online (`730 me :nick!user@host,...`) or
             // offline (`731 me :nick,...`).
             "730" | "731" => {
@@ -1282,21 +1310,12 @@ impl ServerTask {
                     isupport.fold(asked) == isupport.fold(line.param(1)) || line.command == "447"
                 }) =>
             {
-                let nick = self.nick_asked.take().expect("checked above").into_string();
                 let why = match line.command.as_str() {
                     "433" | "436" => NickRefusal::InUse,
                     "432" => NickRefusal::Invalid,
                     _ => NickRefusal::NotAllowed,
                 };
-                let text = line.params.last().cloned().unwrap_or_default();
-                for channel in self.joined_channels(|_| true) {
-                    self.emit(RemoteEvent::NickRefused {
-                        room: self.room(&channel),
-                        nick: nick.clone(),
-                        why,
-                        text: text.clone(),
-                    });
-                }
+                self.refuse_nick(why, line.params.last().map_or("", String::as_str));
             }
             // No such nick: a message or CTCP query to them gets nowhere.
             "401" => {
@@ -1500,6 +1519,42 @@ impl ServerTask {
             });
         }
         true
+    }
+
+    /// `FAIL JOIN CODE [context...] :text` naming a channel being joined:
+    /// the join is refused. Whether it was.
+    fn fail_refuses_join(&mut self, isupport: &Isupport, line: &IrcLine) -> bool {
+        let context = &line.params[2.min(line.params.len())..line.params.len().saturating_sub(1)];
+        let Some(folded) = context
+            .iter()
+            .map(|c| isupport.fold(c))
+            .find(|f| self.channels.get(f).is_some_and(|ch| !ch.joined))
+        else {
+            return false;
+        };
+        let ch = self.channels.remove(&folded).expect("found above");
+        self.emit(RemoteEvent::JoinRefused {
+            room: self.room(&ch.name),
+            why: JoinRefusal::Other,
+            text: line.params.last().cloned().unwrap_or_default(),
+        });
+        true
+    }
+
+    /// The nick the user asked for is refused: told in every joined
+    /// channel (the core tells only the room where it was asked).
+    fn refuse_nick(&mut self, why: NickRefusal, text: &str) {
+        let Some(nick) = self.nick_asked.take() else {
+            return;
+        };
+        for channel in self.joined_channels(|_| true) {
+            self.emit(RemoteEvent::NickRefused {
+                room: self.room(&channel),
+                nick: nick.to_string(),
+                why,
+                text: text.to_owned(),
+            });
+        }
     }
 
     /// The names of the joined channels `which` picks.
@@ -2115,6 +2170,106 @@ mod tests {
         assert!(LocalIds::is_local(&ids.next("out")));
         for msgid in ["483~1796146768~0", "abc-def", "in-xyz-1", "AAAA-BBBB"] {
             assert!(!LocalIds::is_local(msgid), "{msgid}");
+        }
+    }
+
+    /// IRCv3 standard replies reach the user as the server's notices,
+    /// never silently dropped.
+    #[tokio::test]
+    async fn standard_replies_are_shown() {
+        let (port, _seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :"],
+            "CAP END" => vec![":srv 001 alice :hi", ":srv 376 alice :end"],
+            "LIST" => vec![":srv FAIL LIST TEMPORARILY_UNAVAILABLE :Try again later"],
+            _ => vec![],
+        })
+        .await;
+        let (server, mut received) = connect_alice(port);
+        // Answering a command of the gateway's: that command fails with it.
+        let (reply, listing) = oneshot::channel();
+        server.send(ServerCommand::List { reply }).unwrap();
+        let failed = tokio::time::timeout(Duration::from_secs(10), listing)
+            .await
+            .expect("the listing never ended")
+            .unwrap();
+        assert_eq!(
+            failed,
+            Err(BridgeError::Unavailable("Try again later".into()))
+        );
+        // Otherwise, for the user to read.
+        server
+            .send(ServerCommand::Say {
+                target: String::new(),
+                text: "LIST".into(),
+                kind: MessageKind::Normal,
+                reply_to: None,
+                reply: oneshot::channel().0,
+            })
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("events stopped")
+            .unwrap();
+        match *event {
+            RemoteEvent::Message(m) => {
+                assert_eq!(m.body, "LIST FAIL: Try again later")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// A standard reply refusing the nick the user asked for is a refused
+    /// nick change in the joined rooms, as a 433 is; one refusing a join
+    /// naming the channel, a refused join.
+    #[tokio::test]
+    async fn fail_replies_refuse_the_nick_or_the_join_asked_for() {
+        let (port, _seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :"],
+            "CAP END" => vec![":srv 001 alice :hi", ":srv 376 alice :end"],
+            "JOIN #one" => vec![
+                ":alice!a@h JOIN #one",
+                ":srv 353 alice = #one :alice",
+                ":srv 366 alice #one :end",
+            ],
+            "NICK bad" => vec![":srv FAIL NICK NICKNAME_RESERVED bad :That nick is reserved"],
+            "JOIN #two" => vec![":srv FAIL JOIN CHANNEL_RESTRICTED #two :Not for you"],
+            _ => vec![],
+        })
+        .await;
+        let (server, mut received) = connect_alice(port);
+        join(&server, "#one").await;
+        server
+            .send(ServerCommand::Nick { nick: "bad".into() })
+            .unwrap();
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("events stopped")
+                .unwrap();
+            match *event {
+                RemoteEvent::Join { .. } => {}
+                RemoteEvent::NickRefused {
+                    nick, why, text, ..
+                } => {
+                    assert_eq!((nick.as_str(), why), ("bad", NickRefusal::NotAllowed));
+                    assert_eq!(text, "That nick is reserved");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // And one refusing a join, the join.
+        join(&server, "#two").await;
+        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+            .await
+            .expect("events stopped")
+            .unwrap();
+        match *event {
+            RemoteEvent::JoinRefused { room, text, .. } => {
+                assert_eq!(room.as_str(), "#two%srv");
+                assert_eq!(text, "Not for you");
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
 
