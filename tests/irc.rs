@@ -2752,3 +2752,56 @@ async fn a_host_change_is_no_leave_and_join() {
         .expect(WAIT, |m| body(m).as_deref() == Some("same bob"))
         .await;
 }
+
+/// Channel history the server replays on join (InspIRCd's +H, Ergo's
+/// autoreplay) is not shown again where the archive already showed it:
+/// each message is seen once, and what only the server kept (said while no
+/// user of the gateway was there) is shown and archived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_the_server_replays_is_not_shown_twice() {
+    let mut s = setup().await;
+    let room = format!("#replay%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect_with_caps(s.ircd.port(), "bob", &["message-tags"]).await;
+    bob.join("#replay").await;
+    bob.send("MODE #replay +H 10:1d").await;
+    bob.expect(WAIT, |l| l.contains(" MODE #replay ")).await;
+    join_as_alice(&mut s, &room).await;
+    for line in ["one", "two"] {
+        bob.privmsg("#replay", line).await;
+        s.alice
+            .expect(WAIT, |m| body(m).as_deref() == Some(line))
+            .await;
+    }
+    s.alice
+        .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
+        .await;
+    presence_from(&mut s.alice, &me).await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+
+    // Said while no user of the gateway is there: only the server has it.
+    bob.privmsg("#replay", "three").await;
+
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxstanzas='10'/></x></presence>"
+        )))
+        .await;
+    presence_from(&mut s.alice, &me).await;
+    let mut seen = Vec::new();
+    while let Some(m) = s.alice.recv(Duration::from_millis(1500)).await {
+        if m.name() == "message" && from(&m, &format!("{room}/bob")) {
+            seen.extend(body(&m));
+        }
+    }
+    assert_eq!(seen, ["one", "two", "three"]);
+    // And the archive has it now.
+    assert_eq!(
+        archived_bodies(&mut s.alice, &room).await,
+        ["one", "two", "three"]
+    );
+}

@@ -335,6 +335,14 @@ impl UserSession {
                 return;
             }
         }
+        if let (true, Some(room)) = (m.replayed, &m.room) {
+            // The archive showed it already, as history or live; what it
+            // lacks (said while the gateway was away) is shown and kept.
+            if self.is_archived(room, &m.id).await {
+                debug!("history the network plays back is in the archive; not shown again");
+                return;
+            }
+        }
         let Some((from, type_)) = self.sender_jid(&m.room, &m.sender, m.nick.as_deref()) else {
             warn!(sender = %m.sender, "cannot make a JID for a remote sender; message skipped");
             return;
@@ -402,6 +410,21 @@ impl UserSession {
             }
             stanza
         });
+    }
+
+    /// Whether the room's archive has the remote message `remote_id`.
+    async fn is_archived(&self, room: &RemoteAddress, remote_id: &str) -> bool {
+        self.gw
+            .archiver
+            .recent_stanza_id(room.as_str(), remote_id)
+            .is_some()
+            || matches!(
+                self.gw
+                    .store
+                    .archived_stanza_id(&self.gw.domain, room.as_str(), remote_id)
+                    .await,
+                Ok(Some(_))
+            )
     }
 
     /// The id the user's clients know the message `target` (a remote id)

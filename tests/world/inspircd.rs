@@ -404,6 +404,9 @@ fn render_config(dir: &Path, port: u16, tls_port: Option<u16>, ident: bool) -> S
 <module name="uhnames">
 # Channel forwards (+L), as Libera's +f: a refused join is sent elsewhere (470).
 <module name="redirect">
+# Channel history replayed on join (+H), as Ergo and others do.
+<module name="chanhistory">
+<chanhistory maxlines="50" notice="no" bots="yes">
 # A host change seen as a quit and a join by clients without chghost, as on Libera.
 <module name="hostcycle">
 # No rejoin for a while after a kick (+J): a join refused with 495.

@@ -109,6 +109,9 @@ pub struct RemoteMessage {
     pub sent_as: Option<String>,
     /// Files attached, as links the XMPP user can fetch (XEP-0066).
     pub attachments: Vec<Attachment>,
+    /// Played back from the network's own history (IRC: a `chathistory`
+    /// batch on join), not said now: the user may have seen it already.
+    pub replayed: bool,
 }
 
 /// A file attached to a message, as a URL the XMPP user's client can fetch.
@@ -134,6 +137,7 @@ impl RemoteMessage {
             from_self: false,
             sent_as: None,
             attachments: Vec::new(),
+            replayed: false,
         }
     }
 }

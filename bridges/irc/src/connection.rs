@@ -54,6 +54,9 @@ const WANTED_CAPS: &[&str] = &[
     "away-notify",
     // Away changes of followed contacts who share no channel with the user.
     "extended-monitor",
+    // History a server plays back on join comes in a `chathistory` batch,
+    // which tells it from what is said now.
+    "batch",
     // A host change (a cloak on identifying) is a CHGHOST line, which the
     // gateway has no use for, instead of a fake quit and join in every
     // channel the user shares with them.

@@ -163,6 +163,7 @@ pub fn spawn(
         typing: TypingSent::default(),
         forwarded: Vec::new(),
         whois: None,
+        history_batches: Vec::new(),
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -352,6 +353,8 @@ struct ServerTask {
     /// WHOIS queries of the gateway's own, awaiting their answers; boxed
     /// and made on the first, as most connections never see one.
     whois: Option<Box<WhoisQueries>>,
+    /// The open batches of history played back (`BATCH +id chathistory`).
+    history_batches: Vec<String>,
 }
 
 /// A live connection's state.
@@ -398,6 +401,7 @@ impl ServerTask {
                             self.contacts_unseen(&format!("Disconnected from {}", self.server));
                             self.channels.clear();
                             self.forwarded.clear();
+                            self.history_batches.clear();
                             if let Some(ctcp) = &mut self.ctcp {
                                 ctcp.fail_all(&reason);
                             }
@@ -1204,6 +1208,18 @@ impl ServerTask {
                 }
             }
             "AWAY" => self.on_away(live, &line).await,
+            // `BATCH +id type params` opens a batch, `BATCH -id` closes it;
+            // only history played back matters here.
+            "BATCH" => {
+                let reference = line.param(0);
+                if let Some(id) = reference.strip_prefix('+') {
+                    if matches!(line.param(1), "chathistory" | "draft/chathistory") {
+                        self.history_batches.push(id.to_owned());
+                    }
+                } else if let Some(id) = reference.strip_prefix('-') {
+                    self.history_batches.retain(|b| b != id);
+                }
+            }
             // A standard reply refusing the nick asked for.
             "FAIL" if line.param(0) == "NICK" && self.nick_asked.is_some() => {
                 let why = match line.param(1) {
@@ -1700,6 +1716,10 @@ impl ServerTask {
             from_self,
             sent_as: None,
             attachments: Vec::new(),
+            replayed: line
+                .tags
+                .get("batch")
+                .is_some_and(|b| self.history_batches.contains(b)),
         };
         self.emit(RemoteEvent::from(message));
     }
@@ -1807,6 +1827,7 @@ impl ServerTask {
             timestamp_ms: None,
             from_self: true,
             attachments: Vec::new(),
+            replayed: false,
         };
         self.emit(RemoteEvent::from(message));
     }
