@@ -57,6 +57,9 @@ const WANTED_CAPS: &[&str] = &[
     // History a server plays back on join comes in a `chathistory` batch,
     // which tells it from what is said now.
     "batch",
+    // A server that keeps channel history is asked for what was said while
+    // the gateway was away (CHATHISTORY LATEST on each join).
+    "draft/chathistory",
     // A host change (a cloak on identifying) is a CHGHOST line, which the
     // gateway has no use for, instead of a fake quit and join in every
     // channel the user shares with them.

@@ -215,6 +215,9 @@ pub struct Isupport {
     /// `MONITOR`: how many nicks the server follows for the user (IRCv3
     /// MONITOR); `None` when it has no MONITOR, `usize::MAX` when unlimited.
     pub monitor: Option<usize>,
+    /// `CHATHISTORY`: the server serves its channel history (IRCv3
+    /// draft/chathistory), up to this many messages a request (0: no limit).
+    pub chathistory: Option<usize>,
     /// `CLIENTTAGDENY`: the client-only tags the server drops, named
     /// without their `+`; `*` is every one, and `-name` an exception to it.
     client_tag_deny: Vec<String>,
@@ -236,6 +239,7 @@ impl Default for Isupport {
             // RFC 1459's limit, when not advertised.
             modes_per_line: 3,
             monitor: None,
+            chathistory: None,
             client_tag_deny: Vec::new(),
         }
     }
@@ -293,6 +297,7 @@ impl Isupport {
             "MODES" if value.is_empty() => self.modes_per_line = usize::MAX,
             "MODES" => self.modes_per_line = value.parse().ok().filter(|&n| n > 0).unwrap_or(3),
             "MONITOR" => self.monitor = Some(value.parse().unwrap_or(usize::MAX)),
+            "CHATHISTORY" => self.chathistory = Some(value.parse().unwrap_or(0)),
             "CLIENTTAGDENY" => {
                 self.client_tag_deny = value
                     .split(',')
@@ -318,6 +323,7 @@ impl Isupport {
             "LINELEN" => self.linelen = default.linelen,
             "MODES" => self.modes_per_line = default.modes_per_line,
             "MONITOR" => self.monitor = default.monitor,
+            "CHATHISTORY" => self.chathistory = default.chathistory,
             "CLIENTTAGDENY" => self.client_tag_deny = default.client_tag_deny,
             _ => {}
         }
@@ -438,6 +444,8 @@ mod tests {
         assert_eq!(i.monitor, None);
         assert_eq!(apply(&["MONITOR"]).monitor, Some(usize::MAX));
         assert_eq!(apply(&["MONITOR=5", "-MONITOR"]).monitor, None);
+        assert_eq!(i.chathistory, None);
+        assert_eq!(apply(&["CHATHISTORY=100"]).chathistory, Some(100));
         assert!(i.allows_client_tag("+typing"));
         let deny_all = apply(&["CLIENTTAGDENY=*,-typing"]);
         assert!(deny_all.allows_client_tag("+typing"));

@@ -169,6 +169,9 @@ pub fn spawn(
     ServerHandle { commands: tx }
 }
 
+/// How many messages of a channel's history a join asks a server for.
+const HISTORY_ASKED: usize = 50;
+
 /// How often a server without MONITOR is asked which contacts are online.
 const ISON_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -1079,6 +1082,22 @@ impl ServerTask {
                     is_self: true,
                     nick_changed: live.me.nick_changed,
                 });
+                // What the server kept of the channel: the core shows and
+                // archives what its archive lacks.
+                if let Some(limit) = isupport.chathistory {
+                    if live.me.caps.contains("draft/chathistory") {
+                        let limit = if limit == 0 {
+                            HISTORY_ASKED
+                        } else {
+                            limit.min(HISTORY_ASKED)
+                        };
+                        let channel = self.channels[&folded].name.clone();
+                        live.writer.send(
+                            "CHATHISTORY",
+                            &["LATEST", &channel, "*", &limit.to_string()],
+                        );
+                    }
+                }
                 self.resend_unconfirmed(live, |e| e.target == folded).await;
             }
             "332" => {
@@ -2292,6 +2311,58 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// A server that keeps channel history is asked for it on each join;
+    /// what comes in its `chathistory` batch is marked played back, and
+    /// what follows the batch is not.
+    #[tokio::test]
+    async fn a_join_asks_for_the_history_the_server_kept() {
+        let (port, _seen) = crate::scripted_server::start(|line| match line {
+            "CAP LS 302" => vec!["CAP * LS :batch draft/chathistory message-tags server-time"],
+            l if l.starts_with("CAP REQ") => {
+                vec!["CAP * ACK :batch draft/chathistory message-tags server-time"]
+            }
+            "CAP END" => vec![
+                ":srv 001 alice :hi",
+                ":srv 005 alice CHATHISTORY=100 CHANTYPES=# :are supported",
+                ":srv 376 alice :end",
+            ],
+            "JOIN #one" => vec![
+                ":alice!a@h JOIN #one",
+                ":srv 353 alice = #one :alice bob",
+                ":srv 366 alice #one :end",
+            ],
+            "CHATHISTORY LATEST #one * 50" => vec![
+                ":srv BATCH +h1 chathistory #one",
+                "@batch=h1;msgid=m1;time=2026-01-01T00:00:00.000Z :bob!b@h PRIVMSG #one :earlier",
+                ":srv BATCH -h1",
+                "@msgid=m2 :bob!b@h PRIVMSG #one :now",
+            ],
+            _ => vec![],
+        })
+        .await;
+        let (server, mut received) = connect_alice(port);
+        join(&server, "#one").await;
+        let mut messages = Vec::new();
+        while messages.len() < 2 {
+            let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("events stopped")
+                .unwrap();
+            match *event {
+                RemoteEvent::Join { .. } => {}
+                RemoteEvent::Message(m) => messages.push((m.body, m.replayed, m.id)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            messages,
+            [
+                ("earlier".to_owned(), true, "m1".to_owned()),
+                ("now".to_owned(), false, "m2".to_owned()),
+            ]
+        );
     }
 
     /// A two-line message the channel refuses line by line is reported
