@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use estuary_bridge::{
     Affiliation, BridgeError, ChatState, EventPermit, EventSender, JoinRefusal, MessageKind,
-    NickRefusal, Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, RemotePresence,
-    Role, RoomInfo, SendRefusal,
+    NickRefusal, Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
+    SendRefusal,
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
@@ -23,7 +23,7 @@ use crate::ctcp::{CtcpExchange, CtcpReply};
 use crate::isupport::Isupport;
 use crate::line::IrcLine;
 use crate::modes::{self, ModeSet};
-use crate::monitor::{self, Contacts};
+use crate::monitor::Contacts;
 use crate::options::ServerOptions;
 use crate::text;
 use crate::typing::{self, TypingSent};
@@ -519,64 +519,6 @@ impl ServerTask {
         }
     }
 
-    /// Follow a contact or stop while no connection is up: the next one
-    /// tells the server.
-    fn note_watch(&mut self, nick: String, watch: bool) {
-        if watch {
-            self.contacts.add(nick, None);
-        } else {
-            self.contacts.remove(&nick, None);
-        }
-    }
-
-    /// Ask the new connection's server to follow every contact.
-    fn monitor_contacts(&mut self, live: &Live) {
-        self.contacts.connected(&live.me.isupport);
-        if self.contacts.is_empty() {
-            return;
-        }
-        let Some(limit) = live.me.isupport.monitor else {
-            debug!("the server has no MONITOR; contacts are asked after with ISON");
-            self.ask_ison(live);
-            return;
-        };
-        let (lists, left_out) = self.contacts.monitor_targets(limit);
-        if left_out > 0 {
-            warn!(
-                limit,
-                left_out, "the server follows fewer contacts than the user has"
-            );
-        }
-        for targets in lists {
-            live.writer.send("MONITOR", &["+", &targets]);
-        }
-    }
-
-    fn ask_ison(&mut self, live: &Live) {
-        for nicks in self.contacts.ison_lines() {
-            let params: Vec<&str> = nicks.split(' ').collect();
-            if live.writer.send("ISON", &params) {
-                self.contacts.ison_sent(nicks);
-            }
-        }
-    }
-
-    /// What the user sees of their contacts now that no connection does.
-    fn contacts_unseen(&mut self, why: &str) {
-        for change in self.contacts.disconnected(why) {
-            self.emit_contact(change);
-        }
-    }
-
-    fn emit_contact(&mut self, change: monitor::Change) {
-        let user = self.user(&change.nick);
-        self.emit(RemoteEvent::Presence(RemotePresence {
-            user,
-            show: change.show,
-            status: change.status,
-        }));
-    }
-
     /// Send again the unconfirmed messages `which` selects.
     async fn resend_unconfirmed(&mut self, live: &mut Live, which: impl Fn(&PendingEcho) -> bool) {
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unconfirmed)
@@ -934,21 +876,7 @@ impl ServerTask {
                         .send_tagged(&[("+typing", value)], "TAGMSG", &[&target]);
                 }
             }
-            ServerCommand::Watch { nick, watch } => {
-                let isupport = &live.me.isupport;
-                let changed = if watch {
-                    self.contacts.add(nick.clone(), Some(isupport))
-                } else {
-                    self.contacts.remove(&nick, Some(isupport))
-                };
-                if changed && isupport.monitor.is_some() {
-                    live.writer
-                        .send("MONITOR", &[if watch { "+" } else { "-" }, &nick]);
-                } else if changed && watch && live.writer.send("ISON", &[&nick]) {
-                    // No MONITOR: ask now rather than at the next round.
-                    self.contacts.ison_sent(nick);
-                }
-            }
+            ServerCommand::Watch { nick, watch } => self.watch_contact(live, nick, watch),
             ServerCommand::Quit { .. } => {}
         }
     }
@@ -1267,35 +1195,8 @@ impl ServerTask {
                 );
                 self.server_notice(text).await;
             }
-            // MONITOR: contacts online (`730 me :nick!user@host,...`) or
-            // offline (`731 me :nick,...`).
-            "730" | "731" => {
-                let online = line.command == "730";
-                for change in self
-                    .contacts
-                    .on_monitor_reply(isupport, line.param(1), online)
-                {
-                    self.emit_contact(change);
-                }
-            }
-            // RPL_ISON: `303 me :nick nick`, the answer to an ISON of ours.
-            "303" => match self.contacts.on_ison_reply(isupport, line.param(1)) {
-                Some(changes) => {
-                    for change in changes {
-                        self.emit_contact(change);
-                    }
-                }
-                None => {
-                    let text = line.params[1.min(line.params.len())..].join(" ");
-                    self.server_notice(text).await;
-                }
-            },
-            // The server's MONITOR list is full: `734 me limit nicks :text`.
-            "734" => warn!(
-                limit = line.param(1),
-                nicks = line.param(2),
-                "the server follows no more contacts"
-            ),
+            // MONITOR and ISON replies about the user's contacts.
+            "730" | "731" | "303" | "734" if self.on_contact_reply(isupport, &line) => {}
             // A join forwarded elsewhere: `470 me #asked #forward :text`.
             "470" => {
                 let folded = isupport.fold(line.param(1));
@@ -1869,5 +1770,6 @@ impl std::fmt::Debug for ServerHandle {
     }
 }
 
+mod contacts;
 #[cfg(test)]
 mod tests;
