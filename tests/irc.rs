@@ -926,6 +926,17 @@ async fn join_as_alice(s: &mut Setup, room: &str) {
     );
 }
 
+/// Alice asks to join `room` and is refused: the error presence, as text.
+async fn refused_join(s: &mut Setup, room: &str) -> String {
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    let text = String::from(&error);
+    assert_eq!(attr(&error, "type"), "error", "{text}");
+    text
+}
+
 /// The WHOIS 311 line `asker` gets for `nick`: `… 311 asker nick user host * :realname`.
 async fn whois_user(asker: &mut IrcClient, nick: &str) -> String {
     asker.send(&format!("WHOIS {nick}")).await;
@@ -2532,12 +2543,7 @@ async fn a_forwarded_join_is_a_redirect() {
     .await;
 
     let room = format!("#full%localhost@{GW}");
-    s.alice
-        .send(el(&format!("<presence to='{room}/alice'/>")))
-        .await;
-    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
-    let text = String::from(&error);
-    assert_eq!(attr(&error, "type"), "error", "{text}");
+    let text = refused_join(&mut s, &room).await;
     assert!(
         text.contains("xmpp:%23overflow%25localhost@irc.localhost?join</redirect>"),
         "{text}"
@@ -2567,12 +2573,7 @@ async fn any_error_answering_a_join_refuses_it() {
     let kicked = presence_from(&mut s.alice, &format!("{room}/alice")).await;
     assert_eq!(attr(&kicked, "type"), "unavailable");
 
-    s.alice
-        .send(el(&format!("<presence to='{room}/alice'/>")))
-        .await;
-    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
-    let text = String::from(&error);
-    assert_eq!(attr(&error, "type"), "error", "{text}");
+    let text = refused_join(&mut s, &room).await;
     assert!(text.contains("<not-allowed "), "{text}");
 }
 
@@ -2583,12 +2584,7 @@ async fn any_error_answering_a_join_refuses_it() {
 async fn users_cannot_point_the_gateway_at_private_addresses() {
     let mut s = setup().await;
     let unlisted = format!("#x%127.0.0.1@{GW}");
-    s.alice
-        .send(el(&format!("<presence to='{unlisted}/alice'/>")))
-        .await;
-    let error = presence_from(&mut s.alice, &format!("{unlisted}/alice")).await;
-    let text = String::from(&error);
-    assert_eq!(attr(&error, "type"), "error", "{text}");
+    let text = refused_join(&mut s, &unlisted).await;
     assert!(text.contains("is a private address"), "{text}");
 
     // The admin's server, at a port of the user's choosing (here, Prosody's).
@@ -2602,12 +2598,7 @@ async fn users_cannot_point_the_gateway_at_private_addresses() {
     )
     .await;
     let room = format!("#y%localhost@{GW}");
-    s.alice
-        .send(el(&format!("<presence to='{room}/alice'/>")))
-        .await;
-    let error = presence_from(&mut s.alice, &format!("{room}/alice")).await;
-    let text = String::from(&error);
-    assert_eq!(attr(&error, "type"), "error", "{text}");
+    let text = refused_join(&mut s, &room).await;
     assert!(text.contains("is a private address"), "{text}");
 }
 
