@@ -2795,4 +2795,32 @@ async fn history_the_server_replays_is_not_shown_twice() {
         archived_bodies(&mut s.alice, &room).await,
         ["one", "two", "three"]
     );
+
+    // A join asking for no history (as clients that read MAM do) is shown
+    // none; what only the server had is still archived.
+    s.alice
+        .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
+        .await;
+    presence_from(&mut s.alice, &me).await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
+    })
+    .await;
+    bob.privmsg("#replay", "four").await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history maxchars='0'/></x></presence>"
+        )))
+        .await;
+    presence_from(&mut s.alice, &me).await;
+    s.alice
+        .expect_none(Duration::from_millis(1500), |m| {
+            m.name() == "message" && from(m, &format!("{room}/bob"))
+        })
+        .await;
+    assert_eq!(
+        archived_bodies(&mut s.alice, &room).await,
+        ["one", "two", "three", "four"]
+    );
 }

@@ -193,6 +193,9 @@ impl UserSession {
             return;
         };
         let limit = self.room_defaults.history_limit(request.limit());
+        if let Some(state) = self.rooms.get_mut(room) {
+            state.no_history = limit == 0;
+        }
         let Some(room_bare) = room_bare(&self.gw, room).filter(|_| limit > 0) else {
             return;
         };

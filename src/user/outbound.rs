@@ -335,13 +335,16 @@ impl UserSession {
                 return;
             }
         }
+        // History the network plays back: the archive showed it already, as
+        // history or live; what it lacks (said while the gateway was away)
+        // is kept, and shown unless the join asked for no history.
+        let mut shown = true;
         if let (true, Some(room)) = (m.replayed, &m.room) {
-            // The archive showed it already, as history or live; what it
-            // lacks (said while the gateway was away) is shown and kept.
             if self.is_archived(room, &m.id).await {
                 debug!("history the network plays back is in the archive; not shown again");
                 return;
             }
+            shown = !self.rooms.get(room).is_some_and(|r| r.no_history);
         }
         let Some((from, type_)) = self.sender_jid(&m.room, &m.sender, m.nick.as_deref()) else {
             warn!(sender = %m.sender, "cannot make a JID for a remote sender; message skipped");
@@ -388,6 +391,9 @@ impl UserSession {
         // Archived before it is shown: a client that saw it finds it in MAM.
         if let Some(room) = &m.room {
             self.archive_remote(room, &m, &body, &stanza_id);
+        }
+        if !shown {
+            return;
         }
         self.deliver(room_ref.as_ref(), |to| {
             let mut stanza = message::text(

@@ -33,6 +33,10 @@ pub struct RoomState {
     /// A nick change asked in this room and not yet made: a refusal is
     /// told here only (on IRC a nick is the same in every channel).
     pub nick_asked: Option<Box<str>>,
+    /// The last join asked for no history (`maxchars='0'`, as clients that
+    /// read MAM instead send): history the network plays back is archived,
+    /// not shown.
+    pub no_history: bool,
 }
 
 impl RoomState {
