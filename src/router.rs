@@ -445,13 +445,13 @@ impl Router {
                         }
                     }
                     if let Some(handle) = self.users.get(&bare) {
-                        handle.send(UserCommand::ConfigureRooms {
+                        handle.send(UserCommand::GatewayCommand {
                             iq: Box::new(iq.clone()),
                         });
                     }
                 } else if user::is_disconnect_node(node) {
                     match self.users.get(&from.to_bare()) {
-                        Some(handle) => handle.send(UserCommand::DisconnectFromServers {
+                        Some(handle) => handle.send(UserCommand::GatewayCommand {
                             iq: Box::new(iq.clone()),
                         }),
                         None => gw.reply_result(

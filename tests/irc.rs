@@ -926,6 +926,23 @@ async fn join_as_alice(s: &mut Setup, room: &str) {
     );
 }
 
+/// An IRC line telling that alice left (a part, or the quit that closes
+/// her connection after her last part).
+fn alice_left(line: &str) -> bool {
+    line.starts_with(":alice!") && (line.contains(" PART ") || line.contains(" QUIT "))
+}
+
+/// `client` joins as `occupant` asking for the history `attributes` say
+/// (`maxstanzas='5'`).
+async fn join_with_history(client: &mut XmppClient, occupant: &str, attributes: &str) {
+    client
+        .send(el(&format!(
+            "<presence to='{occupant}'><x xmlns='http://jabber.org/protocol/muc'>\
+             <history {attributes}/></x></presence>"
+        )))
+        .await;
+}
+
 /// Alice asks to join `room` and is refused: the error presence, as text.
 async fn refused_join(s: &mut Setup, room: &str) -> String {
     s.alice
@@ -1215,17 +1232,12 @@ async fn several_resources_share_one_connection_and_see_everything() {
             p.name() == "presence" && attr(p, "type") == "unavailable" && from(p, &me)
         })
         .await;
-    bob.expect_none(Duration::from_millis(500), |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect_none(Duration::from_millis(500), alice_left)
+        .await;
     s.alice
         .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
         .await;
-    bob.expect(WAIT, |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect(WAIT, alice_left).await;
 }
 
 /// Runs the ad-hoc command `node` on `to`: executes it, checks that a
@@ -1325,21 +1337,14 @@ async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
         XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "later").await,
     );
     alice.close().await;
-    bob.expect_none(Duration::from_millis(1500), |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect_none(Duration::from_millis(1500), alice_left)
+        .await;
     bob.send("PRIVMSG #keep :said while you were away").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Back online and in the room: the history has what was said meanwhile.
     s.alice.send(el("<presence/>")).await;
-    s.alice
-        .send(el(&format!(
-            "<presence to='{room}/alice'><x xmlns='http://jabber.org/protocol/muc'>\
-             <history maxstanzas='5'/></x></presence>"
-        )))
-        .await;
+    join_with_history(&mut s.alice, &format!("{room}/alice"), "maxstanzas='5'").await;
     s.alice
         .expect(WAIT, |m| {
             body(m).as_deref() == Some("said while you were away")
@@ -1359,10 +1364,7 @@ async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
             "<presence to='{room}/alice' type='unavailable'/>"
         )))
         .await;
-    bob.expect(WAIT, |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect(WAIT, alice_left).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1407,12 +1409,7 @@ async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
     bob.send("PRIVMSG #stay :after the restart").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.alice.send(el("<presence/>")).await;
-    s.alice
-        .send(el(&format!(
-            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
-             <history maxstanzas='5'/></x></presence>"
-        )))
-        .await;
+    join_with_history(&mut s.alice, &me, "maxstanzas='5'").await;
     s.alice
         .expect(WAIT, |m| body(m).as_deref() == Some("after the restart"))
         .await;
@@ -2495,18 +2492,11 @@ async fn settings_of_all_rooms_from_the_gateways_jid() {
         .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
         .await;
     presence_from(&mut s.alice, &me).await;
-    bob.expect_none(Duration::from_millis(800), |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect_none(Duration::from_millis(800), alice_left)
+        .await;
 
     // The join asks for ten messages and gets two.
-    s.alice
-        .send(el(&format!(
-            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
-             <history maxstanzas='10'/></x></presence>"
-        )))
-        .await;
+    join_with_history(&mut s.alice, &me, "maxstanzas='10'").await;
     let subject = s
         .alice
         .expect(WAIT, |m| {
@@ -2768,20 +2758,12 @@ async fn history_the_server_replays_is_not_shown_twice() {
         .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
         .await;
     presence_from(&mut s.alice, &me).await;
-    bob.expect(WAIT, |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect(WAIT, alice_left).await;
 
     // Said while no user of the gateway is there: only the server has it.
     bob.privmsg("#replay", "three").await;
 
-    s.alice
-        .send(el(&format!(
-            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
-             <history maxstanzas='10'/></x></presence>"
-        )))
-        .await;
+    join_with_history(&mut s.alice, &me, "maxstanzas='10'").await;
     presence_from(&mut s.alice, &me).await;
     let mut seen = Vec::new();
     while let Some(m) = s.alice.recv(Duration::from_millis(1500)).await {
@@ -2802,17 +2784,9 @@ async fn history_the_server_replays_is_not_shown_twice() {
         .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
         .await;
     presence_from(&mut s.alice, &me).await;
-    bob.expect(WAIT, |l| {
-        l.starts_with(":alice!") && (l.contains(" PART ") || l.contains(" QUIT "))
-    })
-    .await;
+    bob.expect(WAIT, alice_left).await;
     bob.privmsg("#replay", "four").await;
-    s.alice
-        .send(el(&format!(
-            "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'>\
-             <history maxchars='0'/></x></presence>"
-        )))
-        .await;
+    join_with_history(&mut s.alice, &me, "maxchars='0'").await;
     presence_from(&mut s.alice, &me).await;
     s.alice
         .expect_none(Duration::from_millis(1500), |m| {

@@ -113,16 +113,19 @@ impl UserSession {
             return self.list_rooms(iq, address, payload).await;
         }
         let own_nick = self.rooms.get(address).map(|r| r.nick.as_str());
+        // Another user: by their address, or as an occupant of a room
+        // (`Some(nick)`); `None` for a room, a server or the user's own
+        // occupant, which the gateway answers for.
+        let other_user = match (kind, resource) {
+            (AddressKind::User, _) => Some(None),
+            (AddressKind::Room, Some(nick)) if Some(nick) != own_nick => Some(Some(nick)),
+            _ => None,
+        };
         if payload.is("query", NS_VERSION) {
-            // A remote user's software (biboumi: CTCP VERSION); a room's, a
-            // server's and the user's own occupant's are the gateway's.
-            let nick = match (kind, resource) {
-                (AddressKind::User, _) => None,
-                (AddressKind::Room, Some(nick)) if Some(nick) != own_nick => Some(nick),
-                _ => {
-                    self.gw.reply_result(iq, Some(service::version()));
-                    return Ok(());
-                }
+            // A remote user's software (biboumi: CTCP VERSION).
+            let Some(nick) = other_user else {
+                self.gw.reply_result(iq, Some(service::version()));
+                return Ok(());
             };
             let later = self
                 .session()?
@@ -132,11 +135,6 @@ impl UserSession {
             self.answer_later(iq, later, |software| Some(service::software(&software)));
             return Ok(());
         }
-        let other_user = match (kind, resource) {
-            (AddressKind::User, _) => Some(None),
-            (AddressKind::Room, Some(nick)) if Some(nick) != own_nick => Some(Some(nick)),
-            _ => None,
-        };
         if let (true, Some(nick)) = (payload.is("ping", NS_PING), other_user) {
             // Whether that user's client answers (biboumi: CTCP PING).
             let later = self

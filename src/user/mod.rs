@@ -63,13 +63,10 @@ pub enum UserCommand {
     GatewayItems {
         iq: Box<xmpp_parsers::iq::Iq>,
     },
-    /// The command on the gateway JID that closes the user's connections
-    /// to chosen servers.
-    DisconnectFromServers {
-        iq: Box<xmpp_parsers::iq::Iq>,
-    },
-    /// The `configure` command on the gateway JID: settings of all rooms.
-    ConfigureRooms {
+    /// An ad-hoc command on the gateway JID about the user's session: the
+    /// settings of all rooms (`configure`), or closing connections to
+    /// chosen servers.
+    GatewayCommand {
         iq: Box<xmpp_parsers::iq::Iq>,
     },
     /// Leave every room, tell the user's clients, and log out.
@@ -258,17 +255,14 @@ impl UserSession {
                     self.list_top_rooms(&iq, payload).await;
                 }
             }
-            UserCommand::DisconnectFromServers { iq } => {
+            UserCommand::GatewayCommand { iq } => {
                 if let xmpp_parsers::iq::Iq::Set { payload, .. } = iq.as_ref() {
-                    if let Err(failure) = self.on_disconnect_command(&iq, payload).await {
-                        self.gw
-                            .reply_error(&Stanza::Iq(iq.as_ref().clone()), &failure);
-                    }
-                }
-            }
-            UserCommand::ConfigureRooms { iq } => {
-                if let xmpp_parsers::iq::Iq::Set { payload, .. } = iq.as_ref() {
-                    if let Err(failure) = self.on_defaults_command(&iq, payload).await {
+                    let handled = if payload.attr("node") == Some(CONFIGURE_NODE) {
+                        self.on_defaults_command(&iq, payload).await
+                    } else {
+                        self.on_disconnect_command(&iq, payload).await
+                    };
+                    if let Err(failure) = handled {
                         self.gw
                             .reply_error(&Stanza::Iq(iq.as_ref().clone()), &failure);
                     }

@@ -340,7 +340,7 @@ impl UserSession {
         // is kept, and shown unless the join asked for no history.
         let mut shown = true;
         if let (true, Some(room)) = (m.replayed, &m.room) {
-            if self.is_archived(room, &m.id).await {
+            if self.archived_stanza_id(room, &m.id).await.is_some() {
                 debug!("history the network plays back is in the archive; not shown again");
                 return;
             }
@@ -418,19 +418,19 @@ impl UserSession {
         });
     }
 
-    /// Whether the room's archive has the remote message `remote_id`.
-    async fn is_archived(&self, room: &RemoteAddress, remote_id: &str) -> bool {
+    /// The stanza-id of the room message `remote_id` in the archive, if it
+    /// is there: among the archiver's recent ids (which include those not
+    /// written yet), else in the store.
+    async fn archived_stanza_id(&self, room: &RemoteAddress, remote_id: &str) -> Option<String> {
+        if let Some(id) = self.gw.archiver.recent_stanza_id(room.as_str(), remote_id) {
+            return Some(id);
+        }
         self.gw
-            .archiver
-            .recent_stanza_id(room.as_str(), remote_id)
-            .is_some()
-            || matches!(
-                self.gw
-                    .store
-                    .archived_stanza_id(&self.gw.domain, room.as_str(), remote_id)
-                    .await,
-                Ok(Some(_))
-            )
+            .store
+            .archived_stanza_id(&self.gw.domain, room.as_str(), remote_id)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The id the user's clients know the message `target` (a remote id)
@@ -452,16 +452,7 @@ impl UserSession {
         if let Some(record) = mapped {
             return Some(visible_id(&record));
         }
-        let room = room.as_ref()?;
-        if let Some(id) = self.gw.archiver.recent_stanza_id(room.as_str(), target) {
-            return Some(id);
-        }
-        self.gw
-            .store
-            .archived_stanza_id(&self.gw.domain, room.as_str(), target)
-            .await
-            .ok()
-            .flatten()
+        self.archived_stanza_id(room.as_ref()?, target).await
     }
 
     fn reflect_echo(&self, room: &RemoteAddress, m: &RemoteMessage, record: &MessageRecord) {

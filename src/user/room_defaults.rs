@@ -156,12 +156,7 @@ impl UserSession {
             return Ok(());
         };
         let defaults = self.room_defaults.with_form(form)?;
-        let json = serde_json::to_string(&defaults).expect("plain struct");
-        self.gw
-            .store
-            .save_address_settings(&self.gw.domain, &self.account.jid, DEFAULTS_ADDRESS, &json)
-            .await
-            .map_err(|_| Failure::internal("the gateway's store failed"))?;
+        self.save_settings(DEFAULTS_ADDRESS, &defaults).await?;
         self.room_defaults = defaults;
         self.leave_unheld(self.rooms.addresses()).await;
         self.gw.reply_result(

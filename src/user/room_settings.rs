@@ -199,12 +199,7 @@ impl UserSession {
             return Ok(());
         };
         let settings = current.with_form(form)?;
-        let json = serde_json::to_string(&settings).expect("plain struct");
-        self.gw
-            .store
-            .save_address_settings(&self.gw.domain, &self.account.jid, room.as_str(), &json)
-            .await
-            .map_err(|_| Failure::internal("the gateway's store failed"))?;
+        self.save_settings(room.as_str(), &settings).await?;
         self.room_settings.insert(room.clone(), settings);
         self.leave_unheld(vec![room.clone()]).await;
         self.gw.reply_result(
@@ -216,6 +211,21 @@ impl UserSession {
             )),
         );
         Ok(())
+    }
+
+    /// Keep the user's `settings` of `address` (a room, a server, or "" for
+    /// all rooms) in the store.
+    pub(super) async fn save_settings(
+        &self,
+        address: &str,
+        settings: &impl Serialize,
+    ) -> Result<(), Failure> {
+        let json = serde_json::to_string(settings).expect("settings are plain data");
+        self.gw
+            .store
+            .save_address_settings(&self.gw.domain, &self.account.jid, address, &json)
+            .await
+            .map_err(|_| Failure::internal("the gateway's store failed"))
     }
 
     /// Leave the rooms among `rooms` that no client is in and that are no

@@ -104,12 +104,7 @@ impl UserSession {
             .set_server_settings(server, &values)
             .await
             .map_err(Failure::from)?;
-        let json = serde_json::to_string(&values).expect("a map of strings");
-        self.gw
-            .store
-            .save_address_settings(&self.gw.domain, &self.account.jid, server.as_str(), &json)
-            .await
-            .map_err(|_| Failure::internal("the gateway's store failed"))?;
+        self.save_settings(server.as_str(), &values).await?;
         self.server_settings.insert(server.clone(), values);
         self.gw.reply_result(
             iq,

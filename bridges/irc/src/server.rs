@@ -110,6 +110,28 @@ pub enum ServerCommand {
     },
 }
 
+impl ServerCommand {
+    /// Answer a command that awaits a result with `error`, for want of a
+    /// connection; the others are dropped.
+    fn refuse(self, error: BridgeError) {
+        match self {
+            ServerCommand::Join { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            ServerCommand::Say { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            ServerCommand::Ctcp { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            ServerCommand::Whois { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The session's handle on a server task.
 #[derive(Clone)]
 pub struct ServerHandle {
@@ -463,18 +485,6 @@ impl ServerTask {
             let Some(command) = command else { break };
             match command {
                 ServerCommand::Quit { .. } => return true,
-                ServerCommand::Join { reply, .. } => {
-                    let _ = reply.send(Err(self.down_error()));
-                }
-                ServerCommand::Say { reply, .. } => {
-                    let _ = reply.send(Err(self.down_error()));
-                }
-                ServerCommand::Ctcp { reply, .. } => {
-                    let _ = reply.send(Err(self.down_error()));
-                }
-                ServerCommand::Whois { reply, .. } => {
-                    let _ = reply.send(Err(self.down_error()));
-                }
                 ServerCommand::Describe { reply } => {
                     let _ = reply.send(format!(
                         "Not connected to {}, trying again: {}",
@@ -483,7 +493,7 @@ impl ServerTask {
                     ));
                 }
                 ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
-                _ => {}
+                command => command.refuse(self.down_error()),
             }
         }
         true
@@ -499,22 +509,9 @@ impl ServerTask {
 
     fn fail_waiting(&mut self, reason: &str) {
         while let Ok(command) = self.commands.try_recv().map(|c| *c) {
-            let err = BridgeError::Unavailable(reason.to_owned());
             match command {
-                ServerCommand::Join { reply, .. } => {
-                    let _ = reply.send(Err(err));
-                }
-                ServerCommand::Say { reply, .. } => {
-                    let _ = reply.send(Err(err));
-                }
-                ServerCommand::Ctcp { reply, .. } => {
-                    let _ = reply.send(Err(err));
-                }
-                ServerCommand::Whois { reply, .. } => {
-                    let _ = reply.send(Err(err));
-                }
                 ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
-                _ => {}
+                command => command.refuse(BridgeError::Unavailable(reason.to_owned())),
             }
         }
     }
@@ -1199,45 +1196,34 @@ impl ServerTask {
             "730" | "731" | "303" | "734" if self.on_contact_reply(isupport, &line) => {}
             // A join forwarded elsewhere: `470 me #asked #forward :text`.
             "470" => {
-                let folded = isupport.fold(line.param(1));
-                if self.channels.get(&folded).is_some_and(|ch| !ch.joined) {
-                    let ch = self.channels.remove(&folded).expect("checked above");
-                    let forward = line.param(2).to_owned();
-                    self.forwarded.push(isupport.fold(&forward));
-                    self.emit(RemoteEvent::JoinRefused {
-                        room: self.room(&ch.name),
-                        why: JoinRefusal::Redirected {
-                            to: self.room(&forward),
-                        },
-                        text: line.params.last().cloned().unwrap_or_default(),
-                    });
+                let forward = line.param(2);
+                let why = JoinRefusal::Redirected {
+                    to: self.room(forward),
+                };
+                let text = line.params.last().cloned().unwrap_or_default();
+                if self.refuse_join(&isupport.fold(line.param(1)), why, text) {
+                    self.forwarded.push(isupport.fold(forward));
                 }
             }
-            // Join refused: full, invite-only, banned, wrong key, too many
-            // channels, no such channel, identified users only, TLS only.
-            "471" | "473" | "474" | "475" | "405" | "403" | "477" | "489" => {
-                let folded = isupport.fold(line.param(1));
-                // Only while joining: 477 and 403 answer other commands too.
-                if self.channels.get(&folded).is_some_and(|ch| !ch.joined) {
-                    let ch = self.channels.remove(&folded).expect("checked above");
-                    self.emit(RemoteEvent::JoinRefused {
-                        room: self.room(&ch.name),
-                        why: join_refusal(&line.command),
-                        text: line.params.last().cloned().unwrap_or_default(),
-                    });
-                } else if line.command == "477"
-                    && self.refuse_send(
-                        &folded,
-                        SendRefusal::Forbidden,
-                        line.params.last().map_or("", String::as_str),
-                    )
-                {
-                    // A joined channel where only identified users speak.
-                } else {
-                    let text = line.params[1.min(line.params.len())..].join(" ");
-                    self.server_notice(text).await;
-                }
+            // An error naming a channel being joined refuses the join: full,
+            // invite-only, banned, wrong key, too many channels, no such
+            // channel, identified users only, TLS only, and those the
+            // gateway has no name for (437 unavailable, 476 or 479 a bad
+            // name, 480 throttled, 495 a rejoin too soon after a kick, 520
+            // opers only, 926 forbidden…), so that no join waits for ever.
+            numeric
+                if refuses_a_join(numeric) && self.is_joining(&isupport.fold(line.param(1))) =>
+            {
+                let text = line.params.last().cloned().unwrap_or_default();
+                self.refuse_join(&isupport.fold(line.param(1)), join_refusal(numeric), text);
             }
+            // A joined channel where only identified users speak.
+            "477"
+                if self.refuse_send(
+                    &isupport.fold(line.param(1)),
+                    SendRefusal::Forbidden,
+                    line.params.last().map_or("", String::as_str),
+                ) => {}
             // The nick the user asked for is refused: taken, invalid, held,
             // or forbidden by a channel (+N). Other such numerics (a nick
             // asked for by a raw command) are server notices.
@@ -1300,25 +1286,6 @@ impl ServerTask {
                     self.server_notice(line.params[1.min(line.params.len())..].join(" "))
                         .await;
                 }
-            }
-            // Any other error naming a channel being joined refuses the join
-            // (437 unavailable, 476 or 479 a bad name, 480 throttled, 495 a
-            // rejoin too soon after a kick, 520 opers only, 926 forbidden…),
-            // so that no join waits for ever.
-            numeric
-                if refuses_a_join(numeric)
-                    && self
-                        .channels
-                        .get(&isupport.fold(line.param(1)))
-                        .is_some_and(|ch| !ch.joined) =>
-            {
-                let folded = isupport.fold(line.param(1));
-                let ch = self.channels.remove(&folded).expect("checked above");
-                self.emit(RemoteEvent::JoinRefused {
-                    room: self.room(&ch.name),
-                    why: JoinRefusal::Other,
-                    text: line.params.last().cloned().unwrap_or_default(),
-                });
             }
             // Replies that only fill the screen of a plain IRC client.
             "331" | "333" | "329" | "324" | "265" | "266" | "250" | "251" | "252" | "253"
@@ -1464,15 +1431,30 @@ impl ServerTask {
         let Some(folded) = context
             .iter()
             .map(|c| isupport.fold(c))
-            .find(|f| self.channels.get(f).is_some_and(|ch| !ch.joined))
+            .find(|f| self.is_joining(f))
         else {
             return false;
         };
-        let ch = self.channels.remove(&folded).expect("found above");
+        let text = line.params.last().cloned().unwrap_or_default();
+        self.refuse_join(&folded, JoinRefusal::Other, text)
+    }
+
+    /// Whether the channel `folded` is being joined (asked for, not in yet).
+    fn is_joining(&self, folded: &str) -> bool {
+        self.channels.get(folded).is_some_and(|ch| !ch.joined)
+    }
+
+    /// The server refused the join of `folded`: the core is told, and the
+    /// channel forgotten. Whether that join was waiting.
+    fn refuse_join(&mut self, folded: &str, why: JoinRefusal, text: String) -> bool {
+        if !self.is_joining(folded) {
+            return false;
+        }
+        let ch = self.channels.remove(folded).expect("checked above");
         self.emit(RemoteEvent::JoinRefused {
             room: self.room(&ch.name),
-            why: JoinRefusal::Other,
-            text: line.params.last().cloned().unwrap_or_default(),
+            why,
+            text,
         });
         true
     }

@@ -152,12 +152,7 @@ impl IrcSession {
         args: String,
     ) -> Result<Later<String>, BridgeError> {
         let address = self.parse(user)?;
-        let target = nick.map_or(address.name, str::to_owned);
-        if !crate::valid_nick(&target) {
-            return Err(BridgeError::BadRequest(format!(
-                "'{target}' is not an IRC nick"
-            )));
-        }
+        let target = checked_nick(nick.map_or(address.name, str::to_owned))?;
         let server = self.open_server(&address.server).ok_or_else(|| {
             BridgeError::Unavailable(format!("not connected to {}", address.server))
         })?;
@@ -177,16 +172,17 @@ impl IrcSession {
         }))
     }
 
+    /// The address of an IRC user (`nick%server`), its nick checked.
+    fn user_address(&self, user: &RemoteAddress) -> Result<IrcAddress, BridgeError> {
+        let mut address = self.parse(user)?;
+        address.name = checked_nick(address.name)?;
+        Ok(address)
+    }
+
     /// Follow `contact` on its server, or stop; an open connection is told
     /// at once, and every later one when it opens.
     fn watch(&self, contact: &RemoteAddress, watch: bool) -> Result<(), BridgeError> {
-        let address = self.parse(contact)?;
-        if !crate::valid_nick(&address.name) {
-            return Err(BridgeError::BadRequest(format!(
-                "'{}' is not an IRC nick",
-                address.name
-            )));
-        }
+        let address = self.user_address(contact)?;
         {
             let mut contacts = self.contacts.lock().expect("not poisoned");
             let nicks = contacts.entry(address.server.clone()).or_default();
@@ -221,6 +217,17 @@ impl IrcSession {
             affiliation,
             role,
         })
+    }
+}
+
+/// `nick`, if IRC takes it as one.
+fn checked_nick(nick: String) -> Result<String, BridgeError> {
+    if crate::valid_nick(&nick) {
+        Ok(nick)
+    } else {
+        Err(BridgeError::BadRequest(format!(
+            "'{nick}' is not an IRC nick"
+        )))
     }
 }
 
@@ -472,13 +479,7 @@ impl Session for IrcSession {
     /// The user's nick, and what a WHOIS tells of them over an open
     /// connection; none is opened for it.
     async fn contact_info(&self, user: &RemoteAddress) -> Result<ContactInfo, BridgeError> {
-        let address = self.parse(user)?;
-        if !crate::valid_nick(&address.name) {
-            return Err(BridgeError::BadRequest(format!(
-                "'{}' is not an IRC nick",
-                address.name
-            )));
-        }
+        let address = self.user_address(user)?;
         let mut info = ContactInfo {
             nickname: Some(address.name.clone()),
             ..ContactInfo::default()

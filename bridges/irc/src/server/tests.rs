@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The task's next event, within ten seconds.
+async fn next_event(received: &mut mpsc::Receiver<Box<RemoteEvent>>) -> Box<RemoteEvent> {
+    tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("events stopped")
+        .expect("the task ended")
+}
+
 /// A server task for alice on the scripted server at `port`, and the
 /// events it reports.
 fn connect_alice(port: u16) -> (ServerHandle, mpsc::Receiver<Box<RemoteEvent>>) {
@@ -89,10 +97,7 @@ async fn quit_nick_and_away_are_reported_in_the_nicks_channels_only() {
     let two = IrcAddress::remote("#two", "srv", None);
     let mut seen = Vec::new();
     while seen.len() < 5 {
-        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("events stopped")
-            .unwrap();
+        let event = next_event(&mut received).await;
         match *event {
             RemoteEvent::Join { .. } => {}
             RemoteEvent::OccupantStatus {
@@ -128,10 +133,7 @@ async fn quit_nick_and_away_are_reported_in_the_nicks_channels_only() {
 async fn next_presence(
     received: &mut mpsc::Receiver<Box<RemoteEvent>>,
 ) -> (String, PresenceShow, Option<String>) {
-    let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-        .await
-        .expect("events stopped")
-        .unwrap();
+    let event = next_event(received).await;
     match *event {
         RemoteEvent::Presence(p) => (p.user.to_string(), p.show, p.status),
         other => panic!("unexpected {other:?}"),
@@ -253,10 +255,7 @@ async fn without_monitor_contacts_are_asked_after_with_ison() {
             reply,
         })
         .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-        .await
-        .expect("events stopped")
-        .unwrap();
+    let event = next_event(&mut received).await;
     match *event {
         RemoteEvent::Message(m) => assert_eq!(m.body, "zed"),
         other => panic!("unexpected {other:?}"),
@@ -303,10 +302,7 @@ async fn registration_notices_and_the_motd_are_shown() {
     let (server, mut received) = connect(port, identity, &[]);
     let mut bodies = Vec::new();
     while bodies.len() < 3 {
-        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("events stopped")
-            .unwrap();
+        let event = next_event(&mut received).await;
         match *event {
             RemoteEvent::Message(m) => {
                 assert_eq!(m.sender.as_str(), "srv");
@@ -373,10 +369,7 @@ async fn standard_replies_are_shown() {
             reply: oneshot::channel().0,
         })
         .unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-        .await
-        .expect("events stopped")
-        .unwrap();
+    let event = next_event(&mut received).await;
     match *event {
         RemoteEvent::Message(m) => {
             assert_eq!(m.body, "LIST FAIL: Try again later")
@@ -409,10 +402,7 @@ async fn fail_replies_refuse_the_nick_or_the_join_asked_for() {
         .send(ServerCommand::Nick { nick: "bad".into() })
         .unwrap();
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("events stopped")
-            .unwrap();
+        let event = next_event(&mut received).await;
         match *event {
             RemoteEvent::Join { .. } => {}
             RemoteEvent::NickRefused {
@@ -427,10 +417,7 @@ async fn fail_replies_refuse_the_nick_or_the_join_asked_for() {
     }
     // And one refusing a join, the join.
     join(&server, "#two").await;
-    let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-        .await
-        .expect("events stopped")
-        .unwrap();
+    let event = next_event(&mut received).await;
     match *event {
         RemoteEvent::JoinRefused { room, text, .. } => {
             assert_eq!(room.as_str(), "#two%srv");
@@ -473,10 +460,7 @@ async fn a_join_asks_for_the_history_the_server_kept() {
     join(&server, "#one").await;
     let mut messages = Vec::new();
     while messages.len() < 2 {
-        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("events stopped")
-            .unwrap();
+        let event = next_event(&mut received).await;
         match *event {
             RemoteEvent::Join { .. } => {}
             RemoteEvent::Message(m) => messages.push((m.body, m.replayed, m.id)),
@@ -536,10 +520,7 @@ async fn a_refused_message_is_reported_once_and_never_echoed() {
     let heard_id = say("three").await.unwrap().unwrap();
     let mut refusals = Vec::new();
     loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), received.recv())
-            .await
-            .expect("events stopped")
-            .unwrap();
+        let event = next_event(&mut received).await;
         match *event {
             RemoteEvent::Join { .. } => {}
             RemoteEvent::SendRefused { id, why, .. } => refusals.push((id, why)),
