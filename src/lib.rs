@@ -10,6 +10,7 @@ pub mod access;
 pub mod admin;
 pub mod app;
 pub mod archive;
+pub mod biboumi;
 pub mod component;
 pub mod config;
 pub mod gateway;

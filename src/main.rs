@@ -28,6 +28,17 @@ enum Command {
         /// The file to check (defaults to --config).
         file: Option<PathBuf>,
     },
+    /// Carry a biboumi database over to an IRC gateway of this
+    /// configuration: users' settings, persistent channels and channel
+    /// archives. Run it once, with Estuary stopped, before its first start
+    /// on biboumi's component domain.
+    ImportBiboumi {
+        /// biboumi's SQLite database (its `db_name`).
+        database: PathBuf,
+        /// The IRC gateway to import into, where the configuration has several.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
 }
 
 /// jemalloc rather than glibc's malloc. The gateway holds many small,
@@ -66,6 +77,18 @@ fn main() -> ExitCode {
     let networks = Networks::builtin();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file.unwrap_or(cli.config), &networks),
+        Some(Command::ImportBiboumi { database, gateway }) => {
+            match import_biboumi(&cli.config, &networks, &database, gateway.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    // Settings are written over and each room's archive
+                    // is written whole or not at all, so running it again
+                    // after fixing the cause is safe.
+                    tracing::error!("the import stopped: {e:#}; it can be run again");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => run(&cli.config, networks),
     }
 }
@@ -98,6 +121,56 @@ fn check_config(path: &std::path::Path, networks: &Networks) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn import_biboumi(
+    path: &std::path::Path,
+    networks: &Networks,
+    database: &std::path::Path,
+    gateway: Option<&str>,
+) -> anyhow::Result<()> {
+    use anyhow::{bail, Context};
+    let config = Config::load(path, &networks.kinds())?;
+    let irc: Vec<_> = config
+        .gateways
+        .iter()
+        .filter(|g| g.kind == "irc" && gateway.is_none_or(|d| d == g.domain))
+        .collect();
+    let target = match irc.as_slice() {
+        [one] => *one,
+        [] => bail!(
+            "{} has no IRC gateway{}",
+            path.display(),
+            gateway.map(|d| format!(" {d}")).unwrap_or_default()
+        ),
+        _ => bail!(
+            "{} has several IRC gateways: choose one with --gateway",
+            path.display()
+        ),
+    };
+    let options = estuary_irc::options::IrcOptions::from_value(&target.options)
+        .map_err(anyhow::Error::msg)?;
+    let to = estuary::biboumi::Destination {
+        gateway: target.domain.clone(),
+        fixed_server: options.fixed_server,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = estuary::store::Store::open(&config.store.effective_url())
+            .await
+            .context("cannot open the store")?;
+        let report = estuary::biboumi::import(database, &store, &to).await;
+        store.close().await;
+        let report = report?;
+        print!(
+            "imported {} into {}:\n{report}",
+            database.display(),
+            to.gateway
+        );
+        Ok(())
+    })
 }
 
 fn run(path: &std::path::Path, networks: Networks) -> ExitCode {

@@ -1496,6 +1496,11 @@ async fn users_configure_their_own_server_settings() {
             "{var} missing: {text}"
         );
     }
+    // `after_connect` takes several lines, as biboumi's form does.
+    assert!(
+        text.contains("type='text-multi' var='after_connect'"),
+        "{text}"
+    );
     let session = attr(command, "sessionid").to_owned();
     let submit = |fields: &str| {
         el(&format!(
@@ -1523,7 +1528,9 @@ async fn users_configure_their_own_server_settings() {
             submit(
                 "<field var='nick'><value>alicia</value></field>\
                  <field var='username'><value>wonder</value></field>\
-                 <field var='realname'><value>Alice Liddell</value></field>",
+                 <field var='realname'><value>Alice Liddell</value></field>\
+                 <field var='after_connect'><value>PRIVMSG bob :one</value>\
+                 <value>PRIVMSG bob :two</value></field>",
             ),
         )
         .await;
@@ -1542,6 +1549,15 @@ async fn users_configure_their_own_server_settings() {
                 && String::from(p).contains("code='110'")
         })
         .await;
+    // Each line of the commands is one command.
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alicia!") && l.ends_with("PRIVMSG bob :one")
+    })
+    .await;
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alicia!") && l.ends_with("PRIVMSG bob :two")
+    })
+    .await;
     let whois = whois_user(&mut bob, "alicia").await;
     assert!(whois.contains("wonder"), "{whois}");
     assert!(whois.contains("Alice Liddell"), "{whois}");

@@ -21,6 +21,30 @@ pub struct ArchivedMessage {
     pub ts_ms: i64,
 }
 
+/// One room's archive being imported: rows appended in order, kept only
+/// once committed.
+pub struct RoomArchiveImport<'s> {
+    store: &'s Store,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    key: i64,
+}
+
+impl RoomArchiveImport<'_> {
+    /// Append `messages`, all of this import's room, after those before.
+    /// Messages already archived (same stanza-id) are skipped.
+    pub async fn append(&mut self, messages: &[ArchivedMessage]) -> Result<()> {
+        let keys = vec![self.key; messages.len()];
+        self.store
+            .insert_archived(&mut self.tx, messages, &keys)
+            .await
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// An archived message with its row id, the archive's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchivedRow {
@@ -131,6 +155,35 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Begin writing one room's archive whole, in one transaction, for an
+    /// import: a room is then imported whole or not at all, and an import
+    /// that failed can be run again.
+    pub async fn import_room_archive(
+        &self,
+        gateway: &str,
+        room: &str,
+    ) -> Result<RoomArchiveImport<'_>> {
+        let probe = ArchivedMessage {
+            gateway: gateway.to_owned(),
+            room: room.to_owned(),
+            stanza_id: String::new(),
+            remote_id: None,
+            nick: String::new(),
+            sender: None,
+            body: String::new(),
+            ts_ms: 0,
+        };
+        // The room's key is made outside the transaction, as for the
+        // batched writer; an unused key costs nothing.
+        let key = self.archive_room_keys(std::slice::from_ref(&probe)).await?[0];
+        let tx = self.pool.begin().await?;
+        Ok(RoomArchiveImport {
+            store: self,
+            tx,
+            key,
+        })
     }
 
     /// The key of a room's archive, made if it has none yet (by this process

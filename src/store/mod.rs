@@ -19,7 +19,7 @@ use sqlx::{AnyPool, Executor, Row};
 use thiserror::Error;
 
 pub use accounts::Account;
-pub use archive::{ArchiveRange, ArchivedMessage, ArchivedRow};
+pub use archive::{ArchiveRange, ArchivedMessage, ArchivedRow, RoomArchiveImport};
 pub use message_map::{MessageRecord, Sender};
 pub use outbox::OutboxItem;
 pub use rooms::RoomRecord;

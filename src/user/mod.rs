@@ -12,6 +12,7 @@ mod own_messages;
 mod room_defaults;
 mod room_settings;
 pub(crate) use contacts::is_offered_marker;
+pub use room_defaults::{RoomDefaults, DEFAULTS_ADDRESS};
 pub use room_settings::{RoomSettings, CONFIGURE_NODE};
 pub(crate) use server_connections::{is_disconnect_node, DISCONNECT_NODE};
 mod rooms;

@@ -34,6 +34,7 @@ pub fn registration_form(
             FieldKind::Text => "text-single",
             FieldKind::Secret => "text-private",
             FieldKind::Boolean => "boolean",
+            FieldKind::Lines => "text-multi",
         };
         let mut f = element("field", NS_DATA)
             .with("var", field.var)
@@ -45,7 +46,13 @@ pub fn registration_form(
         // Secrets are never sent back, not even to their owner.
         if field.kind != FieldKind::Secret {
             if let Some(v) = current.get(field.var) {
-                f = f.append(value(v));
+                if field.kind == FieldKind::Lines {
+                    for line in v.lines() {
+                        f = f.append(value(line));
+                    }
+                } else {
+                    f = f.append(value(v));
+                }
             }
         }
         form = form.append(f);
@@ -97,6 +104,19 @@ pub fn validate(
     let mut clean = BTreeMap::new();
     for field in fields {
         let v = values.get(field.var).map(|v| v.trim()).unwrap_or("");
+        // The lines of a multi-line field, without the empty ones.
+        let joined;
+        let v = if field.kind == FieldKind::Lines {
+            joined = v
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n");
+            joined.as_str()
+        } else {
+            v
+        };
         if v.is_empty() {
             if field.required {
                 return Err(Failure::not_acceptable(format!(
@@ -112,7 +132,8 @@ pub fn validate(
                 field.var, field.max_len
             )));
         }
-        if v.chars().any(char::is_control) {
+        let line_break = |c: char| c == '\n' && field.kind == FieldKind::Lines;
+        if v.chars().any(|c| c.is_control() && !line_break(c)) {
             return Err(Failure::not_acceptable(format!(
                 "the field '{}' contains control characters",
                 field.var
@@ -149,5 +170,38 @@ mod tests {
         assert!(validate(&fields(), &v).is_err());
         v.insert("nick".to_owned(), " alice ".to_owned());
         assert_eq!(validate(&fields(), &v).unwrap()["nick"], "alice");
+    }
+
+    #[test]
+    fn a_lines_field_keeps_its_lines_and_nothing_else() {
+        let fields = [RegistrationField {
+            var: "commands",
+            label: "Commands",
+            kind: FieldKind::Lines,
+            required: false,
+            max_len: 100,
+        }];
+        let mut v = BTreeMap::new();
+        v.insert(
+            "commands".to_owned(),
+            "MODE me +x\n\n  JOIN #a \n".to_owned(),
+        );
+        assert_eq!(
+            validate(&fields, &v).unwrap()["commands"],
+            "MODE me +x\nJOIN #a"
+        );
+        for bad in ["a\rQUIT", "a\0b", "a\u{7}"] {
+            v.insert("commands".to_owned(), bad.to_owned());
+            assert!(validate(&fields, &v).is_err(), "{bad:?}");
+        }
+        let form = String::from(&registration_form(
+            "t",
+            "t",
+            "t",
+            &fields,
+            &BTreeMap::from([("commands".to_owned(), "A\nB".to_owned())]),
+        ));
+        assert!(form.contains("type='text-multi'"), "{form}");
+        assert!(form.contains("<value>A</value><value>B</value>"), "{form}");
     }
 }

@@ -7,6 +7,7 @@
 // Each test binary uses a different subset of the world.
 #![allow(dead_code, unused_imports)]
 
+pub mod biboumi;
 pub mod client;
 pub mod discord;
 pub mod file_server;

@@ -8,6 +8,9 @@ pub enum FieldKind {
     /// Hidden as it is typed; also never logged.
     Secret,
     Boolean,
+    /// Several lines, one value each (a data form's `text-multi`), kept
+    /// joined by `\n`: the one control character such a value may hold.
+    Lines,
 }
 
 /// One field a network needs from a user to log them in (nick, password, token …).

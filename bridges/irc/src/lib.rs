@@ -195,7 +195,7 @@ impl Network for IrcNetwork {
 
 /// A valid IRC nick made from a JID's local part (`dave.smith@example.org`
 /// becomes `dave_smith`), for a user who never chose one.
-fn nick_for(account: &str) -> String {
+pub fn nick_for(account: &str) -> String {
     let local = account.split_once('@').map_or(account, |(local, _)| local);
     let mut nick: String = local
         .chars()

@@ -316,7 +316,13 @@ pub fn user_fields() -> Vec<estuary_bridge::RegistrationField> {
             "Encoding of non-UTF-8 lines (e.g. iso-8859-15)",
             false,
         ),
-        RegistrationField::text("after_connect", "A raw command sent once connected", false),
+        RegistrationField {
+            var: "after_connect",
+            label: "Raw commands sent once connected, one per line",
+            kind: FieldKind::Lines,
+            required: false,
+            max_len: 2048,
+        },
     ]
 }
 
@@ -392,7 +398,11 @@ impl UserServerSettings {
                     }
                     options.encoding = Some(v.clone());
                 }
-                "after_connect" => options.after_connect.push(v.clone()),
+                "after_connect" => options.after_connect.extend(
+                    v.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_owned),
+                ),
                 _ => {}
             }
         }
@@ -426,6 +436,10 @@ mod user_settings_tests {
         assert_eq!(options.tls_ports, vec![6697, 7000]);
         assert!(!options.verify_certificates);
         assert_eq!(options.after_connect, vec!["MODE {nick} +x".to_owned()]);
+        let several = UserServerSettings::parse(&values(&[("after_connect", "A\nB")])).unwrap();
+        let mut options = ServerOptions::default();
+        several.apply(&mut options).unwrap();
+        assert_eq!(options.after_connect, vec!["A".to_owned(), "B".to_owned()]);
         let err = UserServerSettings::parse(&values(&[("port", "many")])).unwrap_err();
         assert!(err.starts_with("port:"), "{err}");
         let err = UserServerSettings::parse(&values(&[("nick", "#bad")])).unwrap_err();
