@@ -114,6 +114,9 @@ pub async fn import(
     store: &Store,
     to: &Destination,
 ) -> anyhow::Result<ImportReport> {
+    if source.to_string_lossy().starts_with("postgres") {
+        bail!("biboumi's PostgreSQL databases are not read: copy its tables into an SQLite file");
+    }
     if !source.is_file() {
         bail!("{} is not a file", source.display());
     }
@@ -297,6 +300,15 @@ async fn import_server_options(
         }
         if let Some(nick) = values.get("nick") {
             nicks.insert((owner.clone(), server.clone()), nick.clone());
+        }
+        if to.fixed_server.is_some() {
+            // With a fixed server there is no server JID to configure: its
+            // settings are the admin's alone.
+            report.not_carried.push(format!(
+                "{whose}: the gateway has a fixed server, configured by its admin only"
+            ));
+            users.insert(owner);
+            continue;
         }
         let json = serde_json::to_string(&values)?;
         store
