@@ -25,8 +25,8 @@
 //! configuration only), plaintext ports after the first, out-encodings,
 //! per-server and per-channel history lengths, per-channel encodings.
 //!
-//! Only biboumi's SQLite databases are read; for PostgreSQL, biboumi's
-//! tables can be copied into an SQLite file first.
+//! biboumi's database is read where its `db_name` says: an SQLite file, or
+//! a PostgreSQL URL.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -107,28 +107,27 @@ impl std::fmt::Display for ImportReport {
     }
 }
 
-/// Read biboumi's SQLite database at `source` and write what it holds into
-/// `store`, for the gateway `to`.
-pub async fn import(
-    source: &Path,
-    store: &Store,
-    to: &Destination,
-) -> anyhow::Result<ImportReport> {
-    if source.to_string_lossy().starts_with("postgres") {
-        bail!("biboumi's PostgreSQL databases are not read: copy its tables into an SQLite file");
-    }
-    if !source.is_file() {
-        bail!("{} is not a file", source.display());
-    }
+/// Read biboumi's database at `source` (biboumi's `db_name`: an SQLite
+/// file, or a `postgresql://` URL) and write what it holds into `store`,
+/// for the gateway `to`.
+pub async fn import(source: &str, store: &Store, to: &Destination) -> anyhow::Result<ImportReport> {
     sqlx::any::install_default_drivers();
-    let url = format!("sqlite://{}?mode=ro", source.display());
+    // biboumi's own test for a PostgreSQL `db_name`.
+    let url = if source.starts_with("postgresql://") || source.starts_with("postgres://") {
+        source.to_owned()
+    } else if Path::new(source).is_file() {
+        format!("sqlite://{source}?mode=ro")
+    } else {
+        bail!("{source} is not a file");
+    };
+    let shown = crate::app::redact_url(source);
     let biboumi = AnyPool::connect(&url)
         .await
-        .with_context(|| format!("cannot open {} as an SQLite database", source.display()))?;
+        .with_context(|| format!("cannot open {shown}"))?;
     sqlx::query("SELECT id_ FROM muclogline_ LIMIT 1")
         .fetch_all(&biboumi)
         .await
-        .with_context(|| format!("{} is not a biboumi database", source.display()))?;
+        .with_context(|| format!("{shown} is not a biboumi database"))?;
     let mut report = ImportReport::default();
     let mut users = HashSet::new();
     let defaults = import_global_options(&biboumi, store, to, &mut report, &mut users).await?;

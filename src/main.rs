@@ -33,8 +33,9 @@ enum Command {
     /// archives. Run it once, with Estuary stopped, before its first start
     /// on biboumi's component domain.
     ImportBiboumi {
-        /// biboumi's SQLite database (its `db_name`).
-        database: PathBuf,
+        /// biboumi's database, as its `db_name` says: an SQLite file or a
+        /// `postgresql://` URL.
+        database: String,
         /// The IRC gateway to import into, where the configuration has several.
         #[arg(long)]
         gateway: Option<String>,
@@ -126,7 +127,7 @@ fn check_config(path: &std::path::Path, networks: &Networks) -> ExitCode {
 fn import_biboumi(
     path: &std::path::Path,
     networks: &Networks,
-    database: &std::path::Path,
+    database: &str,
     gateway: Option<&str>,
 ) -> anyhow::Result<()> {
     use anyhow::{bail, Context};
@@ -164,11 +165,7 @@ fn import_biboumi(
         let report = estuary::biboumi::import(database, &store, &to).await;
         store.close().await;
         let report = report?;
-        print!(
-            "imported {} into {}:\n{report}",
-            database.display(),
-            to.gateway
-        );
+        print!("imported into {}:\n{report}", to.gateway);
         Ok(())
     })
 }

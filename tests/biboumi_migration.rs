@@ -14,7 +14,7 @@ use estuary::networks::Networks;
 use world::biboumi::Biboumi;
 use world::inspircd::Inspircd;
 use world::irc_client::IrcClient;
-use world::{attr, body, el, find_child, stanza_id, Prosody, XmppClient};
+use world::{attr, body, el, find_child, stanza_id, Postgres, Prosody, XmppClient};
 
 const GW: &str = "irc.localhost";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -125,7 +125,7 @@ fn config_file(dir: &std::path::Path, prosody: &Prosody) -> std::path::PathBuf {
     path
 }
 
-fn import(config: &std::path::Path, database: &std::path::Path) -> String {
+fn import(config: &std::path::Path, database: &str) -> String {
     let out = std::process::Command::new(BIN)
         .arg("--config")
         .arg(config)
@@ -143,11 +143,24 @@ fn import(config: &std::path::Path, database: &std::path::Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn estuary_carries_on_from_a_biboumi_database() {
+async fn estuary_carries_on_from_a_biboumi_sqlite_database() {
+    carries_on_from_biboumi(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estuary_carries_on_from_a_biboumi_postgresql_database() {
+    let postgres = Postgres::start();
+    carries_on_from_biboumi(Some(&postgres.create_database("biboumi"))).await;
+}
+
+/// biboumi with its database at `database` (SQLite without one), then
+/// Estuary after the import.
+async fn carries_on_from_biboumi(database: Option<&str>) {
     let prosody = Prosody::start(&[(GW, "secret")]);
     let ircd = Inspircd::start();
     let port = ircd.port();
-    let mut biboumi = Biboumi::start(GW, "secret", prosody.component_port());
+    let mut biboumi =
+        Biboumi::start_with_database(GW, "secret", prosody.component_port(), database);
     let mut bob = IrcClient::connect(port, "bob").await;
     bob.join("#migrate").await;
     let room = format!("#migrate%localhost@{GW}");
@@ -222,7 +235,7 @@ async fn estuary_carries_on_from_a_biboumi_database() {
     // The import, then Estuary on biboumi's component domain.
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &prosody);
-    let report = import(&config, &biboumi.database());
+    let report = import(&config, biboumi.database());
     assert!(report.contains("users: 2"), "{report}");
     assert!(
         report.contains("persistent channels to join on start: 1"),
@@ -284,7 +297,7 @@ async fn estuary_carries_on_from_a_biboumi_database() {
     );
 
     // Running the import again adds nothing.
-    let again = import(&config, &biboumi.database());
+    let again = import(&config, biboumi.database());
     assert!(again.contains("archived messages: 0"), "{again}");
     assert!(
         again.contains("archive of #migrate%localhost not imported"),
@@ -312,6 +325,7 @@ fn a_file_that_is_not_a_biboumi_database_is_refused() {
     let other = dir.path().join("other.sqlite");
     std::fs::write(&other, b"not a database at all").unwrap();
     for database in [other, dir.path().join("missing.sqlite")] {
+        let database = database.display().to_string();
         let out = std::process::Command::new(BIN)
             .arg("--config")
             .arg(&config)

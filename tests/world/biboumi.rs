@@ -1,7 +1,7 @@
 //! A throw-away biboumi 9 (Debian's package), the gateway Estuary replaces:
 //! connected as a component of the test Prosody, with its SQLite database in
-//! a temporary directory, so that a migration test can make a real biboumi
-//! database and hand it to Estuary's import.
+//! a temporary directory (or in a PostgreSQL database), so that a migration
+//! test can make a real biboumi database and hand it to Estuary's import.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// A running biboumi. Killed (and reaped) on drop.
 pub struct Biboumi {
     child: Option<Child>,
+    /// Its `db_name`: an SQLite file or a PostgreSQL URL.
+    database: String,
     dir: TempDir,
 }
 
@@ -30,18 +32,32 @@ impl Biboumi {
 
     /// Starts biboumi as the component `domain` (secret `secret`) of the
     /// Prosody whose component port is `component_port`, and waits until
-    /// Prosody has taken it. Its ident server is off.
+    /// Prosody has taken it. Its database is SQLite; its ident server is off.
     pub fn start(domain: &str, secret: &str, component_port: u16) -> Biboumi {
+        Biboumi::start_with_database(domain, secret, component_port, None)
+    }
+
+    /// Like [`Biboumi::start`], with its database at `database` (a
+    /// PostgreSQL URL) where one is given.
+    pub fn start_with_database(
+        domain: &str,
+        secret: &str,
+        component_port: u16,
+        database: Option<&str>,
+    ) -> Biboumi {
         let binary = Biboumi::binary().expect("biboumi is not installed: scripts/test installs it");
         let dir = tempfile::Builder::new()
             .prefix("biboumi-")
             .tempdir()
             .expect("create biboumi tempdir");
+        let database = database.map_or_else(
+            || dir.path().join("biboumi.sqlite").display().to_string(),
+            str::to_owned,
+        );
         let config = format!(
             "hostname={domain}\npassword={secret}\nxmpp_server_ip=127.0.0.1\n\
-             port={component_port}\ndb_name={}\nidentd_port=0\nlog_level=0\n\
+             port={component_port}\ndb_name={database}\nidentd_port=0\nlog_level=0\n\
              log_file={}\npolicy_directory={}\n",
-            dir.path().join("biboumi.sqlite").display(),
             dir.path().join("biboumi.log").display(),
             dir.path().display(),
         );
@@ -57,6 +73,7 @@ impl Biboumi {
             .expect("spawn biboumi");
         let mut biboumi = Biboumi {
             child: Some(child),
+            database,
             dir,
         };
         let log = biboumi.log_path();
@@ -72,9 +89,9 @@ impl Biboumi {
         biboumi
     }
 
-    /// Its SQLite database.
-    pub fn database(&self) -> PathBuf {
-        self.dir.path().join("biboumi.sqlite")
+    /// Its database: the SQLite file, or the PostgreSQL URL.
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     pub fn log_path(&self) -> PathBuf {
