@@ -40,6 +40,11 @@ async fn setup_with(ircd: Inspircd, server: serde_json::Value) -> Setup {
 
 /// Like [`setup`], with the given InspIRCd (`ircd`) and `servers` options.
 async fn setup_with_servers(ircd: Inspircd, servers: serde_json::Value) -> Setup {
+    setup_with_options(ircd, serde_json::json!({ "servers": servers })).await
+}
+
+/// Like [`setup`], with the given InspIRCd (`ircd`) and gateway `options`.
+async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ESTUARY_LOG")
@@ -69,7 +74,7 @@ async fn setup_with_servers(ircd: Inspircd, servers: serde_json::Value) -> Setup
             host_domain: None,
             allowed: vec![],
             admins: vec![],
-            options: serde_json::json!({ "servers": servers }),
+            options,
         }],
     };
     let estuary = app::start(config.clone(), &Networks::builtin())
@@ -2813,4 +2818,55 @@ async fn history_the_server_replays_is_not_shown_twice() {
         archived_bodies(&mut s.alice, &room).await,
         ["one", "two", "three", "four"]
     );
+}
+
+/// biboumi's admin options for how users appear on IRC:
+/// `realname_from_jid` (the real name is the user's bare JID),
+/// `realname_customization = false` (users cannot set their own), and
+/// `webirc_password` (the user shows on IRC as coming from their XMPP
+/// server, through InspIRCd's WebIRC block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_appear_on_irc_as_the_admin_chose() {
+    let ircd = Inspircd::start();
+    let server = serde_json::json!({
+        "address": "127.0.0.1",
+        "port": ircd.port(),
+        "webirc_password": world::inspircd::WEBIRC_PASSWORD,
+    });
+    let mut s = setup_with_options(
+        ircd,
+        serde_json::json!({
+            "servers": { "localhost": server },
+            "realname_from_jid": true,
+            "realname_customization": false,
+        }),
+    )
+    .await;
+    let server = format!("localhost@{GW}");
+    let (form, _) = run_command(&mut s.alice, &server, "configure", "").await;
+    assert!(
+        form.contains("var='nick'") && !form.contains("var='realname'"),
+        "{form}"
+    );
+    assert!(!form.contains("var='username'"), "{form}");
+
+    let room = format!("#names%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    s.alice
+        .send(el(&format!("<presence to='{room}/alice'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/alice"))
+        })
+        .await;
+    // Her real name is her JID (`311 bob alice <user> <host> * :<real
+    // name>`), and she came through WebIRC, with her XMPP server's address
+    // (InspIRCd 3 looks the host up itself, which the test server does not).
+    let whois = whois_user(&mut bob, "alice").await;
+    assert!(whois.ends_with(" :alice@localhost"), "{whois}");
+    bob.expect(WAIT, |l| {
+        l.contains(" 350 bob alice ") && l.ends_with(":is connected via the estuary WebIRC gateway")
+    })
+    .await;
 }

@@ -29,6 +29,9 @@ const NETWORK: &str = "EstuaryTest";
 /// `CHGHOST`, ...) and override channel restrictions, e.g. set channel
 /// modes without being a channel operator.
 pub const OPER_NAME: &str = "oper";
+/// The password of the WebIRC block, for gateways on 127.0.0.0/8.
+pub const WEBIRC_PASSWORD: &str = "webirc-test-password";
+
 /// Password of [`OPER_NAME`].
 pub const OPER_PASSWORD: &str = "operpass";
 
@@ -411,6 +414,10 @@ fn render_config(dir: &Path, port: u16, tls_port: Option<u16>, ident: bool) -> S
 <module name="hostcycle">
 # No rejoin for a while after a kick (+J): a join refused with 495.
 <module name="kicknorejoin">
+# WebIRC for gateways on loopback: a gateway that sends this password is
+# trusted to say where its user comes from.
+<module name="cgiirc">
+<cgihost type="webirc" password="{WEBIRC_PASSWORD}" mask="127.0.0.0/8">
 # MONITOR, for the presence of users' IRC contacts.
 <module name="monitor">
 <monitor maxentries="30">

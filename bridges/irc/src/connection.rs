@@ -129,6 +129,11 @@ pub struct Identity {
     pub password: Option<String>,
     /// What the ident server answers for this user's connections, when one runs.
     pub ident: Option<Arc<str>>,
+    /// The username and real name where neither the user nor the admin set
+    /// one (`realname_from_jid`); the nick without them.
+    pub names: Option<(String, String)>,
+    /// The user's XMPP server, for WEBIRC.
+    pub home: String,
 }
 
 /// Reads lines, decoding what is not UTF-8 with the configured encoding.
@@ -462,6 +467,19 @@ async fn tcp_connect(
     Ok(tcp)
 }
 
+/// The address WEBIRC gives for a user's XMPP server `home`, as IRC takes
+/// it: an IPv6 address that starts with `:` would end the line's middle
+/// parameters, so it is written with a leading `0` (WebIRC's advice).
+async fn webirc_address(home: &str) -> Option<String> {
+    let addr = tokio::net::lookup_host((home, 0)).await.ok()?.next()?;
+    let ip = addr.ip().to_string();
+    Some(if ip.starts_with(':') {
+        format!("0{ip}")
+    } else {
+        ip
+    })
+}
+
 /// Connect and register. Returns the reader, the writer and what was learnt.
 pub async fn connect(
     server: &str,
@@ -508,14 +526,24 @@ async fn register(
     options: &ServerOptions,
     identity: &Identity,
 ) -> Result<Registered, ConnectError> {
-    let username = options
-        .username
+    let (default_username, default_realname) = identity
+        .names
         .clone()
-        .unwrap_or_else(|| identity.nick.clone());
-    let realname = options
-        .realname
-        .clone()
-        .unwrap_or_else(|| identity.nick.clone());
+        .unwrap_or_else(|| (identity.nick.clone(), identity.nick.clone()));
+    let username = options.username.clone().unwrap_or(default_username);
+    let realname = options.realname.clone().unwrap_or(default_realname);
+    if let Some(password) = &options.webirc_password {
+        // Before anything else, as WebIRC requires.
+        match webirc_address(&identity.home).await {
+            Some(ip) => {
+                writer.send("WEBIRC", &[password, "estuary", &identity.home, &ip]);
+            }
+            None => warn!(
+                home = %identity.home,
+                "no address for the user's XMPP server: connecting without WEBIRC"
+            ),
+        }
+    }
     writer.send("CAP", &["LS", "302"]);
     if let Some(password) = &options.server_password {
         writer.send("PASS", &[password]);
@@ -674,6 +702,16 @@ fn base64(input: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_webirc_address_never_starts_a_parameter_with_a_colon() {
+        for home in ["localhost", "::1", "127.0.0.1"] {
+            let ip = webirc_address(home).await.expect("loopback resolves");
+            assert!(!ip.starts_with(':'), "{ip}");
+            assert!(ip.parse::<std::net::IpAddr>().is_ok(), "{ip}");
+        }
+        assert_eq!(webirc_address("::1").await.as_deref(), Some("0::1"));
+    }
+
     use super::*;
     use tokio::net::TcpListener;
 

@@ -110,7 +110,7 @@ impl Network for IrcNetwork {
     }
 
     fn server_fields(&self) -> Vec<RegistrationField> {
-        options::user_fields()
+        options::user_fields(self.options.realname_customization)
     }
 
     fn occupant_user(&self, room: &RemoteAddress, nick: &str) -> Option<RemoteAddress> {
@@ -183,6 +183,14 @@ impl Network for IrcNetwork {
             nick,
             password: credentials.get("password").map(str::to_owned),
             ident: identd::enabled().then(|| identd::ident_of(account)),
+            names: self
+                .options
+                .realname_from_jid
+                .then(|| (username_for(account), account.to_owned())),
+            home: account
+                .split_once('@')
+                .map_or(account, |(_, domain)| domain)
+                .to_owned(),
         };
         Ok(Box::new(IrcSession::new(
             self.options.clone(),
@@ -190,6 +198,22 @@ impl Network for IrcNetwork {
             nick_from_join,
             events,
         )))
+    }
+}
+
+/// A username made from a JID's local part (`realname_from_jid`): the
+/// characters servers take in one, at most 10 of them.
+fn username_for(account: &str) -> String {
+    let local = account.split_once('@').map_or(account, |(local, _)| local);
+    let name: String = local
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(10)
+        .collect();
+    if name.is_empty() {
+        "estuary".to_owned()
+    } else {
+        name
     }
 }
 
@@ -227,6 +251,13 @@ mod tests {
         let fixed = IrcNetwork::fixed("irc.libera.chat");
         assert_eq!(fixed.classify("#chan"), Ok(AddressKind::Room));
         assert_eq!(fixed.classify("nick"), Ok(AddressKind::User));
+    }
+
+    #[test]
+    fn usernames_from_jids() {
+        assert_eq!(username_for("dave.smith@example.org"), "dave.smith");
+        assert_eq!(username_for("a very long name!@example.org"), "averylongn");
+        assert_eq!(username_for("жж@example.org"), "estuary");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IrcOptions {
     /// The one IRC server of this gateway: JIDs then drop the `%server` part.
@@ -30,6 +30,33 @@ pub struct IrcOptions {
     /// makes the gateway connect inside its own network.
     #[serde(default)]
     pub allow_private_addresses: bool,
+    /// Let users set their own username and real name (biboumi's
+    /// `realname_customization`, on by default).
+    #[serde(default = "yes")]
+    pub realname_customization: bool,
+    /// Without a username and real name of the user's or the admin's, take
+    /// them from the user's JID (the local part and the bare JID), as
+    /// biboumi's `realname_from_jid` does; otherwise both are the nick.
+    #[serde(default)]
+    pub realname_from_jid: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for IrcOptions {
+    fn default() -> Self {
+        IrcOptions {
+            fixed_server: None,
+            servers: BTreeMap::new(),
+            registration_required: false,
+            identd_port: None,
+            allow_private_addresses: false,
+            realname_customization: true,
+            realname_from_jid: false,
+        }
+    }
 }
 
 /// How to reach and treat one IRC server.
@@ -67,6 +94,11 @@ pub struct ServerOptions {
     pub ping_interval_secs: u64,
     /// The server password (PASS), for servers that require one. Never logged.
     pub server_password: Option<String>,
+    /// The password of this gateway's WEBIRC block on the server (IRCv3
+    /// WebIRC, biboumi's `webirc_password`): each user is then shown on IRC
+    /// as coming from their XMPP server's host and address, not the
+    /// gateway's. Never logged.
+    pub webirc_password: Option<String>,
     /// Raw commands sent once registered, e.g. `MODE {nick} +x`.
     pub after_connect: Vec<String>,
     /// The local address connections come from (biboumi's `outgoing_bind`),
@@ -101,6 +133,7 @@ impl Default for ServerOptions {
             encoding: None,
             ping_interval_secs: 60,
             server_password: None,
+            webirc_password: None,
             after_connect: Vec::new(),
             outgoing_bind: None,
             private_reach: PrivateReach::Ports(Vec::new()),
@@ -278,7 +311,9 @@ mod tests {
 /// The fields a user may set for themself per server (the `configure`
 /// command on `server@gw`, as in biboumi). The admin's `address` and
 /// `ca_file` stay out of reach.
-pub fn user_fields() -> Vec<estuary_bridge::RegistrationField> {
+/// The fields of the `configure` command on a server's JID; without
+/// `names`, the username and real name are the admin's to set.
+pub fn user_fields(names: bool) -> Vec<estuary_bridge::RegistrationField> {
     use estuary_bridge::{FieldKind, RegistrationField};
     let boolean = |var, label| RegistrationField {
         var,
@@ -287,7 +322,7 @@ pub fn user_fields() -> Vec<estuary_bridge::RegistrationField> {
         required: false,
         max_len: 8,
     };
-    vec![
+    let mut fields = vec![
         RegistrationField::text("nick", "Nickname on this server", false),
         RegistrationField::text("username", "Username", false),
         RegistrationField::text("realname", "Real name", false),
@@ -323,8 +358,15 @@ pub fn user_fields() -> Vec<estuary_bridge::RegistrationField> {
             required: false,
             max_len: 2048,
         },
-    ]
+    ];
+    if !names {
+        fields.retain(|f| !NAMES.contains(&f.var));
+    }
+    fields
 }
+
+/// The fields `realname_customization = false` keeps from users.
+pub const NAMES: [&str; 2] = ["username", "realname"];
 
 /// A user's own settings of one server, read from the `configure` form.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -48,5 +48,7 @@ pub fn alice() -> crate::connection::Identity {
         nick: "alice".into(),
         password: None,
         ident: None,
+        names: None,
+        home: "example.org".into(),
     }
 }

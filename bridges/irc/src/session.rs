@@ -344,7 +344,12 @@ impl Session for IrcSession {
         values: &FormValues,
     ) -> Result<(), BridgeError> {
         let address = self.parse(server)?;
-        let settings = UserServerSettings::parse(values).map_err(BridgeError::BadRequest)?;
+        let mut values = values.clone();
+        if !self.options.realname_customization {
+            // Kept from before the admin took them back: no longer used.
+            values.retain(|var, _| !crate::options::NAMES.contains(&var.as_str()));
+        }
+        let settings = UserServerSettings::parse(&values).map_err(BridgeError::BadRequest)?;
         self.user_settings
             .lock()
             .expect("not poisoned")
