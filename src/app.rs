@@ -160,6 +160,7 @@ async fn serve_gateway(
         network,
         store,
         access,
+        gw_config.persistent_by_default,
         link.outbound.clone(),
     )?);
     // From here on the gateway holds the only sender: when the router and the

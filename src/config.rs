@@ -147,6 +147,11 @@ pub struct GatewayConfig {
     /// Bare JIDs with administrative rights on this gateway.
     #[serde(default)]
     pub admins: Vec<String>,
+    /// Every user's rooms are persistent until the user says otherwise
+    /// (the `persistent` of `configure` on the gateway's JID defaults to
+    /// on): biboumi's `persistent_by_default`.
+    #[serde(default)]
+    pub persistent_by_default: bool,
     /// Options for the bridge, passed to it as they are.
     #[serde(default)]
     pub options: serde_json::Value,

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub archiver: Archiver,
     /// Remote message ids ↔ XMPP ids, written behind by the archiver.
     pub messages: MessageMap,
+    /// Users' rooms are persistent unless they choose otherwise.
+    pub persistent_by_default: bool,
     /// Servers that let the gateway write their users' rosters (XEP-0356).
     roster_writers: Mutex<HashSet<String>>,
     /// Iqs the gateway sent and awaits: id → (who must answer, the waiter).
@@ -49,6 +51,7 @@ impl Gateway {
         network: Arc<dyn Network>,
         store: Store,
         access: AccessList,
+        persistent_by_default: bool,
         out: mpsc::UnboundedSender<StanzaBytes>,
     ) -> anyhow::Result<Gateway> {
         let archiver = Archiver::spawn(store.clone());
@@ -62,6 +65,7 @@ impl Gateway {
             network,
             store,
             access,
+            persistent_by_default,
             roster_writers: Mutex::new(HashSet::new()),
             pending_iqs: Mutex::new(HashMap::new()),
             out,

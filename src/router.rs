@@ -130,13 +130,22 @@ impl Router {
     /// Start the users who never registered but keep a persistent room, so
     /// that it is joined again as a registered user's is.
     async fn restore_guests(&mut self, registered: &[Account]) {
-        let jids = match self.gw.store.accounts_with_settings(&self.gw.domain).await {
+        let mut jids = match self.gw.store.accounts_with_settings(&self.gw.domain).await {
             Ok(jids) => jids,
             Err(e) => {
                 warn!("cannot list the users with settings: {e}");
                 return;
             }
         };
+        if self.gw.persistent_by_default {
+            // Their rooms are persistent without any setting.
+            match self.gw.store.accounts_with_rooms(&self.gw.domain).await {
+                Ok(more) => jids.extend(more),
+                Err(e) => warn!("cannot list the users in rooms: {e}"),
+            }
+            jids.sort_unstable();
+            jids.dedup();
+        }
         for jid in jids {
             if registered.iter().any(|a| a.jid == jid) {
                 continue;
@@ -152,17 +161,35 @@ impl Router {
     }
 
     async fn has_persistent_rooms(&self, account: &Account) -> bool {
-        match self
+        let rows = match self
             .gw
             .store
             .address_settings(&self.gw.domain, &account.jid)
             .await
         {
-            Ok(rows) => rows
-                .iter()
-                .any(|(_, json)| user::RoomSettings::from_json(json).is_some_and(|s| s.persistent)),
+            Ok(rows) => rows,
             Err(e) => {
                 warn!("cannot read room settings: {e}");
+                return false;
+            }
+        };
+        let persistent =
+            |json: &str| user::RoomSettings::from_json(json).is_some_and(|s| s.persistent);
+        if rows.iter().any(|(_, json)| persistent(json)) {
+            return true;
+        }
+        // With persistent rooms by default, every room the user was in is
+        // persistent, unless the user turned that off for all their rooms.
+        let opted_out = rows
+            .iter()
+            .any(|(address, json)| address == user::DEFAULTS_ADDRESS && !persistent(json));
+        if !self.gw.persistent_by_default || opted_out {
+            return false;
+        }
+        match self.gw.store.rooms(&self.gw.domain, &account.jid).await {
+            Ok(rooms) => !rooms.is_empty(),
+            Err(e) => {
+                warn!("cannot read the rooms to rejoin: {e}");
                 false
             }
         }

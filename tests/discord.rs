@@ -47,6 +47,7 @@ fn discord_gateway(domain: &str, double: &DiscordDouble, token: &str) -> Gateway
         host_domain: None,
         allowed: vec!["localhost".to_owned()],
         admins: vec![],
+        persistent_by_default: false,
         // Files linked from XMPP are served on loopback in these tests.
         options: serde_json::json!({
             "bot_token": token,

@@ -74,6 +74,7 @@ async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup
             host_domain: None,
             allowed: vec![],
             admins: vec![],
+            persistent_by_default: false,
             options,
         }],
     };
@@ -2869,4 +2870,51 @@ async fn users_appear_on_irc_as_the_admin_chose() {
         l.contains(" 350 bob alice ") && l.ends_with(":is connected via the estuary WebIRC gateway")
     })
     .await;
+}
+
+/// biboumi's `persistent_by_default`: each room stays joined on IRC when
+/// the user leaves it on XMPP, and is joined again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_persistent_by_default_where_the_admin_says_so() {
+    let mut s = setup().await;
+    s.estuary.take().unwrap().stop().await.unwrap();
+    s.config.gateways[0].persistent_by_default = true;
+    s.estuary = Some(
+        app::start(s.config.clone(), &Networks::builtin())
+            .await
+            .unwrap(),
+    );
+    let room = format!("#always%localhost@{GW}");
+    let me = format!("{room}/alice");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#always").await;
+    s.alice.send(el(&format!("<presence to='{me}'/>"))).await;
+    s.alice
+        .expect(WAIT, |p| p.name() == "presence" && from(p, &me))
+        .await;
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
+
+    // Left on XMPP, the room stays joined on IRC.
+    s.alice
+        .send(el(&format!("<presence to='{me}' type='unavailable'/>")))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &me) && attr(p, "type") == "unavailable"
+        })
+        .await;
+    bob.expect_none(Duration::from_secs(2), alice_left).await;
+
+    // After a restart it is joined again at once.
+    s.estuary.take().unwrap().stop().await.unwrap();
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
+        .await;
+    s.estuary = Some(
+        app::start(s.config.clone(), &Networks::builtin())
+            .await
+            .unwrap(),
+    );
+    bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
+        .await;
 }

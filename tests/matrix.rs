@@ -68,6 +68,7 @@ fn config(prosody: &Prosody, dir: &std::path::Path) -> Config {
             host_domain: None,
             allowed: vec![],
             admins: vec![],
+            persistent_by_default: false,
             // The test's file server is on loopback, which a real gateway
             // would refuse to fetch from. The media proxy listens on a free
             // loopback port and is reached there directly.

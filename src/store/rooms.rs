@@ -85,6 +85,17 @@ impl Store {
             .collect()
     }
 
+    /// The accounts that were in any room of `gateway` when it stopped,
+    /// registered or not.
+    pub async fn accounts_with_rooms(&self, gateway: &str) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT DISTINCT account FROM rooms WHERE gateway = $1 ORDER BY account")
+                .bind(gateway)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|row| text(row, "account")).collect()
+    }
+
     /// The accounts that keep any per-address setting on `gateway`,
     /// registered or not.
     pub async fn accounts_with_settings(&self, gateway: &str) -> Result<Vec<String>> {

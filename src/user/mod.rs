@@ -93,6 +93,10 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         .parse()
         .expect("accounts are stored with valid bare JIDs");
     let keeps_session = Arc::new(AtomicBool::new(false));
+    let room_defaults = RoomDefaults {
+        persistent: gw.persistent_by_default,
+        ..RoomDefaults::default()
+    };
     let user = UserSession {
         gw,
         jid,
@@ -102,7 +106,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         resources: BTreeSet::new(),
         rooms: Rooms::default(),
         room_settings: HashMap::new(),
-        room_defaults: Default::default(),
+        room_defaults,
         server_settings: HashMap::new(),
         contacts: HashSet::new(),
         contact_presence: HashMap::new(),

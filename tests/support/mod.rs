@@ -65,6 +65,7 @@ impl Fixture {
                 host_domain: None,
                 allowed: vec![],
                 admins: vec![],
+                persistent_by_default: false,
                 options: serde_json::Value::Null,
             }],
         };
