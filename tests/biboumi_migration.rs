@@ -14,45 +14,12 @@ use estuary::networks::Networks;
 use world::biboumi::Biboumi;
 use world::inspircd::Inspircd;
 use world::irc_client::IrcClient;
-use world::{attr, body, el, find_child, stanza_id, Postgres, Prosody, XmppClient};
+use world::{attr, body, el, stanza_id, Postgres, Prosody, XmppClient};
 
 const GW: &str = "irc.localhost";
-const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const MUC: &str = "http://jabber.org/protocol/muc";
 const WAIT: Duration = Duration::from_secs(10);
 const BIN: &str = env!("CARGO_BIN_EXE_estuary");
-
-/// Runs the ad-hoc command `node` on `to` and submits `fields`; returns the
-/// form it showed.
-async fn run_command(client: &mut XmppClient, to: &str, node: &str, fields: &str) -> String {
-    let form = client
-        .iq(
-            to,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='{node}' action='execute'/>"
-            )),
-        )
-        .await;
-    assert_eq!(attr(&form, "type"), "result", "{}", String::from(&form));
-    let command = find_child(&form, "command", COMMANDS).unwrap();
-    let session = attr(command, "sessionid").to_owned();
-    if fields.is_empty() {
-        return String::from(command);
-    }
-    let done = client
-        .iq(
-            to,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='{node}' sessionid='{session}'>\
-                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
-            )),
-        )
-        .await;
-    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
-    String::from(command)
-}
 
 /// A user of biboumi who set their connection to the test InspIRCd (biboumi
 /// would otherwise try TLS on 6697 and look the name up in DNS), with
@@ -67,19 +34,19 @@ async fn biboumi_user(
     prosody.add_user(user, "pw");
     let mut client = XmppClient::connect(prosody.c2s_port(), user, "localhost", "pw", "res").await;
     client.send(el("<presence/>")).await;
-    run_command(
-        &mut client,
-        &format!("localhost@{GW}"),
-        "configure",
-        &format!(
-            "<field var='address'><value>127.0.0.1</value></field>\
+    client
+        .run_command(
+            &format!("localhost@{GW}"),
+            "configure",
+            &format!(
+                "<field var='address'><value>127.0.0.1</value></field>\
              <field var='ports'><value>{port}</value></field>\
              <field var='tls_ports'/>\
              <field var='verify_cert'><value>true</value></field>\
              <field var='throttle_limit'><value>10</value></field>{extra}"
-        ),
-    )
-    .await;
+            ),
+        )
+        .await;
     let me = format!("#migrate%localhost@{GW}/{nick}");
     client
         .send(el(&format!(
@@ -180,23 +147,23 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
          </field>",
     )
     .await;
-    run_command(
-        &mut alice,
-        GW,
-        "configure",
-        "<field var='max_history_length'><value>7</value></field>\
+    alice
+        .run_command(
+            GW,
+            "configure",
+            "<field var='max_history_length'><value>7</value></field>\
          <field var='record_history'><value>true</value></field>\
          <field var='persistent'><value>false</value></field>",
-    )
-    .await;
-    run_command(
-        &mut alice,
-        &room,
-        "configure",
-        "<field var='persistent'><value>true</value></field>\
+        )
+        .await;
+    alice
+        .run_command(
+            &room,
+            "configure",
+            "<field var='persistent'><value>true</value></field>\
          <field var='record_history'><value>true</value></field>",
-    )
-    .await;
+        )
+        .await;
     // carol is in the channel too: biboumi archives each line for each of them.
     let mut carol = biboumi_user(&prosody, port, "carol", "carol", "").await;
 
@@ -283,12 +250,14 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
 
     // Her settings are Estuary's now: history capped at 7 for all rooms,
     // and the server settings with both commands.
-    let defaults = run_command(&mut alice, GW, "configure", "").await;
+    let defaults = alice.command_form(GW, "configure").await;
     assert!(
         defaults.contains("var='max_history'") && defaults.contains("<value>7</value>"),
         "{defaults}"
     );
-    let server = run_command(&mut alice, &format!("localhost@{GW}"), "configure", "").await;
+    let server = alice
+        .command_form(&format!("localhost@{GW}"), "configure")
+        .await;
     assert!(
         server.contains(
             "<value>PRIVMSG bob :first command</value><value>PRIVMSG bob :second command</value>"

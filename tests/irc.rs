@@ -103,6 +103,22 @@ async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup
     }
 }
 
+impl Setup {
+    /// Stops Estuary, keeping its store for [`Setup::start_gateway`].
+    async fn stop_gateway(&mut self) {
+        self.estuary.take().unwrap().stop().await.unwrap();
+    }
+
+    /// Starts Estuary again, on the same configuration and store.
+    async fn start_gateway(&mut self) {
+        self.estuary = Some(
+            app::start(self.config.clone(), &Networks::builtin())
+                .await
+                .unwrap(),
+        );
+    }
+}
+
 fn from(s: &Element, jid: &str) -> bool {
     attr(s, "from") == jid
 }
@@ -1246,50 +1262,9 @@ async fn several_resources_share_one_connection_and_see_everything() {
     bob.expect(WAIT, alice_left).await;
 }
 
-/// Runs the ad-hoc command `node` on `to`: executes it, checks that a
-/// form comes back, and submits `fields`. Returns the form (as text) and
-/// the reply to the submission, checked to be a result.
-async fn run_command(
-    client: &mut XmppClient,
-    to: &str,
-    node: &str,
-    fields: &str,
-) -> (String, Element) {
-    let form = client
-        .iq(
-            to,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='{node}' action='execute'/>"
-            )),
-        )
-        .await;
-    assert_eq!(attr(&form, "type"), "result", "{}", String::from(&form));
-    let command = find_child(&form, "command", COMMANDS).unwrap();
-    assert_eq!(
-        attr(command, "status"),
-        "executing",
-        "{}",
-        String::from(&form)
-    );
-    let session = attr(command, "sessionid").to_owned();
-    let done = client
-        .iq(
-            to,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='{node}' sessionid='{session}'>\
-                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
-            )),
-        )
-        .await;
-    assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
-    (String::from(command), done)
-}
-
 /// Runs the `configure` command on `room` and submits `fields`.
 async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
-    let (form, done) = run_command(client, room, "configure", fields).await;
+    let (form, done) = client.run_command(room, "configure", fields).await;
     assert!(form.contains("var='persistent'"));
     done
 }
@@ -1399,14 +1374,10 @@ async fn a_persistent_channel_is_rejoined_after_a_gateway_restart() {
         XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "later").await,
     );
     alice.close().await;
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
         .await;
-    s.estuary = Some(
-        app::start(s.config.clone(), &Networks::builtin())
-            .await
-            .unwrap(),
-    );
+    s.start_gateway().await;
 
     // Without any client of alice online, the channel is joined again, and
     // what is said there is kept for her.
@@ -1739,19 +1710,15 @@ async fn an_unregistered_user_joins_under_the_nick_of_the_join() {
     .await;
     carol.close().await;
     dave.close().await;
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     bob.expect(WAIT, |l| l.starts_with(":Carol_!") && l.contains(" QUIT "))
         .await;
-    s.estuary = Some(
-        app::start(s.config.clone(), &Networks::builtin())
-            .await
-            .unwrap(),
-    );
+    s.start_gateway().await;
     bob.expect(WAIT, |l| l.starts_with(":Carol_!") && l.contains(" JOIN "))
         .await;
 
     // Required by the admin: a user who never registered is refused.
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     let mut config = s.config.clone();
     config.gateways[0].options["registration_required"] = true.into();
     s.estuary = Some(app::start(config, &Networks::builtin()).await.unwrap());
@@ -1896,7 +1863,7 @@ async fn the_ident_server_names_each_user() {
     let ircd = Inspircd::start_with_ident();
     let server = serde_json::json!({ "address": "127.0.0.1", "port": ircd.port() });
     let mut s = setup_with(ircd, server).await;
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     let mut config = s.config.clone();
     config.gateways[0].options["identd_port"] = 113.into();
     s.estuary = Some(app::start(config, &Networks::builtin()).await.unwrap());
@@ -2147,14 +2114,10 @@ async fn a_keyed_persistent_channel_is_rejoined_after_a_restart() {
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
         .await;
 
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
         .await;
-    s.estuary = Some(
-        app::start(s.config.clone(), &Networks::builtin())
-            .await
-            .unwrap(),
-    );
+    s.start_gateway().await;
     bob.expect(WAIT, |l| {
         l.starts_with(":alice!") && l.contains(" JOIN ") && l.ends_with("#vault")
     })
@@ -2247,7 +2210,7 @@ async fn an_irc_contact_shows_online_away_and_offline() {
     assert_eq!(type_, "");
 
     // Kept across a restart of the gateway.
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     let estuary = app::start(s.config.clone(), &Networks::builtin())
         .await
         .unwrap();
@@ -2431,14 +2394,15 @@ async fn a_user_disconnects_from_chosen_servers() {
         "{}",
         String::from(&items)
     );
-    let (form, done) = run_command(
-        &mut s.alice,
-        GW,
-        "disconnect-from-irc-servers",
-        "<field var='servers'><value>localhost</value></field>\
+    let (form, done) = s
+        .alice
+        .run_command(
+            GW,
+            "disconnect-from-irc-servers",
+            "<field var='servers'><value>localhost</value></field>\
          <field var='quit-message'><value>see you</value></field>",
-    )
-    .await;
+        )
+        .await;
     assert!(
         form.contains("<value>localhost</value>") && form.contains("<value>other</value>"),
         "{form}"
@@ -2478,14 +2442,15 @@ async fn a_user_disconnects_from_chosen_servers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_of_all_rooms_from_the_gateways_jid() {
     let mut s = setup().await;
-    let (form, done) = run_command(
-        &mut s.alice,
-        GW,
-        "configure",
-        "<field var='persistent'><value>1</value></field>\
+    let (form, done) = s
+        .alice
+        .run_command(
+            GW,
+            "configure",
+            "<field var='persistent'><value>1</value></field>\
          <field var='max_history'><value>2</value></field>",
-    )
-    .await;
+        )
+        .await;
     assert!(
         form.contains("var='persistent'") && form.contains("var='max_history'"),
         "{form}"
@@ -2602,13 +2567,13 @@ async fn users_cannot_point_the_gateway_at_private_addresses() {
     // The admin's server, at a port of the user's choosing (here, Prosody's).
     let c2s = s.prosody.c2s_port();
     let server = format!("localhost@{GW}");
-    run_command(
-        &mut s.alice,
-        &server,
-        "configure",
-        &format!("<field var='port'><value>{c2s}</value></field>"),
-    )
-    .await;
+    s.alice
+        .run_command(
+            &server,
+            "configure",
+            &format!("<field var='port'><value>{c2s}</value></field>"),
+        )
+        .await;
     let room = format!("#y%localhost@{GW}");
     let text = refused_join(&mut s, &room).await;
     assert!(text.contains("is a private address"), "{text}");
@@ -2844,7 +2809,7 @@ async fn users_appear_on_irc_as_the_admin_chose() {
     )
     .await;
     let server = format!("localhost@{GW}");
-    let (form, _) = run_command(&mut s.alice, &server, "configure", "").await;
+    let form = s.alice.command_form(&server, "configure").await;
     assert!(
         form.contains("var='nick'") && !form.contains("var='realname'"),
         "{form}"
@@ -2877,13 +2842,9 @@ async fn users_appear_on_irc_as_the_admin_chose() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_persistent_by_default_where_the_admin_says_so() {
     let mut s = setup().await;
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     s.config.gateways[0].persistent_by_default = true;
-    s.estuary = Some(
-        app::start(s.config.clone(), &Networks::builtin())
-            .await
-            .unwrap(),
-    );
+    s.start_gateway().await;
     let room = format!("#always%localhost@{GW}");
     let me = format!("{room}/alice");
     let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
@@ -2907,14 +2868,10 @@ async fn rooms_are_persistent_by_default_where_the_admin_says_so() {
     bob.expect_none(Duration::from_secs(2), alice_left).await;
 
     // After a restart it is joined again at once.
-    s.estuary.take().unwrap().stop().await.unwrap();
+    s.stop_gateway().await;
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" QUIT "))
         .await;
-    s.estuary = Some(
-        app::start(s.config.clone(), &Networks::builtin())
-            .await
-            .unwrap(),
-    );
+    s.start_gateway().await;
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
         .await;
 }

@@ -21,6 +21,7 @@ use tokio_xmpp::xmlstream::{initiate_stream, ReadError, StreamHeader, Timeouts, 
 /// Default namespace of c2s stanzas.
 pub const NS_CLIENT: &str = "jabber:client";
 const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
 const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
@@ -210,6 +211,49 @@ impl XmppClient {
         iq.append_child(payload);
         self.send(iq).await;
         self.expect(REPLY_TIMEOUT, |el| is_reply_to(el, &id)).await
+    }
+
+    /// Runs the XEP-0050 command `node` on `to` and returns the form it
+    /// shows (the `<command/>`, as text), without submitting it.
+    pub async fn command_form(&mut self, to: &str, node: &str) -> String {
+        let form = self
+            .iq(
+                to,
+                "set",
+                el(&format!(
+                    "<command xmlns='{NS_COMMANDS}' node='{node}' action='execute'/>"
+                )),
+            )
+            .await;
+        assert_eq!(attr(&form, "type"), "result", "{}", String::from(&form));
+        let command = find_child(&form, "command", NS_COMMANDS).expect("a command");
+        assert_eq!(
+            attr(command, "status"),
+            "executing",
+            "{}",
+            String::from(&form)
+        );
+        String::from(command)
+    }
+
+    /// Runs the XEP-0050 command `node` on `to` and submits its form with
+    /// `fields` (data form `<field/>`s); returns the form it showed and the
+    /// iq answering the submission, which must be a result.
+    pub async fn run_command(&mut self, to: &str, node: &str, fields: &str) -> (String, Element) {
+        let form = self.command_form(to, node).await;
+        let session = attr(&el(&form), "sessionid").to_owned();
+        let done = self
+            .iq(
+                to,
+                "set",
+                el(&format!(
+                    "<command xmlns='{NS_COMMANDS}' node='{node}' sessionid='{session}'>\
+                     <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+                )),
+            )
+            .await;
+        assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
+        (form, done)
     }
 
     /// Submits an XEP-0077 registration data form with `fields` (in order)
