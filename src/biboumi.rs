@@ -17,8 +17,12 @@
 //!   which already fetched them through MAM see the same stanza-ids and
 //!   show no message twice.
 //!
-//! biboumi keeps one archive per user and channel, Estuary one per channel:
-//! a line that several users' archives hold is imported once.
+//! biboumi keeps one archive per user and channel, Estuary one per channel
+//! that the gateway's users in it share: a line that several users'
+//! archives hold is imported once. biboumi kept archives apart so that no
+//! user learns from one when another was in a channel; an admin who wants
+//! that kept for the old lines imports without them
+//! ([`Destination::archives`] false).
 //!
 //! What Estuary has no place for is counted and named in the report, never
 //! dropped silently: a user's `address` (Estuary takes it from the admin's
@@ -52,6 +56,8 @@ pub struct Destination {
     pub gateway: String,
     /// Its `fixed_server`, biboumi's `fixed_irc_server`.
     pub fixed_server: Option<String>,
+    /// Whether the channel archives are imported too.
+    pub archives: bool,
 }
 
 impl Destination {
@@ -142,7 +148,13 @@ pub async fn import(source: &str, store: &Store, to: &Destination) -> anyhow::Re
         &mut users,
     )
     .await?;
-    import_archive(&biboumi, store, to, &mut report).await?;
+    if to.archives {
+        import_archive(&biboumi, store, to, &mut report).await?;
+    } else {
+        report
+            .not_carried
+            .push("the channel archives (--without-archives)".to_owned());
+    }
     report.users = users.len();
     biboumi.close().await;
     Ok(report)

@@ -39,6 +39,11 @@ enum Command {
         /// The IRC gateway to import into, where the configuration has several.
         #[arg(long)]
         gateway: Option<String>,
+        /// Leave biboumi's channel archives behind. biboumi kept one per
+        /// user; Estuary keeps one per channel, which its users in the
+        /// channel share.
+        #[arg(long)]
+        without_archives: bool,
     },
 }
 
@@ -78,8 +83,18 @@ fn main() -> ExitCode {
     let networks = Networks::builtin();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file.unwrap_or(cli.config), &networks),
-        Some(Command::ImportBiboumi { database, gateway }) => {
-            match import_biboumi(&cli.config, &networks, &database, gateway.as_deref()) {
+        Some(Command::ImportBiboumi {
+            database,
+            gateway,
+            without_archives,
+        }) => {
+            match import_biboumi(
+                &cli.config,
+                &networks,
+                &database,
+                gateway.as_deref(),
+                !without_archives,
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // Settings are written over and each room's archive
@@ -129,6 +144,7 @@ fn import_biboumi(
     networks: &Networks,
     database: &str,
     gateway: Option<&str>,
+    archives: bool,
 ) -> anyhow::Result<()> {
     use anyhow::{bail, Context};
     let config = Config::load(path, &networks.kinds())?;
@@ -154,6 +170,7 @@ fn import_biboumi(
     let to = estuary::biboumi::Destination {
         gateway: target.domain.clone(),
         fixed_server: options.fixed_server,
+        archives,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
