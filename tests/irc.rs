@@ -2875,3 +2875,61 @@ async fn rooms_are_persistent_by_default_where_the_admin_says_so() {
     bob.expect(WAIT, |l| l.starts_with(":alice!") && l.contains(" JOIN "))
         .await;
 }
+
+/// A server's JID in the roster is online while the user is connected to
+/// that server, as in biboumi: online once a join opens the connection,
+/// told again to a new client through its server's probe, and offline once
+/// the last part closes it. The user's settings of the server, kept under
+/// the same address, are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_jid_in_the_roster_shows_the_connection() {
+    let mut s = setup().await;
+    let server = format!("localhost@{GW}");
+    let room = format!("#seen%localhost@{GW}");
+    s.alice
+        .run_command(
+            &server,
+            "configure",
+            "<field var='realname'><value>Alice in the roster</value></field>",
+        )
+        .await;
+    s.alice
+        .iq(
+            "alice@localhost",
+            "get",
+            el("<query xmlns='jabber:iq:roster'/>"),
+        )
+        .await;
+    s.alice
+        .send(el(&format!("<presence to='{server}' type='subscribe'/>")))
+        .await;
+    let (type_, _, _) = contact_presence(&mut s.alice, &server).await;
+    assert_eq!(type_, "subscribed");
+
+    join_as_alice(&mut s, &room).await;
+    assert_eq!(
+        contact_presence(&mut s.alice, &server).await,
+        ("".into(), "".into(), "Connected to localhost".into())
+    );
+    let mut alice2 =
+        XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "res2").await;
+    alice2.send(el("<presence/>")).await;
+    let (type_, _, _) = contact_presence(&mut alice2, &server).await;
+    assert_eq!(type_, "");
+    alice2.close().await;
+
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    let (type_, _, _) = contact_presence(&mut s.alice, &server).await;
+    assert_eq!(type_, "unavailable");
+
+    // The settings kept under the server's address are still there.
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    join_as_alice(&mut s, &room).await;
+    let whois = whois_user(&mut bob, "alice").await;
+    assert!(whois.ends_with(":Alice in the roster"), "{whois}");
+}

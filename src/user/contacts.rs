@@ -104,6 +104,9 @@ impl UserSession {
         let Some(session) = self.session.as_deref() else {
             return;
         };
+        if self.is_server(contact) {
+            return;
+        }
         let watched = if watch {
             session.watch_contact(contact).await
         } else {
@@ -162,9 +165,19 @@ impl UserSession {
         true
     }
 
+    /// Whether `address` is a remote server, whose JID a user may keep in
+    /// their roster to see whether they are connected there (biboumi's
+    /// server JIDs). Its presence is the session's own, so it is neither
+    /// watched nor remembered in the store, where its address holds the
+    /// user's settings of that server; the user's server probes it anew
+    /// whenever the user comes online.
+    fn is_server(&self, address: &RemoteAddress) -> bool {
+        self.gw.network.classify(address.as_str()).ok() == Some(AddressKind::Server)
+    }
+
     /// The user keeps `contact`: watched, and remembered across restarts.
     async fn remember_contact(&mut self, contact: &RemoteAddress) {
-        if !self.contacts.insert(contact.clone()) {
+        if !self.contacts.insert(contact.clone()) || self.is_server(contact) {
             return;
         }
         self.watch(contact, true).await;
@@ -186,6 +199,10 @@ impl UserSession {
     /// The user dropped `contact`: no longer watched, and offered again
     /// only if it writes to the user.
     async fn forget_contact(&mut self, contact: &RemoteAddress) {
+        if self.is_server(contact) {
+            self.contacts.remove(contact);
+            return;
+        }
         self.contact_presence.remove(contact);
         if !self.contacts.remove(contact) {
             return;
@@ -204,7 +221,10 @@ impl UserSession {
     /// A contact's presence changed on the network: the user is told, and
     /// it is kept for the probes to come.
     pub(super) fn on_remote_presence(&mut self, p: RemotePresence) {
-        self.send_contact_presence(&p, self.jid.clone().into());
+        // A server's presence goes only to a user who keeps its JID.
+        if !self.is_server(&p.user) || self.contacts.contains(&p.user) {
+            self.send_contact_presence(&p, self.jid.clone().into());
+        }
         if p.show == PresenceShow::Offline {
             self.contact_presence.remove(&p.user);
         } else {

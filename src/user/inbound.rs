@@ -697,7 +697,8 @@ impl UserSession {
         kind: AddressKind,
         nick: Option<String>,
     ) -> Result<(), Failure> {
-        if kind == AddressKind::User && self.on_contact_presence(p, address).await {
+        let contact = matches!(kind, AddressKind::User | AddressKind::Server);
+        if contact && self.on_contact_presence(p, address).await {
             return Ok(());
         }
         let Some(from) = p.from.clone().and_then(|f| f.try_into_full().ok()) else {

@@ -416,6 +416,8 @@ impl ServerTask {
                         });
                     }
                     was_connected = true;
+                    let connected = format!("Connected to {}", self.server);
+                    self.server_presence(PresenceShow::Online, &connected);
                     match self.serve(live).await {
                         Ended::Quit => {
                             self.contacts_unseen(&format!("Not connected to {}", self.server));

@@ -2,7 +2,7 @@
 //! ISON) on each connection, and their replies as contact presence. What
 //! is known of each contact is [`crate::monitor::Contacts`]'s.
 
-use estuary_bridge::{RemoteEvent, RemotePresence};
+use estuary_bridge::{PresenceShow, RemoteAddress, RemoteEvent, RemotePresence};
 use tracing::{debug, warn};
 
 use super::{Live, ServerTask};
@@ -58,6 +58,21 @@ impl ServerTask {
         for change in self.contacts.disconnected(why) {
             self.emit_contact(change);
         }
+        self.server_presence(PresenceShow::Offline, why);
+    }
+
+    /// The server's own presence, as biboumi gives it: its JID is online in
+    /// the user's roster while the user is connected there. A gateway with
+    /// a fixed server has no JID for it.
+    pub(super) fn server_presence(&mut self, show: PresenceShow, status: &str) {
+        if self.fixed.is_some() {
+            return;
+        }
+        self.emit(RemoteEvent::Presence(RemotePresence {
+            user: RemoteAddress::new(self.server.clone()),
+            show,
+            status: Some(status.to_owned()),
+        }));
     }
 
     pub(super) fn emit_contact(&mut self, change: monitor::Change) {

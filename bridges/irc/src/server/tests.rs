@@ -3,7 +3,18 @@
 use super::*;
 
 /// The task's next event, within ten seconds.
+/// The next event but the server's own presence (see
+/// `the_servers_own_presence_follows_the_connection`).
 async fn next_event(received: &mut mpsc::Receiver<Box<RemoteEvent>>) -> Box<RemoteEvent> {
+    loop {
+        let event = next_event_at_all(received).await;
+        if !matches!(&*event, RemoteEvent::Presence(p) if p.user.as_str() == "srv") {
+            return event;
+        }
+    }
+}
+
+async fn next_event_at_all(received: &mut mpsc::Receiver<Box<RemoteEvent>>) -> Box<RemoteEvent> {
     tokio::time::timeout(Duration::from_secs(10), received.recv())
         .await
         .expect("events stopped")
@@ -560,4 +571,38 @@ fn local_ids_differ_between_connections_and_grow_with_time() {
     later.salt = 0;
     first.salt = u32::MAX;
     assert!(later.next("out") > first.next("out"));
+}
+
+/// The server's own presence (its JID in a roster, as biboumi has it):
+/// online once registered, offline when the connection ends.
+#[tokio::test]
+async fn the_servers_own_presence_follows_the_connection() {
+    let (port, _seen) = crate::scripted_server::start(|line| match line {
+        "CAP LS 302" => vec!["CAP * LS :"],
+        "CAP END" => vec![":srv 001 alice :hi", ":srv 376 alice :end"],
+        _ => vec![],
+    })
+    .await;
+    let (server, mut received) = connect_alice(port);
+    let online = next_event_at_all(&mut received).await;
+    assert!(
+        matches!(&*online, RemoteEvent::Presence(p)
+            if p.user.as_str() == "srv"
+                && p.show == PresenceShow::Online
+                && p.status.as_deref() == Some("Connected to srv")),
+        "{online:?}"
+    );
+    server
+        .send(ServerCommand::Quit {
+            message: "bye".into(),
+        })
+        .unwrap();
+    loop {
+        let event = next_event_at_all(&mut received).await;
+        if let RemoteEvent::Presence(p) = &*event {
+            assert_eq!(p.user.as_str(), "srv");
+            assert_eq!(p.show, PresenceShow::Offline);
+            break;
+        }
+    }
 }
