@@ -2905,6 +2905,9 @@ async fn a_server_jid_in_the_roster_shows_the_connection() {
         .await;
     let (type_, _, _) = contact_presence(&mut s.alice, &server).await;
     assert_eq!(type_, "subscribed");
+    // Its presence follows the approval: not connected yet.
+    let (type_, _, _) = contact_presence(&mut s.alice, &server).await;
+    assert_eq!(type_, "unavailable");
 
     join_as_alice(&mut s, &room).await;
     assert_eq!(
@@ -2914,8 +2917,10 @@ async fn a_server_jid_in_the_roster_shows_the_connection() {
     let mut alice2 =
         XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "res2").await;
     alice2.send(el("<presence/>")).await;
-    let (type_, _, _) = contact_presence(&mut alice2, &server).await;
-    assert_eq!(type_, "");
+    assert_eq!(
+        contact_presence(&mut alice2, &server).await,
+        ("".into(), "".into(), "Connected to localhost".into())
+    );
     alice2.close().await;
 
     s.alice

@@ -134,7 +134,10 @@ impl UserSession {
                 );
                 self.remember_contact(contact).await;
                 // RFC 6121 §3.1.5: the contact's presence follows the approval.
-                if let Some(known) = self.contact_presence.get(contact) {
+                if self.is_server(contact) {
+                    self.answer_for_server(contact, self.jid.clone().into())
+                        .await;
+                } else if let Some(known) = self.contact_presence.get(contact) {
                     self.send_contact_presence(known, self.jid.clone().into());
                 }
             }
@@ -155,6 +158,10 @@ impl UserSession {
                     .from
                     .clone()
                     .unwrap_or_else(|| Jid::from(self.jid.clone()));
+                if self.is_server(contact) {
+                    self.answer_for_server(contact, to).await;
+                    return true;
+                }
                 match self.contact_presence.get(contact) {
                     Some(known) => self.send_contact_presence(known, to),
                     None => self.answer_for(contact, Presence::new(PresenceType::Unavailable), to),
@@ -221,10 +228,15 @@ impl UserSession {
     /// A contact's presence changed on the network: the user is told, and
     /// it is kept for the probes to come.
     pub(super) fn on_remote_presence(&mut self, p: RemotePresence) {
-        // A server's presence goes only to a user who keeps its JID.
-        if !self.is_server(&p.user) || self.contacts.contains(&p.user) {
-            self.send_contact_presence(&p, self.jid.clone().into());
+        // A server's presence goes only to a user who keeps its JID, and is
+        // not kept: the session knows which servers it is connected to.
+        if self.is_server(&p.user) {
+            if self.contacts.contains(&p.user) {
+                self.send_contact_presence(&p, self.jid.clone().into());
+            }
+            return;
         }
+        self.send_contact_presence(&p, self.jid.clone().into());
         if p.show == PresenceShow::Offline {
             self.contact_presence.remove(&p.user);
         } else {
@@ -244,6 +256,22 @@ impl UserSession {
             presence.set_status(String::new(), clean_text(status).into_owned());
         }
         self.answer_for(&p.user, presence, to);
+    }
+
+    /// A probe of a server's JID: online while the session is connected there.
+    async fn answer_for_server(&self, server: &RemoteAddress, to: Jid) {
+        let connected = match self.session.as_deref() {
+            Some(session) => session.connected_servers().await.contains(server),
+            None => false,
+        };
+        let presence = if connected {
+            let mut online = Presence::new(PresenceType::None);
+            online.set_status(String::new(), format!("Connected to {server}"));
+            online
+        } else {
+            Presence::new(PresenceType::Unavailable)
+        };
+        self.answer_for(server, presence, to);
     }
 
     /// Send `presence` to `to`, one of the user's JIDs, from `contact`'s.
