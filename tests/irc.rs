@@ -119,6 +119,19 @@ impl Setup {
     }
 }
 
+/// `client` says `body` in `room` under the id `id`; returns what comes
+/// back under that id (the reflection, or an error).
+async fn say_in_room(client: &mut XmppClient, room: &str, id: &str, body: &str) -> Element {
+    client
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='{id}'><body>{body}</body></message>"
+        )))
+        .await;
+    client
+        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == id)
+        .await
+}
+
 fn from(s: &Element, jid: &str) -> bool {
     attr(s, "from") == jid
 }
@@ -2032,15 +2045,7 @@ async fn a_refused_message_comes_back_as_an_error() {
     let room = format!("#quiet%localhost@{GW}");
     join_as_alice(&mut s, &room).await;
 
-    s.alice
-        .send(el(&format!(
-            "<message to='{room}' type='groupchat' id='q1'><body>can you hear me</body></message>"
-        )))
-        .await;
-    let refused = s
-        .alice
-        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "q1")
-        .await;
+    let refused = say_in_room(&mut s.alice, &room, "q1", "can you hear me").await;
     let text = String::from(&refused);
     assert_eq!(attr(&refused, "type"), "error", "{text}");
     assert_eq!(attr(&refused, "from"), room, "{text}");
@@ -2642,15 +2647,7 @@ async fn replies_both_ways() {
     bob.join("#lobby").await;
     join_as_alice(&mut s, &room).await;
 
-    s.alice
-        .send(el(&format!(
-            "<message to='{room}' type='groupchat' id='q'><body>first</body></message>"
-        )))
-        .await;
-    let reflected = s
-        .alice
-        .expect(WAIT, |m| m.name() == "message" && attr(m, "id") == "q")
-        .await;
+    let reflected = say_in_room(&mut s.alice, &room, "q", "first").await;
     let first_sid = world::stanza_id(&reflected);
     let line = bob
         .expect(WAIT, |l| l.ends_with("PRIVMSG #lobby :first"))

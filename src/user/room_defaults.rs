@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::minidom::Element;
 
-use crate::xmpp::adhoc;
+use crate::xmpp::adhoc::{self, FormStep};
 use crate::xmpp::errors::Failure;
 use crate::xmpp::forms::{registration_form, submitted_values};
 
-use super::room_settings::{boolean, RoomSettings, CONFIGURE_NODE};
+use super::room_settings::{boolean, RoomSettings};
 use super::UserSession;
 
 /// The store's address of the user's defaults: the gateway's own.
@@ -136,37 +136,28 @@ impl UserSession {
         command: &Element,
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
-        let session = request.session_id.clone();
-        if request.action == "cancel" {
-            self.gw
-                .reply_result(iq, Some(adhoc::canceled(CONFIGURE_NODE, &session)));
-            return Ok(());
-        }
-        let Some(form) = &request.form else {
-            let form = registration_form(
+        let form = match request.form_step(|| {
+            registration_form(
                 FORM_TYPE,
                 "Settings of all your rooms",
                 "Every room persistent overrides each room's own setting; recording applies \
                  to the rooms you never configured.",
                 &FIELDS,
                 &self.room_defaults.values(),
-            );
-            self.gw
-                .reply_result(iq, Some(adhoc::executing(CONFIGURE_NODE, &session, form)));
-            return Ok(());
+            )
+        }) {
+            FormStep::Reply(reply) => {
+                self.gw.reply_result(iq, Some(reply));
+                return Ok(());
+            }
+            FormStep::Submitted(form) => form,
         };
         let defaults = self.room_defaults.with_form(form)?;
         self.save_settings(DEFAULTS_ADDRESS, &defaults).await?;
         self.room_defaults = defaults;
         self.leave_unheld(self.rooms.addresses()).await;
-        self.gw.reply_result(
-            iq,
-            Some(adhoc::completed(
-                CONFIGURE_NODE,
-                &session,
-                "Settings saved.",
-            )),
-        );
+        self.gw
+            .reply_result(iq, Some(request.completed("Settings saved.")));
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use tracing::warn;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::minidom::Element;
 
-use crate::xmpp::adhoc;
+use crate::xmpp::adhoc::{self, FormStep};
 use crate::xmpp::errors::Failure;
 use crate::xmpp::forms::{registration_form, submitted_values};
 
@@ -172,44 +172,35 @@ impl UserSession {
         command: &Element,
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
-        let session = request.session_id.clone();
         if request.node != CONFIGURE_NODE {
             return Err(Failure::item_not_found(format!(
                 "no command '{}' here",
                 request.node
             )));
         }
-        if request.action == "cancel" {
-            self.gw
-                .reply_result(iq, Some(adhoc::canceled(&request.node, &session)));
-            return Ok(());
-        }
         let current = self.settings_of(room);
-        let Some(form) = &request.form else {
-            let form = registration_form(
+        let form = match request.form_step(|| {
+            registration_form(
                 FORM_TYPE,
                 &format!("Settings of {room}"),
                 "Persistent rooms stay joined on the network while none of your clients is in \
                  them; recorded rooms keep their history for MAM and joins.",
                 &FIELDS,
                 &current.values(),
-            );
-            self.gw
-                .reply_result(iq, Some(adhoc::executing(CONFIGURE_NODE, &session, form)));
-            return Ok(());
+            )
+        }) {
+            FormStep::Reply(reply) => {
+                self.gw.reply_result(iq, Some(reply));
+                return Ok(());
+            }
+            FormStep::Submitted(form) => form,
         };
         let settings = current.with_form(form)?;
         self.save_settings(room.as_str(), &settings).await?;
         self.room_settings.insert(room.clone(), settings);
         self.leave_unheld(vec![room.clone()]).await;
-        self.gw.reply_result(
-            iq,
-            Some(adhoc::completed(
-                CONFIGURE_NODE,
-                &session,
-                "Settings saved.",
-            )),
-        );
+        self.gw
+            .reply_result(iq, Some(request.completed("Settings saved.")));
         Ok(())
     }
 

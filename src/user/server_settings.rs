@@ -8,7 +8,7 @@ use tracing::warn;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::minidom::Element;
 
-use crate::xmpp::adhoc;
+use crate::xmpp::adhoc::{self, FormStep};
 use crate::xmpp::errors::Failure;
 use crate::xmpp::forms::{registration_form, submitted_values, validate};
 
@@ -41,7 +41,6 @@ impl UserSession {
         command: &Element,
     ) -> Result<(), Failure> {
         let request = adhoc::parse(command)?;
-        let session_id = request.session_id.clone();
         // biboumi's name for it, too.
         if request.node == CONNECTION_INFO_NODE || request.node == "get-irc-connection-info" {
             let info = self
@@ -49,10 +48,7 @@ impl UserSession {
                 .server_info(server)
                 .await
                 .map_err(Failure::from)?;
-            self.gw.reply_result(
-                iq,
-                Some(adhoc::completed(&request.node, &session_id, &info)),
-            );
+            self.gw.reply_result(iq, Some(request.completed(&info)));
             return Ok(());
         }
         let fields = self.gw.network.server_fields();
@@ -62,30 +58,26 @@ impl UserSession {
                 request.node
             )));
         }
-        if request.action == "cancel" {
-            self.gw
-                .reply_result(iq, Some(adhoc::canceled(&request.node, &session_id)));
-            return Ok(());
-        }
         let current = self
             .server_settings
             .get(server)
             .cloned()
             .unwrap_or_default();
-        let Some(form) = &request.form else {
-            let form = registration_form(
+        let form = match request.form_step(|| {
+            registration_form(
                 FORM_TYPE,
                 &format!("Your settings for {server}"),
                 "Used by your next connection to this server; leave a field empty for the \
                  gateway's default. Passwords are never shown again.",
                 &fields,
                 &current,
-            );
-            self.gw.reply_result(
-                iq,
-                Some(adhoc::executing(CONFIGURE_NODE, &session_id, form)),
-            );
-            return Ok(());
+            )
+        }) {
+            FormStep::Reply(reply) => {
+                self.gw.reply_result(iq, Some(reply));
+                return Ok(());
+            }
+            FormStep::Submitted(form) => form,
         };
         let mut submitted = submitted_values(form)?;
         // A secret left empty keeps the stored one: forms never show it.
@@ -108,11 +100,11 @@ impl UserSession {
         self.server_settings.insert(server.clone(), values);
         self.gw.reply_result(
             iq,
-            Some(adhoc::completed(
-                CONFIGURE_NODE,
-                &session_id,
-                "Settings saved; they apply to your next connection to this server.",
-            )),
+            Some(
+                request.completed(
+                    "Settings saved; they apply to your next connection to this server.",
+                ),
+            ),
         );
         Ok(())
     }

@@ -17,6 +17,34 @@ pub struct CommandRequest {
     pub form: Option<Element>,
 }
 
+/// Where a command of one form stands.
+pub enum FormStep<'a> {
+    /// Answer with this and stop: the command was cancelled, or its form
+    /// is to be shown.
+    Reply(Element),
+    /// The form came back filled in.
+    Submitted(&'a Element),
+}
+
+impl CommandRequest {
+    /// The step of a command of one form: a cancel is answered, a first
+    /// step shows the form `form` builds, and a submission is handed back.
+    pub fn form_step(&self, form: impl FnOnce() -> Element) -> FormStep<'_> {
+        if self.action == "cancel" {
+            return FormStep::Reply(canceled(&self.node, &self.session_id));
+        }
+        match &self.form {
+            Some(submitted) => FormStep::Submitted(submitted),
+            None => FormStep::Reply(executing(&self.node, &self.session_id, form())),
+        }
+    }
+
+    /// This command, finished with `note`.
+    pub fn completed(&self, note: &str) -> Element {
+        completed(&self.node, &self.session_id, note)
+    }
+}
+
 pub fn parse(command: &Element) -> Result<CommandRequest, Failure> {
     let node = command
         .attr("node")

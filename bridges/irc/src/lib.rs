@@ -187,10 +187,7 @@ impl Network for IrcNetwork {
                 .options
                 .realname_from_jid
                 .then(|| (username_for(account), account.to_owned())),
-            home: account
-                .split_once('@')
-                .map_or(account, |(_, domain)| domain)
-                .to_owned(),
+            home: jid_parts(account).1.to_owned(),
         };
         Ok(Box::new(IrcSession::new(
             self.options.clone(),
@@ -201,10 +198,16 @@ impl Network for IrcNetwork {
     }
 }
 
+/// A bare JID's local part and domain. Without an `@`, the whole string
+/// serves as either, since a nick and a host are made from them.
+fn jid_parts(account: &str) -> (&str, &str) {
+    account.split_once('@').unwrap_or((account, account))
+}
+
 /// A username made from a JID's local part (`realname_from_jid`): the
 /// characters servers take in one, at most 10 of them.
 fn username_for(account: &str) -> String {
-    let local = account.split_once('@').map_or(account, |(local, _)| local);
+    let (local, _) = jid_parts(account);
     let name: String = local
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -220,7 +223,7 @@ fn username_for(account: &str) -> String {
 /// A valid IRC nick made from a JID's local part (`dave.smith@example.org`
 /// becomes `dave_smith`), for a user who never chose one.
 pub fn nick_for(account: &str) -> String {
-    let local = account.split_once('@').map_or(account, |(local, _)| local);
+    let (local, _) = jid_parts(account);
     let mut nick: String = local
         .chars()
         .map(|c| {

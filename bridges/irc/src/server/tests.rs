@@ -46,6 +46,16 @@ fn connect(
     (server, received)
 }
 
+/// Follow `nick` as a contact, or stop.
+fn watch(server: &ServerHandle, nick: &str, watch: bool) {
+    server
+        .send(ServerCommand::Watch {
+            nick: nick.to_owned(),
+            watch,
+        })
+        .unwrap();
+}
+
 /// Join `channel` and wait for the task to take it.
 async fn join(server: &ServerHandle, channel: &str) {
     let (reply, done) = oneshot::channel();
@@ -177,12 +187,7 @@ async fn contacts_are_followed_through_monitor() {
         next_presence(&mut received).await,
         ("Bob%srv".into(), PresenceShow::Online, None)
     );
-    server
-        .send(ServerCommand::Watch {
-            nick: "dave".into(),
-            watch: true,
-        })
-        .unwrap();
+    watch(&server, "dave", true);
     assert_eq!(
         next_presence(&mut received).await,
         ("dave%srv".into(), PresenceShow::Online, None)
@@ -191,12 +196,7 @@ async fn contacts_are_followed_through_monitor() {
         next_presence(&mut received).await,
         ("dave%srv".into(), PresenceShow::Away, Some("lunch".into()))
     );
-    server
-        .send(ServerCommand::Watch {
-            nick: "carol".into(),
-            watch: false,
-        })
-        .unwrap();
+    watch(&server, "carol", false);
     let mut gone = vec![
         next_presence(&mut received).await,
         next_presence(&mut received).await,
@@ -246,12 +246,7 @@ async fn without_monitor_contacts_are_asked_after_with_ison() {
         next_presence(&mut received).await,
         ("bob%srv".into(), PresenceShow::Online, None)
     );
-    server
-        .send(ServerCommand::Watch {
-            nick: "dave".into(),
-            watch: true,
-        })
-        .unwrap();
+    watch(&server, "dave", true);
     assert_eq!(
         next_presence(&mut received).await,
         ("dave%srv".into(), PresenceShow::Online, None)
