@@ -191,7 +191,7 @@ async fn a_channel_round_trip_between_xmpp_and_irc() {
     .await;
     assert!(twice.is_err(), "reflected twice");
 
-    // IRC cannot edit, retract or react: each is refused as such, never sent as text.
+    // IRC cannot edit or retract: each is refused as such, never sent as text.
     for (id, payload) in [
         (
             "c1",
@@ -200,10 +200,6 @@ async fn a_channel_round_trip_between_xmpp_and_irc() {
         (
             "r1",
             "<retract xmlns='urn:xmpp:message-retract:1' id='x1'/>",
-        ),
-        (
-            "e1",
-            "<reactions xmlns='urn:xmpp:reactions:0' id='x1'><reaction>👍</reaction></reactions>",
         ),
     ] {
         s.alice
@@ -2682,6 +2678,177 @@ async fn replies_both_ways() {
         .expect(WAIT, |l| l.ends_with("PRIVMSG #lobby :ok"))
         .await;
     assert_eq!(tag(&line, "+draft/reply"), answer_msgid, "{line}");
+}
+
+/// Reactions both ways, as IRCv3's `+draft/react` client tag on a TAGMSG
+/// naming the message by its msgid (`+draft/reply`): XEP-0444 gives a
+/// sender's whole set, IRC one reaction at a time, and the gateway turns
+/// each into the other, in a channel and in private.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_both_ways() {
+    const REACTIONS: &str = "urn:xmpp:reactions:0";
+    let mut s = setup().await;
+    let room = format!("#react%localhost@{GW}");
+    let bob_jid = format!("bob%localhost@{GW}");
+    let mut bob =
+        IrcClient::connect_with_caps(s.ircd.port(), "bob", &["message-tags", "echo-message"]).await;
+    bob.join("#react").await;
+    join_as_alice(&mut s, &room).await;
+    let react = |to: &str, kind: &str, id: &str, target: &str, emojis: &[&str]| {
+        let emojis: String = emojis
+            .iter()
+            .map(|e| format!("<reaction>{e}</reaction>"))
+            .collect();
+        el(&format!(
+            "<message to='{to}' type='{kind}' id='{id}'>\
+             <reactions xmlns='{REACTIONS}' id='{target}'>{emojis}</reactions></message>"
+        ))
+    };
+    let reactions_of = |m: &Element| -> (String, Vec<String>) {
+        let r = find_child(m, "reactions", REACTIONS).expect("reactions");
+        let emojis = r.children().map(|c| c.text()).collect();
+        (attr(r, "id").to_owned(), emojis)
+    };
+
+    // Clients look for the feature before they offer reactions.
+    let info = s
+        .alice
+        .iq(
+            &room,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#info'/>"),
+        )
+        .await;
+    let features: Vec<_> = find_child(&info, "query", "http://jabber.org/protocol/disco#info")
+        .expect("disco#info")
+        .children()
+        .map(|f| attr(f, "var").to_owned())
+        .collect();
+    assert!(features.iter().any(|f| f == REACTIONS), "{features:?}");
+
+    // XMPP → IRC: bob's message, by the stanza-id alice's client knows it by.
+    bob.privmsg("#react", "react to me").await;
+    let theirs = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("react to me"))
+        .await;
+    let echo = bob
+        .expect(WAIT, |l| l.ends_with("PRIVMSG #react :react to me"))
+        .await;
+    let msgid = tag(&echo, "msgid");
+    s.alice
+        .send(react(
+            &room,
+            "groupchat",
+            "r1",
+            &world::stanza_id(&theirs),
+            &["👍", "🎉"],
+        ))
+        .await;
+    for emoji in ["👍", "🎉"] {
+        let line = bob
+            .expect(WAIT, |l| {
+                l.contains(" TAGMSG ") && l.contains("#react") && l.contains("+draft/react")
+            })
+            .await;
+        assert!(line.contains(":alice!"), "{line}");
+        assert_eq!(tag(&line, "+draft/reply"), msgid, "{line}");
+        assert_eq!(tag(&line, "+draft/react"), emoji, "{line}");
+    }
+    let reflected = s.alice.expect(WAIT, |m| attr(m, "id") == "r1").await;
+    assert_eq!(
+        attr(&reflected, "type"),
+        "groupchat",
+        "{}",
+        String::from(&reflected)
+    );
+    // A new set sends what changed: one taken back, nothing added again.
+    s.alice
+        .send(react(
+            &room,
+            "groupchat",
+            "r2",
+            &world::stanza_id(&theirs),
+            &["🎉"],
+        ))
+        .await;
+    let line = bob
+        .expect(WAIT, |l| {
+            l.contains(" TAGMSG ") && l.contains("#react") && l.contains("draft/")
+        })
+        .await;
+    assert_eq!(tag(&line, "+draft/unreact"), "👍", "{line}");
+    assert_eq!(tag(&line, "+draft/react"), "", "{line}");
+    s.alice.expect(WAIT, |m| attr(m, "id") == "r2").await;
+
+    // IRC → XMPP: bob's reactions to alice's message add up to his set.
+    let mine = say_in_room(&mut s.alice, &room, "m1", "mine").await;
+    let mine_sid = world::stanza_id(&mine);
+    let line = bob
+        .expect(WAIT, |l| l.ends_with("PRIVMSG #react :mine"))
+        .await;
+    let mine_msgid = tag(&line, "msgid");
+    let mut sets = Vec::new();
+    for tags in [
+        format!("+draft/reply={mine_msgid};+draft/react=❤"),
+        format!("+draft/reply={mine_msgid};+draft/react=👀"),
+        format!("+draft/reply={mine_msgid};+draft/unreact=❤"),
+    ] {
+        bob.send(&format!("@{tags} TAGMSG #react")).await;
+        let m = s
+            .alice
+            .expect(WAIT, |m| find_child(m, "reactions", REACTIONS).is_some())
+            .await;
+        assert_eq!(attr(&m, "from"), format!("{room}/bob"));
+        assert_eq!(attr(&m, "type"), "groupchat");
+        let (target, emojis) = reactions_of(&m);
+        assert_eq!(target, mine_sid);
+        sets.push(emojis);
+    }
+    assert_eq!(sets, [vec!["❤"], vec!["❤", "👀"], vec!["👀"]]);
+
+    // A message the gateway never saw is no message to react to.
+    s.alice
+        .send(react(&room, "groupchat", "r3", "no-such-id", &["👍"]))
+        .await;
+    let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "r3").await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("item-not-found"));
+
+    // In private, both ways.
+    bob.privmsg("alice", "psst").await;
+    let private = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("psst"))
+        .await;
+    let echo = bob
+        .expect(WAIT, |l| l.ends_with("PRIVMSG alice :psst"))
+        .await;
+    let private_msgid = tag(&echo, "msgid");
+    s.alice
+        .send(react(&bob_jid, "chat", "r4", attr(&private, "id"), &["👌"]))
+        .await;
+    let line = bob
+        .expect(WAIT, |l| {
+            l.contains(" TAGMSG ") && l.ends_with("bob") && l.contains("+draft/react")
+        })
+        .await;
+    assert_eq!(tag(&line, "+draft/reply"), private_msgid, "{line}");
+    assert_eq!(tag(&line, "+draft/react"), "👌", "{line}");
+    // Named with the unprefixed `+reply`, as some clients do.
+    bob.send(&format!(
+        "@+reply={private_msgid};+draft/react=🙂 TAGMSG alice"
+    ))
+    .await;
+    let m = s
+        .alice
+        .expect(WAIT, |m| find_child(m, "reactions", REACTIONS).is_some())
+        .await;
+    assert_eq!(attr(&m, "from"), bob_jid);
+    assert_eq!(
+        reactions_of(&m),
+        (attr(&private, "id").to_owned(), vec!["🙂".to_owned()])
+    );
 }
 
 /// The value of tag `name` of an IRC line, "" without it.

@@ -481,9 +481,9 @@ impl UserSession {
         }
         if let Some((target, emojis)) = &incoming.reactions {
             network_can(self.gw.info.capabilities.reactions, "react to messages")?;
-            let record = self.visible_message(address, target).await?;
+            let remote_id = self.referred_remote_id(address, kind, target).await?;
             session
-                .react(address, &record.remote_id, emojis.clone())
+                .react(address, &remote_id, emojis.clone())
                 .await
                 .map_err(Failure::from)?;
             self.reflect(m, address, &crate::xmpp::stanza_id::fresh());
@@ -634,31 +634,39 @@ impl UserSession {
             .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))
     }
 
-    /// The remote id of the message a client replies to by `id`: from the
-    /// id map, else, in a room, from the archive (for IRC's msgid, as IRC
-    /// keeps no id map).
+    /// The remote id of the message a client replies to by `id`, if known.
     async fn replied_remote_id(
         &self,
         address: &RemoteAddress,
         kind: AddressKind,
         id: &str,
     ) -> Option<String> {
-        if let Ok(record) = self.visible_message(address, id).await {
-            return Some(record.remote_id);
+        self.referred_remote_id(address, kind, id).await.ok()
+    }
+
+    /// The remote id of the message a client refers to by `id` (a reply, a
+    /// reaction): from the id map, else, in a room, from the archive (IRC's
+    /// msgid, where the network keeps no map for rooms).
+    async fn referred_remote_id(
+        &self,
+        address: &RemoteAddress,
+        kind: AddressKind,
+        id: &str,
+    ) -> Result<String, Failure> {
+        let mapped = self.visible_message(address, id).await;
+        if mapped.is_ok() || kind != AddressKind::Room {
+            return mapped.map(|record| record.remote_id);
         }
-        if kind != AddressKind::Room {
-            return None;
-        }
-        // The message replied to may still wait in the archiver's batch.
+        // The message may still wait in the archiver's batch.
         if let Err(e) = self.gw.archiver.flush().await {
-            debug!("the archive could not be brought up to date for a reply: {e}");
+            debug!("the archive could not be brought up to date: {e}");
         }
         self.gw
             .store
             .archived_remote_id(&self.gw.domain, address.as_str(), id)
             .await
-            .ok()
-            .flatten()
+            .map_err(|_| Failure::internal("the gateway's store failed"))?
+            .ok_or_else(|| Failure::item_not_found(format!("no message with id '{id}' here")))
     }
 
     /// Echo a groupchat message back to every resource of the user in the

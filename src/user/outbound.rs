@@ -147,7 +147,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             is_self,
         } => user.on_nick_change(&room, &old, &new, is_self),
         RemoteEvent::SendRefused { to, id, why, text } => {
-            user.on_send_refused(&to, &id, why, &text)
+            user.on_send_refused(&to, &id, why, &text).await
         }
         RemoteEvent::NickRefused {
             room,
@@ -286,14 +286,7 @@ impl UserSession {
         remote_id: &str,
     ) -> Option<(String, Jid, MessageType)> {
         let chat = room.as_ref().unwrap_or(sender);
-        let record = self
-            .gw
-            .messages
-            .by_remote_id(&self.account.jid, chat.as_str(), remote_id)
-            .await
-            .ok()
-            .flatten();
-        let Some(record) = record else {
+        let Some(known_as) = self.known_id(chat.as_str(), room, remote_id).await else {
             debug!(
                 remote_id,
                 "event about a message the gateway never saw; skipped"
@@ -301,7 +294,7 @@ impl UserSession {
             return None;
         };
         let (from, type_) = self.sender_jid(room, sender, nick)?;
-        Some((visible_id(&record), from, type_))
+        Some((known_as, from, type_))
     }
 
     async fn on_remote_message(&mut self, m: RemoteMessage) {
@@ -326,6 +319,14 @@ impl UserSession {
                 if record.sender == Sender::Account {
                     if let Some(room) = &m.room {
                         self.reflect_echo(room, &m, &record);
+                    } else if m.id != sent_as && self.gw.info.capabilities.refers_to_messages(false)
+                    {
+                        // Also under the id the network gave it (IRC's
+                        // msgid), which a reaction to it names.
+                        self.gw.messages.record(MessageRecord {
+                            remote_id: m.id.clone(),
+                            ..record
+                        });
                     }
                     return;
                 }
@@ -358,7 +359,12 @@ impl UserSession {
                 .archiver
                 .stanza_id_for(room.as_str(), &m.id, &stanza_id);
         }
-        if self.gw.info.capabilities.refers_to_messages() {
+        if self
+            .gw
+            .info
+            .capabilities
+            .refers_to_messages(m.room.is_some())
+        {
             self.gw.messages.record(MessageRecord {
                 gateway: self.gw.domain.clone(),
                 account: self.account.jid.clone(),
@@ -380,7 +386,7 @@ impl UserSession {
             None => Jid::from(self.jid.clone()),
         };
         let reply_to = match &m.reply_to {
-            Some(target) => self.replied_message(chat.as_str(), &m.room, target).await,
+            Some(target) => self.known_id(chat.as_str(), &m.room, target).await,
             None => None,
         };
         let delayed = m
@@ -436,7 +442,7 @@ impl UserSession {
     /// The id the user's clients know the message `target` (a remote id)
     /// by: from the id map where the network keeps one, else, in a room,
     /// from the archive (IRC's msgid).
-    async fn replied_message(
+    async fn known_id(
         &self,
         chat: &str,
         room: &Option<RemoteAddress>,
@@ -713,8 +719,27 @@ impl UserSession {
     /// The network refused a message the user sent: it will never be
     /// reflected, so the clients are told with an error under the message's
     /// own id, from where it was sent.
-    fn on_send_refused(&mut self, to: &RemoteAddress, id: &str, why: SendRefusal, text: &str) {
-        let Some(record) = self.awaiting_echo.take(to.as_str(), id) else {
+    async fn on_send_refused(
+        &mut self,
+        to: &RemoteAddress,
+        id: &str,
+        why: SendRefusal,
+        text: &str,
+    ) {
+        // Awaited in memory, or, where the chat keeps the id map (IRC's
+        // private chats, for reactions), recorded there.
+        let record = match self.awaiting_echo.take(to.as_str(), id) {
+            Some(record) => Some(record),
+            None => self
+                .gw
+                .messages
+                .by_remote_id(&self.account.jid, to.as_str(), id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|record| record.sender == Sender::Account),
+        };
+        let Some(record) = record else {
             debug!("a refused message that is not awaited");
             return;
         };

@@ -46,7 +46,7 @@ impl AwaitingEcho {
     /// this field while the session is in use.)
     pub fn keep(&mut self, gw: &Gateway, mut record: MessageRecord, in_room: bool) -> String {
         let capabilities = &gw.info.capabilities;
-        if in_room && capabilities.refers_to_messages() {
+        if in_room && capabilities.refers_to_messages(in_room) {
             // A network that tells the room's other users of the message
             // under the id it gave the sender (Matrix, Discord) may have
             // done so already; the map must keep the id they were shown.
@@ -56,7 +56,7 @@ impl AwaitingEcho {
                     .stanza_id_for(&record.chat, &record.remote_id, &record.stanza_id);
         }
         let stanza_id = record.stanza_id.clone();
-        if capabilities.refers_to_messages() {
+        if capabilities.refers_to_messages(in_room) {
             gw.messages.record(record);
         } else if capabilities.echoes_own_messages {
             self.push(record);

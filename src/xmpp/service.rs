@@ -6,7 +6,7 @@ use xmpp_parsers::minidom::Element;
 use super::mam::NS_MAM;
 use super::xml::{
     clean_text, element, text_element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS,
-    NS_GATEWAY, NS_MUC, NS_PING, NS_REGISTER, NS_VERSION,
+    NS_GATEWAY, NS_MUC, NS_PING, NS_REACTIONS, NS_REGISTER, NS_VERSION,
 };
 
 /// disco#info of the gateway domain.
@@ -59,21 +59,30 @@ pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
 
 /// disco#info of a remote entity, from its kind alone.
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
-    const ROOM: &[&str] = &[NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS, NS_MODERATE];
-    let (category, type_, features): (&str, &str, &[&str]) = match kind {
-        // Moderation is advertised only where the network allows it.
-        AddressKind::Room if info.capabilities.moderation => ("conference", "text", ROOM),
-        AddressKind::Room => ("conference", "text", &ROOM[..ROOM.len() - 1]),
-        AddressKind::User => ("client", "pc", &[NS_DISCO_INFO]),
-        AddressKind::Server => ("gateway", info.kind, &[NS_DISCO_INFO, NS_DISCO_ITEMS]),
+    let capabilities = &info.capabilities;
+    let (category, type_, mut features) = match kind {
+        AddressKind::Room => (
+            "conference",
+            "text",
+            vec![NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS],
+        ),
+        AddressKind::User => ("client", "pc", vec![NS_DISCO_INFO]),
+        AddressKind::Server => ("gateway", info.kind, vec![NS_DISCO_INFO, NS_DISCO_ITEMS]),
     };
+    // Each advertised only where the network allows it.
+    if kind == AddressKind::Room && capabilities.moderation {
+        features.push(NS_MODERATE);
+    }
+    if kind != AddressKind::Server && capabilities.reactions {
+        features.push(NS_REACTIONS);
+    }
     let query = element("query", NS_DISCO_INFO).append(
         element("identity", NS_DISCO_INFO)
             .with("category", category)
             .with("type", type_)
             .with("name", name.to_owned()),
     );
-    with_features(query, features)
+    with_features(query, &features)
 }
 
 /// disco#info for the ad-hoc commands node.

@@ -27,14 +27,24 @@ pub struct Capabilities {
     /// The session tells the user about their connection to a remote
     /// server (`Session::server_info`).
     pub server_info: bool,
+    /// In rooms, a message is referred to by the remote id its room's
+    /// archive holds (IRC's msgid), not through the id map: busy channels
+    /// then cost no map write per message and user. Private chats, which
+    /// have no archive, still keep the map where anything refers back.
+    pub room_ids_in_archive: bool,
 }
 
 impl Capabilities {
-    /// Whether anything can refer back to another user's message by its id:
-    /// edits, retractions, reactions, replies, read markers or moderation.
-    /// Where nothing can (IRC), the core keeps no id map for others'
-    /// messages, which spares a database write per message and user.
-    pub fn refers_to_messages(&self) -> bool {
+    /// Whether anything can refer back to another user's message in a room
+    /// (`in_room`) or a private chat through the id map: edits,
+    /// retractions, reactions, replies, read markers or moderation. Where
+    /// nothing can, or the room's archive serves instead
+    /// (`room_ids_in_archive`), the core keeps no id map for others'
+    /// messages there, which spares a database write per message and user.
+    pub fn refers_to_messages(&self, in_room: bool) -> bool {
+        if in_room && self.room_ids_in_archive {
+            return false;
+        }
         self.edits
             || self.retractions
             || self.reactions

@@ -160,6 +160,7 @@ impl Network for DiscordNetwork {
                 // others' messages uses the bot's rights.
                 moderation: true,
                 server_info: false,
+                room_ids_in_archive: false,
             },
         }
     }

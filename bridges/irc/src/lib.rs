@@ -15,6 +15,7 @@ pub mod line;
 pub mod modes;
 pub mod monitor;
 pub mod options;
+pub mod reactions;
 pub mod server;
 pub mod server_time;
 pub mod session;
@@ -97,6 +98,9 @@ impl Network for IrcNetwork {
                 direct_messages: true,
                 echoes_own_messages: true,
                 server_info: true,
+                // IRCv3 `+draft/react`, where the server passes client tags.
+                reactions: true,
+                room_ids_in_archive: true,
                 ..Capabilities::default()
             },
         }

@@ -25,6 +25,7 @@ use crate::line::IrcLine;
 use crate::modes::{self, ModeSet};
 use crate::monitor::Contacts;
 use crate::options::ServerOptions;
+use crate::reactions::{self, ReactionSets};
 use crate::text;
 use crate::typing::{self, TypingSent};
 use crate::whois::{WhoisQueries, WhoisReply};
@@ -89,6 +90,14 @@ pub enum ServerCommand {
         affiliation: Option<Affiliation>,
         role: Option<Role>,
     },
+    /// The user's whole set of reactions (XEP-0444) to the message `msgid`
+    /// in `target`; what changed goes out as `+draft/react` TAGMSGs.
+    React {
+        target: String,
+        msgid: String,
+        emojis: Vec<String>,
+        reply: oneshot::Sender<Result<(), BridgeError>>,
+    },
     /// A typing notification (XEP-0085 chat state) to a channel or nick.
     Typing {
         target: String,
@@ -122,6 +131,9 @@ impl ServerCommand {
                 let _ = reply.send(Err(error));
             }
             ServerCommand::Ctcp { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            ServerCommand::React { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             ServerCommand::Whois { reply, .. } => {
@@ -183,6 +195,7 @@ pub fn spawn(
         nick_asked: None,
         contacts: Contacts::new(contacts),
         typing: TypingSent::default(),
+        reactions: ReactionSets::default(),
         forwarded: Vec::new(),
         whois: None,
         history_batches: Vec::new(),
@@ -372,6 +385,9 @@ struct ServerTask {
     contacts: Contacts,
     /// The typing notifications sent, to hold back repeats.
     typing: TypingSent,
+    /// The reactions seen and sent, to turn IRC's one at a time into
+    /// XEP-0444's whole sets and back.
+    reactions: ReactionSets,
     /// Channels a refused join was forwarded to (470), by case-folded name:
     /// the server puts the user there unasked, and they are left at once.
     forwarded: Vec<String>,
@@ -875,9 +891,70 @@ impl ServerTask {
                         .send_tagged(&[("+typing", value)], "TAGMSG", &[&target]);
                 }
             }
+            ServerCommand::React {
+                target,
+                msgid,
+                emojis,
+                reply,
+            } => {
+                let _ = reply.send(self.react(live, &target, &msgid, emojis));
+            }
             ServerCommand::Watch { nick, watch } => self.watch_contact(live, nick, watch),
             ServerCommand::Quit { .. } => {}
         }
+    }
+
+    /// Send what changed in the user's reactions to `msgid` in `target`.
+    fn react(
+        &mut self,
+        live: &Live,
+        target: &str,
+        msgid: &str,
+        emojis: Vec<String>,
+    ) -> Result<(), BridgeError> {
+        let isupport = &live.me.isupport;
+        if !live.me.caps.contains("message-tags")
+            || !isupport.allows_client_tag(reactions::REACT)
+            || !isupport.allows_client_tag(reactions::REPLY)
+        {
+            return Err(BridgeError::Unsupported(
+                "reactions, on this IRC server (it passes no +draft/react tags)".into(),
+            ));
+        }
+        if LocalIds::is_local(msgid) {
+            return Err(BridgeError::Unsupported(
+                "reactions to a message the IRC server gave no msgid".into(),
+            ));
+        }
+        if !emojis.iter().all(|e| reactions::sendable(e)) {
+            return Err(BridgeError::BadRequest(format!(
+                "a reaction on IRC is at most {} bytes, without control characters",
+                reactions::MAX_REACTION
+            )));
+        }
+        let change = self.reactions.own(&isupport.fold(target), msgid, emojis);
+        let tags = change
+            .added
+            .iter()
+            .map(|emoji| (reactions::REACT, emoji))
+            .chain(
+                // Taking one back only where the server passes the tag;
+                // elsewhere IRC clients keep showing it, as IRC has no way
+                // to say otherwise.
+                change
+                    .removed
+                    .iter()
+                    .filter(|_| isupport.allows_client_tag(reactions::UNREACT))
+                    .map(|emoji| (reactions::UNREACT, emoji)),
+            );
+        for (name, emoji) in tags {
+            live.writer.send_tagged(
+                &[(reactions::REPLY, msgid), (name, emoji)],
+                "TAGMSG",
+                &[target],
+            );
+        }
+        Ok(())
     }
 
     fn room(&self, channel: &str) -> RemoteAddress {
@@ -1526,11 +1603,9 @@ impl ServerTask {
     }
 
     /// A message with tags only: a typing notification is a chat state
-    /// from the sender (in the channel, or to the user alone).
+    /// from the sender (in the channel, or to the user alone), and a
+    /// reaction changes the sender's set of reactions to a message.
     fn on_tagmsg(&mut self, live: &Live, line: &IrcLine) {
-        let Some(state) = line.tags.get("+typing").and_then(|v| typing::chat_state(v)) else {
-            return;
-        };
         let Some(nick) = line.nick() else {
             return;
         };
@@ -1543,13 +1618,43 @@ impl ServerTask {
             return;
         }
         let room = isupport.is_channel(target).then(|| self.room(target));
-        let event = RemoteEvent::Typing {
+        if let Some(state) = line.tags.get("+typing").and_then(|v| typing::chat_state(v)) {
+            self.emit(RemoteEvent::Typing {
+                nick: room.as_ref().map(|_| nick.to_owned()),
+                room: room.clone(),
+                sender: self.user(nick),
+                state,
+            });
+        }
+        let reaction = match (
+            line.tags.get(reactions::REACT),
+            line.tags.get(reactions::UNREACT),
+        ) {
+            (Some(emoji), _) => Some((emoji, true)),
+            (None, Some(emoji)) => Some((emoji, false)),
+            (None, None) => None,
+        };
+        let msgid = (line.tags.get(reactions::REPLY))
+            .or_else(|| line.tags.get(reactions::REPLY_UNPREFIXED));
+        let (Some((emoji, added)), Some(msgid)) = (reaction, msgid) else {
+            return;
+        };
+        if !reactions::sendable(emoji) || msgid.is_empty() {
+            debug!(%nick, "a reaction too long or with control characters; skipped");
+            return;
+        }
+        // A private chat is the sender's, as the user's own reactions there are.
+        let chat = isupport.fold(if room.is_some() { target } else { nick });
+        let emojis = self
+            .reactions
+            .received(&chat, msgid, &isupport.fold(nick), emoji, added);
+        self.emit(RemoteEvent::Reaction {
             nick: room.as_ref().map(|_| nick.to_owned()),
             room,
             sender: self.user(nick),
-            state,
-        };
-        self.emit(event);
+            target: msgid.clone(),
+            emojis,
+        });
     }
 
     async fn on_message(&mut self, live: &Live, line: &IrcLine) {
@@ -1612,7 +1717,9 @@ impl ServerTask {
             sender: self.user(&nick),
             body: text::irc_to_styling(&body),
             kind,
-            reply_to: line.tags.get("+draft/reply").cloned(),
+            reply_to: (line.tags.get(reactions::REPLY))
+                .or_else(|| line.tags.get(reactions::REPLY_UNPREFIXED))
+                .cloned(),
             timestamp_ms: line
                 .tags
                 .get("time")

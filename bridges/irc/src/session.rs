@@ -509,6 +509,35 @@ impl Session for IrcSession {
         Ok(info)
     }
 
+    async fn react(
+        &self,
+        to: &RemoteAddress,
+        target: &str,
+        emojis: Vec<String>,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(to)?;
+        if address.name.is_empty() {
+            return Err(BridgeError::BadRequest(
+                "the IRC server itself takes no reactions".into(),
+            ));
+        }
+        // A reaction is to a message seen over a connection: no reason to open one.
+        let Some(server) = self.open_server(&address.server) else {
+            return Err(BridgeError::Unavailable(format!(
+                "not connected to {}",
+                address.server
+            )));
+        };
+        let (reply, rx) = oneshot::channel();
+        server.send(ServerCommand::React {
+            target: address.name,
+            msgid: target.to_owned(),
+            emojis,
+            reply,
+        })?;
+        answer(rx).await
+    }
+
     async fn send_typing(&self, to: &RemoteAddress, state: ChatState) -> Result<(), BridgeError> {
         let address = self.parse(to)?;
         // Typing is no reason to connect.

@@ -234,6 +234,7 @@ impl Network for MatrixNetwork {
                 echoes_own_messages: true,
                 moderation: true,
                 server_info: false,
+                room_ids_in_archive: false,
             },
         }
     }

@@ -601,3 +601,79 @@ async fn the_servers_own_presence_follows_the_connection() {
         }
     }
 }
+
+/// Reactions go out only where the server passes them: with message-tags,
+/// and the tags not denied (CLIENTTAGDENY); and only to a message the
+/// server gave a msgid. Otherwise the user is told, and nothing is sent.
+#[tokio::test]
+async fn reactions_are_refused_where_the_server_passes_none() {
+    for (caps, isupport, sent) in [
+        ("", "CHANTYPES=#", false),
+        (
+            "message-tags",
+            "CHANTYPES=# CLIENTTAGDENY=draft/react",
+            false,
+        ),
+        (
+            "message-tags",
+            "CHANTYPES=# CLIENTTAGDENY=*,-draft/react,-draft/reply",
+            true,
+        ),
+    ] {
+        // The script's lines live as long as the test process; three small leaks.
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let ls = leak(format!("CAP * LS :{caps}"));
+        let ack = leak(format!("CAP * ACK :{caps}"));
+        let welcome = leak(format!(":srv 005 alice {isupport} :are supported"));
+        let (port, seen) = crate::scripted_server::start(move |line| match line {
+            "CAP LS 302" => vec![ls],
+            l if l.starts_with("CAP REQ") => vec![ack],
+            "CAP END" => vec![":srv 001 alice :hi", welcome, ":srv 376 alice :end"],
+            _ => vec![],
+        })
+        .await;
+        let (server, _received) = connect_alice(port);
+        let react = |msgid: &str, emojis: &[&str]| {
+            let (reply, answer) = oneshot::channel();
+            server
+                .send(ServerCommand::React {
+                    target: "#m".into(),
+                    msgid: msgid.into(),
+                    emojis: emojis.iter().map(|e| (*e).to_owned()).collect(),
+                    reply,
+                })
+                .unwrap();
+            answer
+        };
+        let answer = react("m1", &["👍"]).await.unwrap();
+        assert_eq!(answer.is_ok(), sent, "{caps} {isupport}: {answer:?}");
+        if sent {
+            let local = react(&LocalIds::new().next("in"), &["👍"]).await.unwrap();
+            assert!(
+                matches!(local, Err(BridgeError::Unsupported(_))),
+                "{local:?}"
+            );
+            let bell = react("m1", &["a\u{7}"]).await.unwrap();
+            assert!(matches!(bell, Err(BridgeError::BadRequest(_))), "{bell:?}");
+        } else {
+            assert!(matches!(answer, Err(BridgeError::Unsupported(_))));
+        }
+        server
+            .send(ServerCommand::Quit {
+                message: "bye".into(),
+            })
+            .unwrap();
+        let tagmsgs: Vec<_> = seen
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.contains("TAGMSG"))
+            .collect();
+        let expected: &[&str] = if sent {
+            &["@+draft/reply=m1;+draft/react=👍 TAGMSG #m"]
+        } else {
+            &[]
+        };
+        assert_eq!(tagmsgs, expected, "{caps} {isupport}");
+    }
+}
