@@ -118,6 +118,24 @@ async fn the_gateway_answers_disco_version_and_ping() {
         )
         .await;
     assert_eq!(identity(&room), ("conference".into(), "text".into()));
+    // What clients check before they rely on it: stanza-ids they may take
+    // for MAM (Conversations, Dino), reflections under the sender's id,
+    // self-pings answered, real JIDs, and what the network can do.
+    let features = features(&room);
+    for feature in [
+        "http://jabber.org/protocol/muc",
+        "urn:xmpp:mam:2",
+        "urn:xmpp:sid:0",
+        "http://jabber.org/protocol/muc#stable_id",
+        "http://jabber.org/protocol/muc#self-ping-optimization",
+        "muc_nonanonymous",
+        "urn:xmpp:reactions:0",
+    ] {
+        assert!(
+            features.iter().any(|f| f == feature),
+            "{feature}: {features:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,6 +700,15 @@ async fn rooms_are_joined_spoken_in_and_left() {
         room
     );
 
+    // XEP-0410: a client pings its own occupant JID to learn it is still
+    // in; the room answers for itself, and a ping of the room is answered.
+    let ping = || el("<ping xmlns='urn:xmpp:ping'/>");
+    let own_jid = format!("{room}/al");
+    let pong = alice.iq(&own_jid, "get", ping()).await;
+    assert_eq!(attr(&pong, "type"), "result", "{}", String::from(&pong));
+    let pong = alice.iq(&room, "get", ping()).await;
+    assert_eq!(attr(&pong, "type"), "result", "{}", String::from(&pong));
+
     alice
         .send(el(&format!(
             "<presence to='{room}/al' type='unavailable'/>"
@@ -696,6 +723,11 @@ async fn rooms_are_joined_spoken_in_and_left() {
         .await;
     assert!(statuses(&gone).contains(&"110".to_owned()));
     wait_for_log(&fx, "leave alice@localhost #room").await;
+    // Gone, the self-ping says so, and the client knows to join again.
+    let out = alice.iq(&own_jid, "get", ping()).await;
+    assert_eq!(condition(&out), "not-acceptable", "{}", String::from(&out));
+    let pong = alice.iq(&room, "get", ping()).await;
+    assert_eq!(attr(&pong, "type"), "result", "{}", String::from(&pong));
 
     // Speaking in a room one is not in, and joining a room the network refuses.
     alice

@@ -112,7 +112,13 @@ impl UserSession {
         if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
             return self.list_rooms(iq, address, payload).await;
         }
-        let own_nick = self.rooms.get(address).map(|r| r.nick.as_str());
+        let room = self.rooms.get(address);
+        if kind == AddressKind::Room && resource.is_some() && !room.is_some_and(|r| r.joined) {
+            // Only occupants address occupants (XEP-0045); for a self-ping
+            // (XEP-0410) this tells the client to join again.
+            return Err(Failure::not_acceptable("you are not in this room"));
+        }
+        let own_nick = room.map(|r| r.nick.as_str());
         // Another user: by their address, or as an occupant of a room
         // (`Some(nick)`); `None` for a room, a server or the user's own
         // occupant, which the gateway answers for.
@@ -155,7 +161,8 @@ impl UserSession {
                         .and_then(|f| f.clone().try_into_full().ok())
                         .is_some_and(|f| r.resources.contains(&f))
             });
-            return if joined || (kind != AddressKind::Room) {
+            // The room itself, or anything but a room, answers as any entity does.
+            return if joined || kind != AddressKind::Room || resource.is_none() {
                 self.gw.reply_result(iq, None);
                 Ok(())
             } else {

@@ -6,7 +6,7 @@ use xmpp_parsers::minidom::Element;
 use super::mam::NS_MAM;
 use super::xml::{
     clean_text, element, text_element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS,
-    NS_GATEWAY, NS_MUC, NS_PING, NS_REACTIONS, NS_REGISTER, NS_VERSION,
+    NS_GATEWAY, NS_MUC, NS_PING, NS_REACTIONS, NS_REGISTER, NS_SID, NS_VERSION,
 };
 
 /// disco#info of the gateway domain.
@@ -57,15 +57,35 @@ pub fn vcard(info: &estuary_bridge::ContactInfo) -> Element {
 /// XEP-0425 message moderation.
 pub const NS_MODERATE: &str = "urn:xmpp:message-moderate:1";
 
+/// XEP-0045: the room reflects a message under the id its sender gave it.
+pub const MUC_STABLE_ID: &str = "http://jabber.org/protocol/muc#stable_id";
+/// XEP-0410: the room answers a client's ping of its own occupant JID itself.
+pub const MUC_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
+/// XEP-0045: every occupant is shown with a JID (status code 100).
+pub const MUC_NON_ANONYMOUS: &str = "muc_nonanonymous";
+
+/// What every room of the gateway does, whatever the network. Clients
+/// read these before they rely on them: Conversations and Dino take a
+/// room's stanza-ids for MAM catch-up and deduplication only where the room
+/// advertises `urn:xmpp:sid:0`, and biboumi advertised all of these.
+const ROOM_FEATURES: &[&str] = &[
+    NS_DISCO_INFO,
+    NS_MUC,
+    NS_MAM,
+    NS_COMMANDS,
+    NS_SID,
+    MUC_STABLE_ID,
+    MUC_SELF_PING,
+    MUC_NON_ANONYMOUS,
+    NS_PING,
+    NS_VERSION,
+];
+
 /// disco#info of a remote entity, from its kind alone.
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
     let capabilities = &info.capabilities;
     let (category, type_, mut features) = match kind {
-        AddressKind::Room => (
-            "conference",
-            "text",
-            vec![NS_DISCO_INFO, NS_MUC, NS_MAM, NS_COMMANDS],
-        ),
+        AddressKind::Room => ("conference", "text", ROOM_FEATURES.to_vec()),
         AddressKind::User => ("client", "pc", vec![NS_DISCO_INFO]),
         AddressKind::Server => ("gateway", info.kind, vec![NS_DISCO_INFO, NS_DISCO_ITEMS]),
     };
