@@ -25,8 +25,7 @@
 //! ([`Destination::archives`] false).
 //!
 //! What Estuary has no place for is counted and named in the report, never
-//! dropped silently: a user's `address` (Estuary takes it from the admin's
-//! configuration only), plaintext ports after the first, out-encodings,
+//! dropped silently: plaintext ports after the first, out-encodings,
 //! per-server and per-channel history lengths, per-channel encodings.
 //!
 //! biboumi's database is read where its `db_name` says: an SQLite file, or
@@ -284,19 +283,17 @@ async fn import_server_options(
         if let Some(commands) = commands.get(&number(row, "id_")?) {
             set("after_connect", commands.join("\n"));
         }
-        for (column, what) in [
-            (
-                "address_",
-                "address (Estuary takes it from its configuration)",
-            ),
-            ("encodingout_", "out encoding (Estuary always sends UTF-8)"),
-        ] {
-            let value = text(row, column)?;
-            // An address that is the server's own name changes nothing.
-            let the_default = value.is_empty() || (column == "address_" && value == server);
-            if !the_default {
-                report.not_carried.push(format!("{whose}: {what}: {value}"));
-            }
+        // A network's alias (`libera@gw` with irc.libera.chat), which the
+        // user's bookmarks name; the server's own name changes nothing.
+        let address = text(row, "address_")?;
+        if address != server {
+            set("address", address);
+        }
+        let out_encoding = text(row, "encodingout_")?;
+        if !out_encoding.is_empty() {
+            report.not_carried.push(format!(
+                "{whose}: out encoding (Estuary always sends UTF-8): {out_encoding}"
+            ));
         }
         if number(row, "maxhistorylength_")? > 0 {
             report.not_carried.push(format!(

@@ -2555,9 +2555,10 @@ async fn any_error_answering_a_join_refuses_it() {
     assert!(text.contains("<not-allowed "), "{text}");
 }
 
-/// A user's server name or port never makes the gateway connect inside its
-/// own network: a server the admin did not configure is refused on a
-/// private address, and so is a configured server at a port of the user's.
+/// A user's server name, port or address never makes the gateway connect
+/// inside its own network: a server the admin did not configure is refused
+/// on a private address, and so is a configured server at a port of the
+/// user's, and an address of the user's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_cannot_point_the_gateway_at_private_addresses() {
     let mut s = setup().await;
@@ -2576,6 +2577,36 @@ async fn users_cannot_point_the_gateway_at_private_addresses() {
         )
         .await;
     let room = format!("#y%localhost@{GW}");
+    let text = refused_join(&mut s, &room).await;
+    assert!(text.contains("is a private address"), "{text}");
+
+    // A user's own address, an alias of a network as biboumi had them:
+    // never one inside the gateway's network, at whatever port.
+    let alias = format!("ircnet@{GW}");
+    let port = s.ircd.port();
+    s.alice
+        .run_command(
+            &alias,
+            "configure",
+            &format!(
+                "<field var='address'><value>127.0.0.1</value></field>\
+                 <field var='port'><value>{port}</value></field>"
+            ),
+        )
+        .await;
+    let text = refused_join(&mut s, &format!("#z%ircnet@{GW}")).await;
+    assert!(text.contains("is a private address"), "{text}");
+    // Nor on the admin's server, whose private port was for the admin's address.
+    s.alice
+        .run_command(
+            &server,
+            "configure",
+            &format!(
+                "<field var='address'><value>127.0.0.2</value></field>\
+                 <field var='port'><value>{port}</value></field>"
+            ),
+        )
+        .await;
     let text = refused_join(&mut s, &room).await;
     assert!(text.contains("is a private address"), "{text}");
 }

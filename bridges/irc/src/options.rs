@@ -309,10 +309,10 @@ mod tests {
 }
 
 /// The fields a user may set for themself per server (the `configure`
-/// command on `server@gw`, as in biboumi). The admin's `address` and
-/// `ca_file` stay out of reach.
-/// The fields of the `configure` command on a server's JID; without
-/// `names`, the username and real name are the admin's to set.
+/// command on `server@gw`, as in biboumi); without `names`, the username
+/// and real name are the admin's to set. The admin's `ca_file` stays out of
+/// reach, and a user's own `address` never reaches a private address
+/// (see [`UserServerSettings::apply`]).
 pub fn user_fields(names: bool) -> Vec<estuary_bridge::RegistrationField> {
     use estuary_bridge::{FieldKind, RegistrationField};
     let boolean = |var, label| RegistrationField {
@@ -323,6 +323,14 @@ pub fn user_fields(names: bool) -> Vec<estuary_bridge::RegistrationField> {
         max_len: 8,
     };
     let mut fields = vec![
+        RegistrationField {
+            var: "address",
+            label: "Address to connect to, if not the server's name (as biboumi's alias \
+                    of a network: libera@gw with irc.libera.chat)",
+            kind: FieldKind::Text,
+            required: false,
+            max_len: 255,
+        },
         RegistrationField::text("nick", "Nickname on this server", false),
         RegistrationField::text("username", "Username", false),
         RegistrationField::text("realname", "Real name", false),
@@ -403,6 +411,23 @@ impl UserServerSettings {
         }
         for (var, v) in &self.values {
             match var.as_str() {
+                "address" if v.trim().is_empty() => {}
+                "address" => {
+                    let host = v.trim().trim_start_matches('[').trim_end_matches(']');
+                    if !host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:_".contains(c))
+                    {
+                        return Err(format!("{var}: '{v}' is not a host name or an IP address"));
+                    }
+                    options.address = Some(host.to_owned());
+                    // The admin's ports on a private network were for the
+                    // admin's address; a user's reaches none, or the
+                    // gateway's own network would be theirs to probe.
+                    if let PrivateReach::Ports(ports) = &mut options.private_reach {
+                        ports.clear();
+                    }
+                }
                 "username" => options.username = Some(v.clone()),
                 "realname" => options.realname = Some(v.clone()),
                 "server_password" => options.server_password = Some(v.clone()),
@@ -455,6 +480,53 @@ impl UserServerSettings {
 #[cfg(test)]
 mod user_settings_tests {
     use super::*;
+
+    /// biboumi's alias of a network: `libera@gw` connecting to
+    /// irc.libera.chat. Never a way into the gateway's own network: the
+    /// admin's private ports were for the admin's address.
+    #[test]
+    fn a_users_address_reaches_no_private_network() {
+        let admin = IrcOptions::from_value(&serde_json::json!({
+            "servers": { "internal": { "address": "10.0.0.5", "port": 6667 } }
+        }))
+        .unwrap();
+        let aliased =
+            UserServerSettings::parse(&values(&[("address", " irc.libera.chat ")])).unwrap();
+        let mut options = admin.server("libera");
+        aliased.apply(&mut options).unwrap();
+        assert_eq!(options.address.as_deref(), Some("irc.libera.chat"));
+        let public = std::net::SocketAddr::from(([192, 0, 2, 1], 6667));
+        assert!(options.private_reach.allows(&public));
+
+        let inside = UserServerSettings::parse(&values(&[("address", "10.0.0.9")])).unwrap();
+        let mut options = admin.server("internal");
+        let admins_port = std::net::SocketAddr::from(([10, 0, 0, 9], 6667));
+        assert!(options.private_reach.allows(&admins_port));
+        inside.apply(&mut options).unwrap();
+        assert!(!options.private_reach.allows(&admins_port));
+        // Unless the admin lets every user reach private addresses.
+        let open = IrcOptions {
+            allow_private_addresses: true,
+            ..admin.clone()
+        };
+        let mut options = open.server("internal");
+        inside.apply(&mut options).unwrap();
+        assert!(options.private_reach.allows(&admins_port));
+
+        let bracketed = UserServerSettings::parse(&values(&[("address", "[::1]")])).unwrap();
+        let mut options = admin.server("v6");
+        bracketed.apply(&mut options).unwrap();
+        assert_eq!(options.address.as_deref(), Some("::1"));
+        for bad in ["irc.example.net 6667", "a\rb", "host/path", "x@y"] {
+            let err = UserServerSettings::parse(&values(&[("address", bad)])).unwrap_err();
+            assert!(err.starts_with("address:"), "{bad}: {err}");
+        }
+        // Empty is unset: the server's own name.
+        let unset = UserServerSettings::parse(&values(&[("address", "")])).unwrap();
+        let mut options = admin.server("libera");
+        unset.apply(&mut options).unwrap();
+        assert_eq!(options.address, None);
+    }
 
     fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
