@@ -700,6 +700,23 @@ async fn rooms_are_joined_spoken_in_and_left() {
         room
     );
 
+    // A private message to an occupant's in-room JID goes to that
+    // occupant's user, never to the room (XEP-0045 §7.5).
+    alice
+        .send(el(&format!(
+            "<message to='{room}/bob' type='chat' id='pm1'><body>between us</body></message>"
+        )))
+        .await;
+    wait_for_log(&fx, "message alice@localhost bob None between us").await;
+    assert!(
+        !fx.net
+            .log()
+            .iter()
+            .any(|l| l.contains("#room") && l.contains("between us")),
+        "{:?}",
+        fx.net.log()
+    );
+
     // XEP-0410: a client pings its own occupant JID to learn it is still
     // in; the room answers for itself, and a ping of the room is answered.
     let ping = || el("<ping xmlns='urn:xmpp:ping'/>");

@@ -2882,6 +2882,156 @@ async fn reactions_both_ways() {
     );
 }
 
+/// A private message to an occupant's in-room JID (XEP-0045 §7.5, what a
+/// client sends when the user opens a private chat from the room's list)
+/// goes to that nick alone, never to the channel; and their answers come
+/// back from that in-room JID, so the client shows one conversation, as
+/// biboumi did. A message to their own address turns that back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_messages_through_the_room_stay_private_and_answers_come_back_there() {
+    const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+    let mut s = setup().await;
+    let room = format!("#pm%localhost@{GW}");
+    let in_room = format!("{room}/bob");
+    let bob_jid = format!("bob%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#pm").await;
+    join_as_alice(&mut s, &room).await;
+    presence_from(&mut s.alice, &in_room).await;
+
+    s.alice
+        .send(el(&format!(
+            "<message to='{in_room}' type='chat' id='pm1'><body>just for you</body>\
+             <x xmlns='{MUC_USER}'/></message>"
+        )))
+        .await;
+    let line = bob
+        .expect(WAIT, |l| {
+            l.contains("PRIVMSG") && l.contains("just for you")
+        })
+        .await;
+    assert!(line.contains("PRIVMSG bob :just for you"), "{line}");
+
+    bob.privmsg("alice", "got it").await;
+    let answer = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("got it"))
+        .await;
+    assert_eq!(attr(&answer, "from"), in_room, "{}", String::from(&answer));
+    assert_eq!(attr(&answer, "type"), "chat");
+    assert!(
+        find_child(&answer, "x", MUC_USER).is_some(),
+        "{}",
+        String::from(&answer)
+    );
+
+    // Written to at their own address, they answer from it again.
+    s.alice
+        .send(el(&format!(
+            "<message to='{bob_jid}' type='chat'><body>direct now</body></message>"
+        )))
+        .await;
+    bob.expect(WAIT, |l| l.contains("PRIVMSG bob :direct now"))
+        .await;
+    bob.privmsg("alice", "ok").await;
+    let answer = s
+        .alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("ok"))
+        .await;
+    assert_eq!(attr(&answer, "from"), bob_jid);
+
+    // Out of the room, its occupants are no one to write to.
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    s.alice
+        .send(el(&format!(
+            "<message to='{in_room}' type='chat' id='pm2'><body>still there?</body></message>"
+        )))
+        .await;
+    let refused = s.alice.expect(WAIT, |m| attr(m, "id") == "pm2").await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("not-acceptable"));
+    bob.expect_none(Duration::from_millis(500), |l| l.contains("still there?"))
+        .await;
+}
+
+/// Channel modes as biboumi had them: `/mode …` said in the room sets
+/// modes rather than being said, and every mode change, most of which MUC
+/// has no word for (+m, +b…), is told from the room's JID; a status mode
+/// also changes the occupant's role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_are_set_with_slash_mode_and_shown_from_the_room() {
+    let mut s = setup().await;
+    let room = format!("#modes%localhost@{GW}");
+    // alice makes the channel, so she holds its operator status.
+    join_as_alice(&mut s, &room).await;
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#modes").await;
+    presence_from(&mut s.alice, &format!("{room}/bob")).await;
+
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat' id='md1'><body>/mode +m</body></message>"
+        )))
+        .await;
+    let line = bob.expect(WAIT, |l| l.contains(" MODE #modes")).await;
+    assert!(
+        line.starts_with(":alice!") && line.ends_with("+m"),
+        "{line}"
+    );
+    let notice = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &room) && body(m).is_some()
+        })
+        .await;
+    assert_eq!(attr(&notice, "from"), room, "{}", String::from(&notice));
+    assert_eq!(attr(&notice, "type"), "groupchat");
+    assert_eq!(body(&notice).as_deref(), Some("alice sets mode +m"));
+
+    // A status mode: the occupant's role changes, and the change is told.
+    s.alice
+        .send(el(&format!(
+            "<message to='{room}' type='groupchat'><body>/mode +o bob</body></message>"
+        )))
+        .await;
+    let opped = presence_from(&mut s.alice, &format!("{room}/bob")).await;
+    assert!(
+        String::from(&opped).contains("role='moderator'"),
+        "{}",
+        String::from(&opped)
+    );
+    let notice = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &room) && body(m).is_some()
+        })
+        .await;
+    assert_eq!(body(&notice).as_deref(), Some("alice sets mode +o bob"));
+
+    // Modes set on IRC are told too, with who set them (bob, now an operator).
+    bob.send("MODE #modes +b someone!*@*").await;
+    let notice = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message" && from(m, &room) && body(m).is_some()
+        })
+        .await;
+    assert_eq!(attr(&notice, "from"), room);
+    assert!(
+        body(&notice).is_some_and(|b| b.contains("+b someone!*@*")),
+        "{}",
+        String::from(&notice)
+    );
+    // Never said as text in the channel.
+    bob.expect_none(Duration::from_millis(300), |l| l.contains("PRIVMSG #modes"))
+        .await;
+}
+
 /// The value of tag `name` of an IRC line, "" without it.
 fn tag(line: &str, name: &str) -> String {
     world::irc_client::IrcLine::parse(line)

@@ -42,7 +42,17 @@ impl UserSession {
         let span = tracing::info_span!("remote", room = %address);
         let result = async {
             match &stanza {
-                Stanza::Message(m) => self.on_message(m, &address, kind).await,
+                Stanza::Message(m) => match (kind, resource.as_deref()) {
+                    (AddressKind::Room, Some(nick)) => {
+                        self.on_message_to_occupant(m, &address, nick).await
+                    }
+                    _ => {
+                        if kind == AddressKind::User && !m.bodies.is_empty() {
+                            self.private_chats.ended(&address);
+                        }
+                        self.on_message(m, &address, kind).await
+                    }
+                },
                 Stanza::Presence(p) => self.on_room_presence(p, &address, kind, resource).await,
                 Stanza::Iq(iq) => self.on_iq(iq, &address, kind, resource.as_deref()).await,
             }
@@ -444,6 +454,39 @@ impl UserSession {
             .invite(&room, &user, reason.as_deref())
             .await
             .map_err(Failure::from)
+    }
+
+    /// A message to an occupant's in-room JID: a private message to that
+    /// occupant's user on the network (XEP-0045 §7.5), never to the room.
+    async fn on_message_to_occupant(
+        &mut self,
+        m: &Message,
+        room: &RemoteAddress,
+        nick: &str,
+    ) -> Result<(), Failure> {
+        if m.type_ == MessageType::Error {
+            return Ok(());
+        }
+        if m.type_ == MessageType::Groupchat {
+            return Err(Failure::bad_request(
+                "a groupchat message goes to the room's JID, not to an occupant's",
+            ));
+        }
+        let state = (self.rooms.get(room))
+            .filter(|r| r.joined)
+            .ok_or_else(|| Failure::not_acceptable("you are not in this room"))?;
+        network_can(
+            self.gw.info.capabilities.direct_messages,
+            "send private messages",
+        )?;
+        let user = (state.occupants.get(nick))
+            .and_then(|occupant| occupant.user)
+            .or_else(|| self.gw.network.occupant_user(room, nick))
+            .ok_or_else(|| {
+                Failure::item_not_found(format!("'{nick}' cannot be written to privately here"))
+            })?;
+        self.private_chats.started(&user, room, nick);
+        self.on_message(m, &user, AddressKind::User).await
     }
 
     async fn on_message(

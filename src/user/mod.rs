@@ -9,6 +9,7 @@ mod inbound;
 mod outbound;
 mod outbox;
 mod own_messages;
+mod private_chats;
 mod room_defaults;
 mod room_settings;
 pub(crate) use contacts::is_offered_marker;
@@ -111,6 +112,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         contacts: HashSet::new(),
         contact_presence: HashMap::new(),
         awaiting_echo: Default::default(),
+        private_chats: Default::default(),
         keeps_session: keeps_session.clone(),
     };
     let task = tokio::spawn(Box::new(user).run(rx).instrument(span));
@@ -143,6 +145,9 @@ pub(crate) struct UserSession {
     contact_presence: HashMap<RemoteAddress, RemotePresence>,
     /// Own messages sent where no id map keeps them, until their echo.
     awaiting_echo: own_messages::AwaitingEcho,
+    /// Remote users written to through a room's occupant JID, who answer
+    /// from there.
+    private_chats: private_chats::RoomPrivateChats,
     keeps_session: Arc<AtomicBool>,
 }
 
@@ -340,6 +345,7 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::NickChange { room, .. }
         | RemoteEvent::NickRefused { room, .. }
         | RemoteEvent::Topic { room, .. }
+        | RemoteEvent::RoomNotice { room, .. }
         | RemoteEvent::Kick { room, .. }
         | RemoteEvent::RoleChange { room, .. }
         | RemoteEvent::OccupantStatus { room, .. }

@@ -156,6 +156,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
             text,
         } => user.on_nick_refused(&room, &nick, why, &text),
         RemoteEvent::Topic { room, topic, by } => user.on_topic(&room, topic, by),
+        RemoteEvent::RoomNotice { room, text } => user.on_room_notice(&room, &text),
         RemoteEvent::RoleChange {
             room,
             nick,
@@ -251,10 +252,18 @@ impl UserSession {
                 };
                 Some((Jid::from(jid), MessageType::Groupchat))
             }
-            None => Some((
-                Jid::from(bare_jid(sender, self.gw.jid.domain()).ok()?),
-                MessageType::Chat,
-            )),
+            None => {
+                // Written to through a room the user is still in: the
+                // answer comes from the occupant JID written to.
+                let via_room = (self.private_chats.via(sender)).and_then(|(room, nick)| {
+                    self.rooms.get(room).filter(|r| r.joined)?.occupant(nick)
+                });
+                let from = match via_room {
+                    Some(occupant) => Jid::from(occupant),
+                    None => Jid::from(bare_jid(sender, self.gw.jid.domain()).ok()?),
+                };
+                Some((from, MessageType::Chat))
+            }
         }
     }
 
@@ -401,6 +410,8 @@ impl UserSession {
         if !shown {
             return;
         }
+        // A private message from an occupant JID (see `sender_jid`).
+        let through_room = room_ref.is_none() && from.resource().is_some();
         self.deliver(room_ref.as_ref(), |to| {
             let mut stanza = message::text(
                 type_.clone(),
@@ -411,6 +422,9 @@ impl UserSession {
                 m.kind,
                 &by,
             );
+            if through_room {
+                stanza.payloads.push(muc::private_message_marker());
+            }
             for attachment in &m.attachments {
                 stanza.payloads.push(message::oob(attachment));
             }
@@ -872,6 +886,26 @@ impl UserSession {
                 from.clone(),
                 Jid::from(resource.clone()),
                 &topic,
+            ));
+        }
+    }
+
+    /// What the room itself tells (an IRC mode change), from the room's
+    /// JID, to the user's clients in it; a notice, not a message of anyone's,
+    /// so it is not archived.
+    fn on_room_notice(&self, room: &RemoteAddress, text: &str) {
+        let Some(state) = self.rooms.get(room).filter(|r| r.joined) else {
+            return;
+        };
+        let Some(from) = state.jid.clone().map(Jid::from) else {
+            return;
+        };
+        for resource in &state.resources {
+            self.gw.send_message(muc::room_notice(
+                from.clone(),
+                Jid::from(resource.clone()),
+                &crate::xmpp::stanza_id::fresh(),
+                text,
             ));
         }
     }

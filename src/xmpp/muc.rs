@@ -145,3 +145,20 @@ pub fn subject(from: Jid, to: Jid, subject: &str) -> Message {
         .insert(Lang::default(), clean_text(subject).into_owned());
     m
 }
+
+/// The mark of a private message between occupants (XEP-0045 §7.5), which
+/// clients show in the room's private chat rather than as a stranger's.
+pub fn private_message_marker() -> Element {
+    element("x", NS_MUC_USER).build()
+}
+
+/// A message from the room itself (XEP-0045 §7.2.? "room messages"): no
+/// occupant said it, so it comes from the room's bare JID.
+pub fn room_notice(room: Jid, to: Jid, id: &str, text: &str) -> Message {
+    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
+    m.from = Some(room);
+    m.id = Some(xmpp_parsers::message::Id(id.to_owned()));
+    m.bodies
+        .insert(Lang::default(), clean_text(text).into_owned());
+    m
+}

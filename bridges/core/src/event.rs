@@ -292,6 +292,12 @@ pub enum RemoteEvent {
         topic: String,
         by: Option<String>,
     },
+    /// Something the room itself tells, not a message of anyone's (an IRC
+    /// mode change): shown from the room's JID, and not archived.
+    RoomNotice {
+        room: RemoteAddress,
+        text: String,
+    },
     /// Someone was put out of a room; `banned` when they may not come back.
     Kick {
         room: RemoteAddress,

@@ -703,6 +703,26 @@ impl ServerTask {
             ServerCommand::Say {
                 target,
                 text: body,
+                kind: MessageKind::Normal,
+                reply,
+                ..
+            } if live.me.isupport.is_channel(&target) && text::mode_command(&body).is_some() => {
+                // Not said, so never echoed: the server's MODE line, shown
+                // from the room, is what the user sees of it.
+                let mut params = vec![target.as_str()];
+                params.extend(text::mode_command(&body).unwrap_or_default());
+                let sent = live.writer.send("MODE", &params);
+                let _ = reply.send(if sent {
+                    Ok(self.local_ids.next("out"))
+                } else {
+                    Err(BridgeError::BadRequest(
+                        "not a mode change IRC takes".into(),
+                    ))
+                });
+            }
+            ServerCommand::Say {
+                target,
+                text: body,
                 kind,
                 reply_to,
                 reply,
@@ -1442,6 +1462,17 @@ impl ServerTask {
                 role,
             });
         }
+        // Every change as IRC has it, as biboumi showed them: most modes
+        // (+m, +k, +b…) have no MUC counterpart, and a ban is only seen here.
+        let setter = line
+            .nick()
+            .or(line.source.as_deref())
+            .unwrap_or("The server");
+        let modes = line.params[1..].join(" ");
+        self.emit(RemoteEvent::RoomNotice {
+            room,
+            text: format!("{setter} sets mode {modes}"),
+        });
     }
 
     /// away-notify: someone went away or came back; their occupants change show.

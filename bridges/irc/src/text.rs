@@ -552,6 +552,21 @@ fn ctcp_safe(text: &str) -> String {
         .collect()
 }
 
+/// biboumi's `/mode` in a channel: a message of one line starting with
+/// `/mode` sets the channel's modes (`/mode +b *!*@host`) instead of being
+/// said; the arguments, split on spaces.
+pub fn mode_command(body: &str) -> Option<Vec<&str>> {
+    let line = body.trim();
+    if line.contains(['\n', '\r']) {
+        return None;
+    }
+    let rest = line.strip_prefix("/mode")?;
+    if !rest.is_empty() && !rest.starts_with(' ') {
+        return None;
+    }
+    Some(rest.split(' ').filter(|a| !a.is_empty()).collect())
+}
+
 /// A `/me` for IRC: `\x01ACTION text\x01`. NUL, `\x01`, CR and LF are removed
 /// from `text`, so that it cannot end the CTCP or the line early.
 pub fn make_action(text: &str) -> String {
@@ -573,6 +588,22 @@ pub fn make_ctcp(verb: &str, args: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mode_command_is_one_line_starting_with_slash_mode() {
+        assert_eq!(
+            mode_command("/mode +b *!*@host"),
+            Some(vec!["+b", "*!*@host"])
+        );
+        assert_eq!(
+            mode_command(" /mode  +ov  a b "),
+            Some(vec!["+ov", "a", "b"])
+        );
+        assert_eq!(mode_command("/mode"), Some(vec![]));
+        assert_eq!(mode_command("/modes are fun"), None);
+        assert_eq!(mode_command("use /mode +m"), None);
+        assert_eq!(mode_command("/mode +m\nand more"), None);
+    }
 
     /// A small deterministic generator for the property loops (xorshift32).
     struct Rng(u32);
