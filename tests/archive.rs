@@ -133,18 +133,7 @@ async fn room_messages_are_archived_and_paged_through_mam() {
     let mut alice = fx.registered("alice").await;
     let room = room();
 
-    let info = alice
-        .iq(
-            &room,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#info'/>"),
-        )
-        .await;
-    let features: Vec<_> = find_child(&info, "query", "http://jabber.org/protocol/disco#info")
-        .unwrap()
-        .children()
-        .map(|f| attr(f, "var").to_owned())
-        .collect();
+    let features = alice.disco_features(&room).await;
     assert!(features.iter().any(|f| f == MAM), "{features:?}");
 
     join(&mut alice, "al", "").await;

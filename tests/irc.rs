@@ -2742,19 +2742,7 @@ async fn reactions_both_ways() {
     };
 
     // Clients look for the feature before they offer reactions.
-    let info = s
-        .alice
-        .iq(
-            &room,
-            "get",
-            el("<query xmlns='http://jabber.org/protocol/disco#info'/>"),
-        )
-        .await;
-    let features: Vec<_> = find_child(&info, "query", "http://jabber.org/protocol/disco#info")
-        .expect("disco#info")
-        .children()
-        .map(|f| attr(f, "var").to_owned())
-        .collect();
+    let features = s.alice.disco_features(&room).await;
     assert!(features.iter().any(|f| f == REACTIONS), "{features:?}");
 
     // XMPP → IRC: bob's message, by the stanza-id alice's client knows it by.
@@ -3238,18 +3226,9 @@ async fn a_server_jid_in_the_roster_shows_the_connection() {
             "<field var='realname'><value>Alice in the roster</value></field>",
         )
         .await;
-    s.alice
-        .iq(
-            "alice@localhost",
-            "get",
-            el("<query xmlns='jabber:iq:roster'/>"),
-        )
-        .await;
-    s.alice
-        .send(el(&format!("<presence to='{server}' type='subscribe'/>")))
-        .await;
-    let (type_, _, _) = contact_presence(&mut s.alice, &server).await;
-    assert_eq!(type_, "subscribed");
+    // The server's request back is left unanswered here (see
+    // `a_presence_to_a_servers_jid_holds_its_connection_open`).
+    subscribe_to_server(&mut s.alice, &server).await;
     // Its presence follows the approval: not connected yet.
     let (type_, _, _) = contact_presence(&mut s.alice, &server).await;
     assert_eq!(type_, "unavailable");
@@ -3262,8 +3241,13 @@ async fn a_server_jid_in_the_roster_shows_the_connection() {
     let mut alice2 =
         XmppClient::connect(s.prosody.c2s_port(), "alice", "localhost", "pw", "res2").await;
     alice2.send(el("<presence/>")).await;
+    // (The server's subscription request, pending, is told to a new client too.)
+    let mut seen = contact_presence(&mut alice2, &server).await;
+    if seen.0 == "subscribe" {
+        seen = contact_presence(&mut alice2, &server).await;
+    }
     assert_eq!(
-        contact_presence(&mut alice2, &server).await,
+        seen,
         ("".into(), "".into(), "Connected to localhost".into())
     );
     alice2.close().await;
@@ -3282,4 +3266,93 @@ async fn a_server_jid_in_the_roster_shows_the_connection() {
     join_as_alice(&mut s, &room).await;
     let whois = whois_user(&mut bob, "alice").await;
     assert!(whois.ends_with(":Alice in the roster"), "{whois}");
+}
+
+/// alice's `client` (which reads her roster, so that it is told of subscription
+/// changes) subscribes to the server JID `server`: the gateway approves,
+/// and asks back, as biboumi did.
+async fn subscribe_to_server(client: &mut XmppClient, server: &str) {
+    client
+        .iq(
+            "alice@localhost",
+            "get",
+            el("<query xmlns='jabber:iq:roster'/>"),
+        )
+        .await;
+    client
+        .send(el(&format!("<presence to='{server}' type='subscribe'/>")))
+        .await;
+    let (type_, _, _) = contact_presence(client, server).await;
+    assert_eq!(type_, "subscribed");
+    let (type_, _, _) = contact_presence(client, server).await;
+    assert_eq!(type_, "subscribe");
+}
+
+/// Whether `nick` is on IRC, as `asker` learns with ISON, within a few
+/// seconds of asking again.
+async fn becomes_online(asker: &mut IrcClient, nick: &str, online: bool) {
+    for _ in 0..50 {
+        asker.send(&format!("ISON {nick}")).await;
+        let line = asker.expect(WAIT, |l| l.contains(" 303 ")).await;
+        if line.trim_end().ends_with(&format!(":{nick}")) == online {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{nick} never became {}",
+        if online { "online" } else { "offline" }
+    );
+}
+
+/// biboumi's force-connect: an available presence to a server's JID opens
+/// the user's connection there, which then stays open with no channel
+/// joined, for private messages or commands before any join, until an
+/// unavailable presence. A server JID in the roster with a subscription
+/// both ways does it at each login, as the user's server sends it the
+/// user's presence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_to_a_servers_jid_holds_its_connection_open() {
+    let mut s = setup().await;
+    let server = format!("localhost@{GW}");
+    let room = format!("#brief%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+
+    s.alice
+        .send(el(&format!("<presence to='{server}'/>")))
+        .await;
+    becomes_online(&mut bob, "alice", true).await;
+    // A room joined and left: the connection stays, being held.
+    join_as_alice(&mut s, &room).await;
+    s.alice
+        .send(el(&format!(
+            "<presence to='{room}/alice' type='unavailable'/>"
+        )))
+        .await;
+    presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    becomes_online(&mut bob, "alice", true).await;
+    bob.privmsg("alice", "still there?").await;
+    s.alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("still there?"))
+        .await;
+    // Released, and no room needs it: it closes.
+    s.alice
+        .send(el(&format!("<presence to='{server}' type='unavailable'/>")))
+        .await;
+    becomes_online(&mut bob, "alice", false).await;
+
+    // In the roster both ways: the user's own presence holds it.
+    subscribe_to_server(&mut s.alice, &server).await;
+    s.alice
+        .send(el(&format!("<presence to='{server}' type='subscribed'/>")))
+        .await;
+    becomes_online(&mut bob, "alice", true).await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence"
+                && from(p, &server)
+                && String::from(p).contains("Connected to localhost")
+        })
+        .await;
 }

@@ -135,6 +135,13 @@ impl UserSession {
                 self.remember_contact(contact).await;
                 // RFC 6121 §3.1.5: the contact's presence follows the approval.
                 if self.is_server(contact) {
+                    // And back, as biboumi asks: with the user's presence,
+                    // each login connects to the server (force-connect).
+                    self.answer_for(
+                        contact,
+                        Presence::new(PresenceType::Subscribe),
+                        self.jid.clone().into(),
+                    );
                     self.answer_for_server(contact, self.jid.clone().into())
                         .await;
                 } else if let Some(known) = self.contact_presence.get(contact) {

@@ -763,6 +763,14 @@ impl UserSession {
             return Ok(());
         };
         match p.type_ {
+            PresenceType::None if kind == AddressKind::Server => {
+                self.on_server_presence(address, &from, true).await;
+                Ok(())
+            }
+            PresenceType::Unavailable if kind == AddressKind::Server => {
+                self.on_server_presence(address, &from, false).await;
+                Ok(())
+            }
             PresenceType::None => {
                 if kind != AddressKind::Room {
                     // Directed presence to a contact: nothing to do on the network.

@@ -113,6 +113,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         contact_presence: HashMap::new(),
         awaiting_echo: Default::default(),
         private_chats: Default::default(),
+        server_holds: Vec::new(),
         keeps_session: keeps_session.clone(),
     };
     let task = tokio::spawn(Box::new(user).run(rx).instrument(span));
@@ -148,6 +149,9 @@ pub(crate) struct UserSession {
     /// Remote users written to through a room's occupant JID, who answer
     /// from there.
     private_chats: private_chats::RoomPrivateChats,
+    /// Which of the user's resources hold a server's connection open with
+    /// an available presence to its JID (biboumi's force-connect).
+    server_holds: Vec<(RemoteAddress, FullJid)>,
     keeps_session: Arc<AtomicBool>,
 }
 

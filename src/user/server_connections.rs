@@ -6,6 +6,7 @@
 use estuary_bridge::RemoteAddress;
 use tracing::{info, warn};
 use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
 use crate::xmpp::adhoc;
@@ -94,8 +95,37 @@ impl UserSession {
         Ok(())
     }
 
+    /// An available (`available`) or unavailable presence from the user's
+    /// resource `from` to a server's JID, as biboumi's force-connect: the
+    /// connection opens, and stays open with no room joined while any of
+    /// the user's resources holds it. A roster item with a subscription
+    /// both ways does this at each login, as the user's server sends it
+    /// their presence.
+    pub(super) async fn on_server_presence(
+        &mut self,
+        server: &RemoteAddress,
+        from: &FullJid,
+        available: bool,
+    ) {
+        self.server_holds
+            .retain(|(held, holder)| !(held == server && holder == from));
+        if available {
+            self.server_holds.push((server.clone(), from.clone()));
+        } else if self.server_holds.iter().any(|(held, _)| held == server) {
+            return;
+        }
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        match session.hold_connection(server, available).await {
+            Ok(()) => info!(%server, held = available, "connection held by presence"),
+            Err(e) => warn!(%server, error = %e, "the connection could not be held"),
+        }
+    }
+
     /// Close the connection to `server`, and leave the rooms it carried.
     async fn disconnect_server(&mut self, server: &RemoteAddress, message: &str) {
+        self.server_holds.retain(|(held, _)| held != server);
         let Some(session) = self.session.as_deref() else {
             return;
         };

@@ -213,6 +213,23 @@ impl XmppClient {
         self.expect(REPLY_TIMEOUT, |el| is_reply_to(el, &id)).await
     }
 
+    /// The features `to` advertises in its disco#info.
+    pub async fn disco_features(&mut self, to: &str) -> Vec<String> {
+        const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+        let info = self
+            .iq(to, "get", el(&format!("<query xmlns='{DISCO_INFO}'/>")))
+            .await;
+        find_child(&info, "query", DISCO_INFO)
+            .map(|query| {
+                query
+                    .children()
+                    .filter(|c| c.name() == "feature")
+                    .map(|f| attr(f, "var").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Runs the XEP-0050 command `node` on `to` and returns the form it
     /// shows (the `<command/>`, as text), without submitting it.
     pub async fn command_form(&mut self, to: &str, node: &str) -> String {

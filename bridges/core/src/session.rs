@@ -255,6 +255,19 @@ pub trait Session: Send + Sync {
         Vec::new()
     }
 
+    /// Keep the user's connection to `server` open (`hold`), even with no
+    /// room joined, opening it if need be; or let it close again once no
+    /// room needs it (biboumi's force-connect: an available presence sent
+    /// to the server's JID). Networks without a connection per server need
+    /// do nothing.
+    async fn hold_connection(
+        &self,
+        _server: &RemoteAddress,
+        _hold: bool,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
     /// Close the user's connection to `server`, with `message` where the
     /// network shows one (IRC's QUIT). The rooms it carried are left; the
     /// core tells the user.

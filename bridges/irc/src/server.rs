@@ -113,6 +113,13 @@ pub enum ServerCommand {
         nick: String,
         watch: bool,
     },
+    /// Keep the connection open with no channel joined, or no longer;
+    /// answered once taken, so that a hold reaching a connection that was
+    /// closing goes to a new one.
+    Hold {
+        hold: bool,
+        reply: Option<oneshot::Sender<Result<(), BridgeError>>>,
+    },
     /// Close the connection for good, with this QUIT message.
     Quit {
         message: String,
@@ -196,6 +203,7 @@ pub fn spawn(
         contacts: Contacts::new(contacts),
         typing: TypingSent::default(),
         reactions: ReactionSets::default(),
+        held: false,
         forwarded: Vec::new(),
         whois: None,
         history_batches: Vec::new(),
@@ -388,6 +396,9 @@ struct ServerTask {
     /// The reactions seen and sent, to turn IRC's one at a time into
     /// XEP-0444's whole sets and back.
     reactions: ReactionSets,
+    /// The user holds the connection open, joined or not (biboumi's
+    /// force-connect): the last part does not close it.
+    held: bool,
     /// Channels a refused join was forwarded to (470), by case-folded name:
     /// the server puts the user there unasked, and they are left at once.
     forwarded: Vec<String>,
@@ -529,6 +540,13 @@ impl ServerTask {
         while let Ok(command) = self.commands.try_recv().map(|c| *c) {
             match command {
                 ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
+                // Noted for the connection to come.
+                ServerCommand::Hold { hold, reply } => {
+                    self.held = hold;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
                 command => command.refuse(BridgeError::Unavailable(reason.to_owned())),
             }
         }
@@ -626,9 +644,12 @@ impl ServerTask {
                         return Ended::Quit;
                     }
                     Some(command) => {
-                        let parting = matches!(command, ServerCommand::Part { .. });
+                        let parting = matches!(
+                            command,
+                            ServerCommand::Part { .. } | ServerCommand::Hold { hold: false, .. }
+                        );
                         self.on_command(&mut live, command).await;
-                        if parting && self.channels.is_empty() && self.echoes.is_empty() {
+                        if parting && !self.held && self.channels.is_empty() && self.echoes.is_empty() {
                             // The last channel is left: the connection has no more use.
                             info!("last channel left; closing the connection");
                             live.writer.send("QUIT", &["Leaving"]);
@@ -920,6 +941,12 @@ impl ServerTask {
                 let _ = reply.send(self.react(live, &target, &msgid, emojis));
             }
             ServerCommand::Watch { nick, watch } => self.watch_contact(live, nick, watch),
+            ServerCommand::Hold { hold, reply } => {
+                self.held = hold;
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(()));
+                }
+            }
             ServerCommand::Quit { .. } => {}
         }
     }

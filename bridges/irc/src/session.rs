@@ -578,6 +578,22 @@ impl Session for IrcSession {
         }
     }
 
+    async fn hold_connection(&self, server: &RemoteAddress, hold: bool) -> Result<(), BridgeError> {
+        let name = self.parse(server)?.server;
+        if hold {
+            return self
+                .ask(&name, None, |reply| ServerCommand::Hold {
+                    hold,
+                    reply: Some(reply),
+                })
+                .await;
+        }
+        match self.open_server(&name) {
+            Some(handle) => handle.send(ServerCommand::Hold { hold, reply: None }),
+            None => Ok(()),
+        }
+    }
+
     async fn watch_contact(&self, contact: &RemoteAddress) -> Result<(), BridgeError> {
         self.watch(contact, true)
     }
