@@ -754,6 +754,20 @@ async fn rooms_are_joined_spoken_in_and_left() {
         .await;
     let refused = alice.expect(WAIT, |s| attr(s, "id") == "g2").await;
     assert_eq!(condition(&refused), "not-acceptable");
+    // Nor by a message of another type.
+    alice
+        .send(el(&format!(
+            "<message to='{room}' type='normal' id='g3'><body>from outside</body></message>"
+        )))
+        .await;
+    let refused = alice.expect(WAIT, |s| attr(s, "id") == "g3").await;
+    assert_eq!(condition(&refused), "not-acceptable");
+    assert!(
+        !fx.net
+            .logged("message alice@localhost #room None from outside"),
+        "{:?}",
+        fx.net.log()
+    );
     alice
         .send(el(&format!("<presence to='#closed@{GW}/al'/>")))
         .await;

@@ -503,11 +503,15 @@ impl UserSession {
             return self.on_invitation(invitation, address, kind).await;
         }
         let in_room = kind == AddressKind::Room;
-        if in_room && m.type_ == MessageType::Groupchat {
-            let joined = self.rooms.get(address).is_some_and(|r| r.joined);
-            if !joined {
-                return Err(Failure::not_acceptable("you are not in this room"));
-            }
+        // Whatever its type: a `normal` one would otherwise reach the room
+        // from someone who is not in it. Without a body (a chat state, an
+        // invitation's decline) there is nothing to refuse, nor to pass on.
+        if in_room && !self.rooms.get(address).is_some_and(|r| r.joined) {
+            return if m.bodies.is_empty() && m.type_ != MessageType::Groupchat {
+                Ok(())
+            } else {
+                Err(Failure::not_acceptable("you are not in this room"))
+            };
         }
         let incoming = Incoming::parse(m);
         let session = self.session()?;
