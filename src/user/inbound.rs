@@ -503,10 +503,18 @@ impl UserSession {
             return self.on_invitation(invitation, address, kind).await;
         }
         let in_room = kind == AddressKind::Room;
-        // Whatever its type: a `normal` one would otherwise reach the room
-        // from someone who is not in it. Without a body (a chat state, an
+        // A `normal` message, like a groupchat one, would otherwise reach
+        // the room from someone who is not in it; without a body (an
         // invitation's decline) there is nothing to refuse, nor to pass on.
-        if in_room && !self.rooms.get(address).is_some_and(|r| r.joined) {
+        // A `chat` one goes to the network, which knows best what the
+        // address is: Discord cannot tell a user's snowflake from an unseen
+        // channel's until its cache is ready, or at all for the people only
+        // a user's own bot shares a guild with, and takes it for a user;
+        // on IRC it is a message to a channel from outside, as `/msg #chan`.
+        if in_room
+            && m.type_ != MessageType::Chat
+            && !self.rooms.get(address).is_some_and(|r| r.joined)
+        {
             return if m.bodies.is_empty() && m.type_ != MessageType::Groupchat {
                 Ok(())
             } else {
