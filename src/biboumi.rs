@@ -11,8 +11,8 @@
 //!   certificate verification and fingerprint, throttle limit, in-encoding
 //!   and the after-connection commands;
 //! - each user's channel options (`configure` on `#chan%server@gw`):
-//!   persistent and record history; a persistent channel is joined again as
-//!   soon as Estuary starts, as Estuary does with its own;
+//!   persistent, record history and in-encoding; a persistent channel is
+//!   joined again as soon as Estuary starts, as Estuary does with its own;
 //! - the channel archives, under biboumi's own message ids, so that clients
 //!   which already fetched them through MAM see the same stanza-ids and
 //!   show no message twice.
@@ -25,8 +25,8 @@
 //! ([`Destination::archives`] false).
 //!
 //! What Estuary has no place for is counted and named in the report, never
-//! dropped silently: plaintext ports after the first, out-encodings,
-//! per-server and per-channel history lengths, per-channel encodings.
+//! dropped silently: plaintext ports after the first, out-encodings (which
+//! biboumi ignored too), per-server and per-channel history lengths.
 //!
 //! biboumi's database is read where its `db_name` says: an SQLite file, or
 //! a PostgreSQL URL.
@@ -37,13 +37,14 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use estuary_bridge::FormValues;
 use estuary_irc::address::IrcAddress;
-use estuary_irc::options::UserServerSettings;
+use estuary_irc::options::{UserServerSettings, CHANNEL_ENCODING};
+use estuary_irc::text::encoding_for_label;
 use futures::TryStreamExt;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::store::{ArchiveRange, ArchivedMessage, RoomRecord, Store};
-use crate::user::{RoomDefaults, RoomSettings, DEFAULTS_ADDRESS};
+use crate::user::{RoomDefaults, RoomSettings, StoredRoomSettings, DEFAULTS_ADDRESS};
 
 /// Archive rows written per statement batch.
 const ARCHIVE_BATCH: usize = 500;
@@ -292,7 +293,7 @@ async fn import_server_options(
         let out_encoding = text(row, "encodingout_")?;
         if !out_encoding.is_empty() {
             report.not_carried.push(format!(
-                "{whose}: out encoding (Estuary always sends UTF-8): {out_encoding}"
+                "{whose}: out encoding, which biboumi ignored (Estuary sends UTF-8): {out_encoding}"
             ));
         }
         if number(row, "maxhistorylength_")? > 0 {
@@ -372,22 +373,31 @@ async fn import_channel_options(
             persistent: number(row, "persistent_")? == 1,
             record_history,
         };
-        let json = serde_json::to_string(&settings)?;
+        let mut network = FormValues::new();
+        let in_encoding = text(row, "encodingin_")?;
+        let in_encoding = in_encoding.trim();
+        if encoding_for_label(in_encoding).is_some() {
+            network.insert(CHANNEL_ENCODING.to_owned(), in_encoding.to_owned());
+        } else if !in_encoding.is_empty() {
+            report.not_carried.push(format!(
+                "{owner}'s in encoding of {room}: {in_encoding} (an encoding Estuary does not know)"
+            ));
+        }
+        let out_encoding = text(row, "encodingout_")?;
+        if !out_encoding.is_empty() {
+            report.not_carried.push(format!(
+                "{owner}'s out encoding of {room}, which biboumi ignored (Estuary sends UTF-8): \
+                 {out_encoding}"
+            ));
+        }
+        let json = serde_json::to_string(&StoredRoomSettings {
+            own: settings,
+            network,
+        })?;
         store
             .save_address_settings(&to.gateway, &owner, &room, &json)
             .await?;
         report.channel_settings += 1;
-        for (column, what) in [
-            ("encodingin_", "in encoding"),
-            ("encodingout_", "out encoding"),
-        ] {
-            let value = text(row, column)?;
-            if !value.is_empty() {
-                report.not_carried.push(format!(
-                    "{owner}'s {what} of {room}: {value} (Estuary has encodings per server)"
-                ));
-            }
-        }
         if number(row, "maxhistorylength_")? > 0 {
             report.not_carried.push(format!(
                 "{owner}'s max history length of {room} (Estuary has it for all rooms only)"

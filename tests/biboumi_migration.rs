@@ -139,7 +139,8 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
     let room = format!("#migrate%ircnet@{GW}");
 
     // alice set her nick, ident, real name and two commands for her
-    // connection, keeps #migrate persistent and caps join history at 7.
+    // connection, keeps #migrate persistent, reads its non-UTF-8 lines as
+    // KOI8-R, and caps join history at 7.
     let mut alice = biboumi_user(
         &prosody,
         port,
@@ -167,7 +168,8 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
             &room,
             "configure",
             "<field var='persistent'><value>true</value></field>\
-         <field var='record_history'><value>true</value></field>",
+         <field var='record_history'><value>true</value></field>\
+         <field var='encoding_in'><value>koi8-r</value></field>",
         )
         .await;
     // carol is in the channel too: biboumi archives each line for each of them.
@@ -260,7 +262,6 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
         assert_eq!(&stanza_id(&m), id, "{}", String::from(&m));
     }
     assert_eq!(archive_of(&mut alice, &room).await, biboumi_archive);
-
     // Her settings are Estuary's now: history capped at 7 for all rooms,
     // and the server settings with both commands.
     let defaults = alice.command_form(GW, "configure").await;
@@ -286,6 +287,17 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
         "{again}"
     );
     assert_eq!(archive_of(&mut alice, &room).await, biboumi_archive);
+    // The channel's own encoding came along: KOI8-R there, not Latin-1.
+    bob.send_bytes(b"PRIVMSG #migrate :\xf0\xd2\xc9\xd7\xc5\xd4")
+        .await;
+    alice
+        .expect(WAIT, |m| body(m).as_deref() == Some("Привет"))
+        .await;
+    let channel = alice.command_form(&room, "configure").await;
+    assert!(
+        channel.contains("var='encoding'") && channel.contains("<value>koi8-r</value>"),
+        "{channel}"
+    );
     estuary.stop().await.unwrap();
 }
 

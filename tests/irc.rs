@@ -1278,6 +1278,94 @@ async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> El
     done
 }
 
+/// A channel's own encoding (biboumi's channel "In encoding"), set with
+/// the channel's `configure`: its lines that are not UTF-8 are read with
+/// it, while the server's other channels keep the server's (Latin-1 here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_reads_its_non_utf8_lines_in_its_own_encoding() {
+    let mut s = setup().await;
+    let ru = format!("#ru%localhost@{GW}");
+    let fr = format!("#fr%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#ru").await;
+    bob.join("#fr").await;
+    join_as_alice(&mut s, &ru).await;
+    join_as_alice(&mut s, &fr).await;
+    // "Привет" in KOI8-R, and the same bytes (Latin-1 letters) in #fr.
+    const KOI8: &[u8] = b"\xf0\xd2\xc9\xd7\xc5\xd4";
+    const LATIN1: &str = "ðÒÉ×ÅÔ";
+    let say = |channel: &str| [b"PRIVMSG ", channel.as_bytes(), b" :", KOI8].concat();
+    let read_in = |room: &str, text: &'static str| {
+        let room = room.to_owned();
+        move |m: &Element| body(m).as_deref() == Some(text) && from(m, &format!("{room}/bob"))
+    };
+
+    bob.send_bytes(&say("#ru")).await;
+    s.alice.expect(WAIT, read_in(&ru, LATIN1)).await;
+
+    let (form, _) = s
+        .alice
+        .run_command(
+            &ru,
+            "configure",
+            "<field var='encoding'><value>KOI8-R</value></field>",
+        )
+        .await;
+    assert!(form.contains("var='encoding'"), "{form}");
+    bob.send_bytes(&say("#ru")).await;
+    s.alice.expect(WAIT, read_in(&ru, "Привет")).await;
+    // The topic is the channel's too.
+    bob.send_bytes(&[b"TOPIC #ru :", KOI8].concat()).await;
+    s.alice
+        .expect(WAIT, |m| {
+            from(m, &format!("{ru}/bob"))
+                && m.get_child("subject", "jabber:client")
+                    .is_some_and(|s| s.text() == "Привет")
+        })
+        .await;
+    // Another channel keeps the server's encoding.
+    bob.send_bytes(&say("#fr")).await;
+    s.alice.expect(WAIT, read_in(&fr, LATIN1)).await;
+    assert!(s
+        .alice
+        .command_form(&ru, "configure")
+        .await
+        .contains("<value>KOI8-R</value>"));
+
+    // An encoding nobody knows is refused, and the channel keeps its own.
+    let refused = s
+        .alice
+        .iq(
+            &ru,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='encoding'><value>klingon</value></field></x></command>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(
+        String::from(&refused).contains("unknown encoding"),
+        "{}",
+        String::from(&refused)
+    );
+    bob.send_bytes(&say("#ru")).await;
+    s.alice.expect(WAIT, read_in(&ru, "Привет")).await;
+
+    // Emptied, the field gives the channel the server's encoding again.
+    s.alice
+        .run_command(
+            &ru,
+            "configure",
+            "<field var='encoding'><value></value></field>",
+        )
+        .await;
+    bob.send_bytes(&say("#ru")).await;
+    s.alice.expect(WAIT, read_in(&ru, LATIN1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
     let mut s = setup().await;

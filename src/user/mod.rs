@@ -14,7 +14,7 @@ mod room_defaults;
 mod room_settings;
 pub(crate) use contacts::is_offered_marker;
 pub use room_defaults::{RoomDefaults, DEFAULTS_ADDRESS};
-pub use room_settings::{RoomSettings, CONFIGURE_NODE};
+pub use room_settings::{RoomSettings, StoredRoomSettings, CONFIGURE_NODE};
 pub(crate) use server_connections::{is_disconnect_node, DISCONNECT_NODE};
 mod rooms;
 mod server_connections;
@@ -107,6 +107,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         resources: BTreeSet::new(),
         rooms: Rooms::default(),
         room_settings: HashMap::new(),
+        room_network_settings: HashMap::new(),
         room_defaults,
         server_settings: HashMap::new(),
         contacts: HashSet::new(),
@@ -134,6 +135,8 @@ pub(crate) struct UserSession {
     resources: BTreeSet<FullJid>,
     rooms: Rooms,
     room_settings: HashMap<RemoteAddress, room_settings::RoomSettings>,
+    /// The user's settings of rooms by the network's own fields, where set.
+    room_network_settings: HashMap<RemoteAddress, estuary_bridge::FormValues>,
     /// The user's settings of all rooms, over and under each room's own.
     room_defaults: room_defaults::RoomDefaults,
     /// The user's own settings of remote servers, by the network's fields.
@@ -216,7 +219,7 @@ impl UserSession {
                 self.session = Some(session);
                 self.login_error = None;
                 // Before anything opens a connection with the defaults.
-                self.apply_server_settings().await;
+                self.apply_network_settings().await;
                 self.flush_outbox().await;
                 self.offer_known_contacts().await;
                 self.watch_contacts().await;

@@ -4,11 +4,14 @@
 //! - `persistent`: stay in the room on the network while none of the user's
 //!   clients is in it, so that nothing said meanwhile is missed (it is
 //!   archived, and shown as history on the next join);
-//! - `record_history`: archive the room's messages for MAM and join history.
+//! - `record_history`: archive the room's messages for MAM and join history;
+//!
+//! and the network's own fields beside them (IRC: the channel's encoding),
+//! which the network session is handed and the store keeps with the rest.
 
 use std::collections::BTreeMap;
 
-use estuary_bridge::{AddressKind, FieldKind, RegistrationField, RemoteAddress};
+use estuary_bridge::{AddressKind, FieldKind, FormValues, RegistrationField, RemoteAddress};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use xmpp_parsers::iq::Iq;
@@ -16,7 +19,7 @@ use xmpp_parsers::minidom::Element;
 
 use crate::xmpp::adhoc::{self, FormStep};
 use crate::xmpp::errors::Failure;
-use crate::xmpp::forms::{registration_form, submitted_values};
+use crate::xmpp::forms::{registration_form, submitted_values, validate};
 
 use super::UserSession;
 
@@ -28,6 +31,18 @@ const FORM_TYPE: &str = "urn:xmpp:estuary:room-settings:0";
 pub struct RoomSettings {
     pub persistent: bool,
     pub record_history: bool,
+}
+
+/// What the store keeps for a room: the gateway's settings, and the
+/// network's beside them. Flattened, so that rows written before the network
+/// had fields read the same, and the router's restart check, which reads only
+/// [`RoomSettings`], ignores the network's.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StoredRoomSettings {
+    #[serde(flatten)]
+    pub own: RoomSettings,
+    #[serde(default, skip_serializing_if = "FormValues::is_empty")]
+    pub network: FormValues,
 }
 
 impl Default for RoomSettings {
@@ -85,18 +100,27 @@ impl RoomSettings {
         ])
     }
 
-    /// These settings with a submitted form applied; fields left out keep
-    /// their value.
-    fn with_form(mut self, form: &Element) -> Result<RoomSettings, Failure> {
+    /// These settings, and the network's `network` by its `network_fields`,
+    /// with a submitted form applied; fields left out keep their value.
+    fn with_form(
+        mut self,
+        form: &Element,
+        network_fields: &[RegistrationField],
+        network: &FormValues,
+    ) -> Result<(RoomSettings, FormValues), Failure> {
+        let mut network = network.clone();
         for (var, value) in submitted_values(form)? {
             match var.as_str() {
                 "persistent" => self.persistent = boolean(&var, &value)?,
                 "record_history" => self.record_history = boolean(&var, &value)?,
                 "FORM_TYPE" => {}
+                _ if network_fields.iter().any(|f| f.var == var) => {
+                    network.insert(var, value);
+                }
                 _ => return Err(Failure::bad_request(format!("unknown field '{var}'"))),
             }
         }
-        Ok(self)
+        Ok((self, validate(network_fields, &network)?))
     }
 }
 
@@ -132,9 +156,15 @@ impl UserSession {
                 continue;
             }
             let read = match kind {
-                Ok(AddressKind::Room) => serde_json::from_str(&json).map(|settings| {
-                    self.room_settings.insert(address.clone(), settings);
-                }),
+                Ok(AddressKind::Room) => {
+                    serde_json::from_str(&json).map(|settings: StoredRoomSettings| {
+                        if !settings.network.is_empty() {
+                            self.room_network_settings
+                                .insert(address.clone(), settings.network);
+                        }
+                        self.room_settings.insert(address.clone(), settings.own);
+                    })
+                }
                 Ok(AddressKind::Server) => serde_json::from_str(&json).map(|values| {
                     self.server_settings.insert(address.clone(), values);
                 }),
@@ -179,14 +209,24 @@ impl UserSession {
             )));
         }
         let current = self.settings_of(room);
+        let network_fields = self.gw.network.room_fields();
+        let current_network = self
+            .room_network_settings
+            .get(room)
+            .cloned()
+            .unwrap_or_default();
         let form = match request.form_step(|| {
+            let mut fields = FIELDS.to_vec();
+            fields.extend(network_fields.iter().cloned());
+            let mut values = current.values();
+            values.extend(current_network.clone());
             registration_form(
                 FORM_TYPE,
                 &format!("Settings of {room}"),
                 "Persistent rooms stay joined on the network while none of your clients is in \
                  them; recorded rooms keep their history for MAM and joins.",
-                &FIELDS,
-                &current.values(),
+                &fields,
+                &values,
             )
         }) {
             FormStep::Reply(reply) => {
@@ -195,9 +235,26 @@ impl UserSession {
             }
             FormStep::Submitted(form) => form,
         };
-        let settings = current.with_form(form)?;
-        self.save_settings(room.as_str(), &settings).await?;
+        let (settings, network) = current.with_form(form, &network_fields, &current_network)?;
+        if network != current_network {
+            // The network checks its values before anything is kept.
+            self.session()?
+                .set_room_settings(room, &network)
+                .await
+                .map_err(Failure::from)?;
+        }
+        let stored = StoredRoomSettings {
+            own: settings,
+            network,
+        };
+        self.save_settings(room.as_str(), &stored).await?;
         self.room_settings.insert(room.clone(), settings);
+        if stored.network.is_empty() {
+            self.room_network_settings.remove(room);
+        } else {
+            self.room_network_settings
+                .insert(room.clone(), stored.network);
+        }
         self.leave_unheld(vec![room.clone()]).await;
         self.gw
             .reply_result(iq, Some(request.completed("Settings saved.")));
@@ -298,14 +355,77 @@ mod tests {
              <field var='persistent'><value>true</value></field></x>"
             .parse()
             .unwrap();
-        let s = RoomSettings::default().with_form(&form).unwrap();
-        assert!(s.persistent && s.record_history);
+        let none = FormValues::new();
+        let (s, network) = RoomSettings::default()
+            .with_form(&form, &[], &none)
+            .unwrap();
+        assert!(s.persistent && s.record_history && network.is_empty());
         let bad: Element = "<x xmlns='jabber:x:data' type='submit'>\
              <field var='persistent'><value>maybe</value></field></x>"
             .parse()
             .unwrap();
-        assert!(RoomSettings::default().with_form(&bad).is_err());
+        assert!(RoomSettings::default().with_form(&bad, &[], &none).is_err());
         let stored: RoomSettings = serde_json::from_str("{\"persistent\":true}").unwrap();
         assert!(stored.persistent && stored.record_history);
+    }
+
+    const ENCODING: RegistrationField = RegistrationField {
+        var: "encoding",
+        label: "Encoding",
+        kind: FieldKind::Text,
+        required: false,
+        max_len: 32,
+    };
+
+    #[test]
+    fn the_networks_fields_are_kept_beside_and_checked_like_any_form() {
+        let form: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='encoding'><value> koi8-r </value></field></x>"
+            .parse()
+            .unwrap();
+        // Unknown to a network without room fields.
+        assert!(RoomSettings::default()
+            .with_form(&form, &[], &FormValues::new())
+            .is_err());
+        let (s, network) = RoomSettings::default()
+            .with_form(&form, &[ENCODING], &FormValues::new())
+            .unwrap();
+        assert_eq!(s, RoomSettings::default());
+        assert_eq!(network.get("encoding").map(String::as_str), Some("koi8-r"));
+
+        // Left out of a later form, the value stays; emptied, it goes.
+        let persistent: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='persistent'><value>1</value></field></x>"
+            .parse()
+            .unwrap();
+        let (_, kept) = s.with_form(&persistent, &[ENCODING], &network).unwrap();
+        assert_eq!(kept, network);
+        let emptied: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='encoding'><value></value></field></x>"
+            .parse()
+            .unwrap();
+        let (_, gone) = s.with_form(&emptied, &[ENCODING], &network).unwrap();
+        assert!(gone.is_empty());
+        // A line break never passes.
+        let injected: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='encoding'><value>utf-8\rQUIT</value></field></x>"
+            .parse()
+            .unwrap();
+        assert!(s.with_form(&injected, &[ENCODING], &network).is_err());
+
+        // Stored beside the gateway's own, and read back by both readers.
+        let stored = StoredRoomSettings {
+            own: RoomSettings {
+                persistent: true,
+                record_history: false,
+            },
+            network: network.clone(),
+        };
+        let json = serde_json::to_string(&stored).unwrap();
+        let back: StoredRoomSettings = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.own, back.network), (stored.own, network));
+        assert!(RoomSettings::from_json(&json).unwrap().persistent);
+        let old: StoredRoomSettings = serde_json::from_str("{\"persistent\":true}").unwrap();
+        assert!(old.own.persistent && old.network.is_empty());
     }
 }

@@ -22,14 +22,20 @@ use super::UserSession;
 const FORM_TYPE: &str = "urn:xmpp:estuary:server-settings:0";
 
 impl UserSession {
-    /// Hand every stored server setting to a session that just logged in.
-    pub(super) async fn apply_server_settings(&self) {
+    /// Hand every stored setting of servers and rooms by the network's
+    /// fields to a session that just logged in.
+    pub(super) async fn apply_network_settings(&self) {
         let Some(session) = self.session.as_deref() else {
             return;
         };
         for (server, values) in &self.server_settings {
             if let Err(e) = session.set_server_settings(server, values).await {
                 warn!(%server, error = %e, "stored server settings were refused");
+            }
+        }
+        for (room, values) in &self.room_network_settings {
+            if let Err(e) = session.set_room_settings(room, values).await {
+                warn!(%room, error = %e, "stored room settings were refused");
             }
         }
     }

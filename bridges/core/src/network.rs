@@ -89,6 +89,13 @@ pub trait Network: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// What a user may set per room of this network, in the `configure`
+    /// command on the room's JID next to the gateway's own room settings
+    /// (IRC: the channel's encoding); none by default.
+    fn room_fields(&self) -> Vec<RegistrationField> {
+        Vec::new()
+    }
+
     /// The user address of the occupant `nick` of `room`, where the network
     /// can tell it from these alone (IRC: `nick%server`), for the occupant's
     /// JID in a non-anonymous room. Occupants the bridge reports with a

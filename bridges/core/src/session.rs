@@ -210,6 +210,17 @@ pub trait Session: Send + Sync {
         unsupported("server settings")
     }
 
+    /// The user's own settings of a room (values of
+    /// [`crate::Network::room_fields`], validated), used from now on; an
+    /// empty set of values clears them.
+    async fn set_room_settings(
+        &self,
+        _room: &RemoteAddress,
+        _values: &crate::FormValues,
+    ) -> Result<(), BridgeError> {
+        unsupported("room settings")
+    }
+
     /// Invite `user` into `room`.
     async fn invite(
         &self,

@@ -20,11 +20,12 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
+use crate::channel_encodings::ChannelEncodings;
 use crate::identd;
 use crate::isupport::Isupport;
 use crate::line::{format_tagged, IrcLine};
 use crate::options::{PrivateReach, ServerOptions};
-use crate::text::decode_line;
+use crate::text::{decode_line, default_fallback, encoding_for_label};
 use crate::tls::{self, ReadHalf, WriteHalf};
 
 /// Longest line accepted from a server, tags included (IRCv3 allows 8191
@@ -136,11 +137,13 @@ pub struct Identity {
     pub home: String,
 }
 
-/// Reads lines, decoding what is not UTF-8 with the configured encoding.
+/// Reads lines, decoding what is not UTF-8 with the channel's encoding or
+/// the configured one.
 pub struct LineReader {
     reader: BufReader<ReadHalf>,
     buf: Vec<u8>,
     fallback: &'static Encoding,
+    channels: Arc<ChannelEncodings>,
     /// The connection known to the ident server, for as long as it is open.
     _ident: Option<identd::Registration>,
 }
@@ -172,7 +175,10 @@ impl LineReader {
                 self.reader.read_until(b'\n', &mut rest).await?;
                 continue;
             }
-            let text = decode_line(trim_eol(&self.buf), self.fallback);
+            let bytes = trim_eol(&self.buf);
+            let text = decode_line(bytes, || {
+                self.channels.of_line(bytes).unwrap_or(self.fallback)
+            });
             if let Some(line) = IrcLine::parse(&text) {
                 return Ok(Some(line));
             }
@@ -485,6 +491,7 @@ pub async fn connect(
     server: &str,
     options: &ServerOptions,
     identity: &Identity,
+    channels: Arc<ChannelEncodings>,
 ) -> Result<(LineReader, LineWriter, Registered), ConnectError> {
     let host = options.address.clone().unwrap_or_else(|| server.to_owned());
     let Opened {
@@ -496,13 +503,14 @@ pub async fn connect(
     let fallback = options
         .encoding
         .as_deref()
-        .and_then(|label| Encoding::for_label(label.as_bytes()))
-        .unwrap_or(encoding_rs::WINDOWS_1252);
+        .and_then(encoding_for_label)
+        .unwrap_or_else(default_fallback);
     let mut reader = LineReader {
         reader: BufReader::with_capacity(READ_BUFFER, read),
         // Grows to the longest line seen, which is usually well under 1 KB.
         buf: Vec::new(),
         fallback,
+        channels,
         _ident: ident,
     };
     let writer = LineWriter::spawn(write, options);
@@ -752,7 +760,9 @@ mod tests {
             password: Some("pw".into()),
             ..crate::scripted_server::alice()
         };
-        let (_, _, registered) = connect("fake", &options, &identity).await.unwrap();
+        let (_, _, registered) = connect("fake", &options, &identity, Default::default())
+            .await
+            .unwrap();
         assert!(registered.caps.contains("sasl"));
         let seen = server.await.unwrap();
         let expected = format!("AUTHENTICATE {}", base64(b"alice\0alice\0pw"));
@@ -782,7 +792,9 @@ mod tests {
                 password: Some("pw".into()),
                 ..crate::scripted_server::alice()
             };
-            connect("fake", &options, &identity).await.unwrap();
+            connect("fake", &options, &identity, Default::default())
+                .await
+                .unwrap();
             let seen = server.await.unwrap();
             let sent = seen
                 .iter()
@@ -808,7 +820,7 @@ mod tests {
             ..ServerOptions::default()
         };
         let identity = crate::scripted_server::alice();
-        let Err(error) = connect("fake", &options, &identity).await else {
+        let Err(error) = connect("fake", &options, &identity, Default::default()).await else {
             panic!("connected without a server");
         };
         let text = error.to_string();

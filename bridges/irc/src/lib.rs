@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod casemap;
+pub mod channel_encodings;
 pub mod connection;
 pub mod ctcp;
 pub mod identd;
@@ -115,6 +116,10 @@ impl Network for IrcNetwork {
 
     fn server_fields(&self) -> Vec<RegistrationField> {
         options::user_fields(self.options.realname_customization)
+    }
+
+    fn room_fields(&self) -> Vec<RegistrationField> {
+        options::channel_fields()
     }
 
     fn occupant_user(&self, room: &RemoteAddress, nick: &str) -> Option<RemoteAddress> {

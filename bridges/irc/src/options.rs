@@ -373,6 +373,21 @@ pub fn user_fields(names: bool) -> Vec<estuary_bridge::RegistrationField> {
     fields
 }
 
+/// The field of a channel's own encoding.
+pub const CHANNEL_ENCODING: &str = "encoding";
+
+/// The fields a user may set per channel (the `configure` command on the
+/// channel's JID, beside the gateway's own room settings): biboumi's "In
+/// encoding". Its "Out encoding" biboumi ignored, and so does Estuary: it
+/// always sends UTF-8.
+pub fn channel_fields() -> Vec<estuary_bridge::RegistrationField> {
+    vec![estuary_bridge::RegistrationField::text(
+        CHANNEL_ENCODING,
+        "Encoding of this channel's non-UTF-8 lines (empty: the server's)",
+        false,
+    )]
+}
+
 /// The fields `realname_customization = false` keeps from users.
 pub const NAMES: [&str; 2] = ["username", "realname"];
 
@@ -460,7 +475,7 @@ impl UserServerSettings {
                     options.throttle_per_sec = rate;
                 }
                 "encoding" => {
-                    if encoding_rs::Encoding::for_label(v.as_bytes()).is_none() {
+                    if crate::text::encoding_for_label(v).is_none() {
                         return Err(format!("{var}: unknown encoding '{v}'"));
                     }
                     options.encoding = Some(v.clone());

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use estuary_bridge::{
@@ -18,6 +19,7 @@ use tokio::time::{sleep, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::address::IrcAddress;
+use crate::channel_encodings::ChannelEncodings;
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
 use crate::ctcp::{CtcpExchange, CtcpReply};
 use crate::isupport::Isupport;
@@ -180,6 +182,7 @@ pub fn spawn(
     fixed: Option<String>,
     events: EventSender,
     contacts: Vec<String>,
+    channel_encodings: Arc<ChannelEncodings>,
 ) -> ServerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = info_span!("irc", server = %server);
@@ -207,6 +210,7 @@ pub fn spawn(
         forwarded: Vec::new(),
         whois: None,
         history_batches: Vec::new(),
+        channel_encodings,
     };
     tokio::spawn(Box::new(task).run().instrument(span));
     ServerHandle { commands: tx }
@@ -407,6 +411,8 @@ struct ServerTask {
     whois: Option<Box<WhoisQueries>>,
     /// The open batches of history played back (`BATCH +id chathistory`).
     history_batches: Vec<String>,
+    /// The user's encodings of this server's channels, for each connection's reader.
+    channel_encodings: Arc<ChannelEncodings>,
 }
 
 /// A live connection's state.
@@ -430,9 +436,14 @@ impl ServerTask {
         let mut attempt: u32 = 0;
         let mut was_connected = false;
         loop {
-            let live = Box::pin(connect(&self.server, &self.options, &self.identity))
-                .await
-                .map(|(reader, writer, me)| Box::new(Live { reader, writer, me }));
+            let live = Box::pin(connect(
+                &self.server,
+                &self.options,
+                &self.identity,
+                self.channel_encodings.clone(),
+            ))
+            .await
+            .map(|(reader, writer, me)| Box::new(Live { reader, writer, me }));
             match live {
                 Ok(live) => {
                     attempt = 0;

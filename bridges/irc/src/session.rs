@@ -14,9 +14,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::address::IrcAddress;
+use crate::channel_encodings::ChannelEncodings;
 use crate::connection::Identity;
 use crate::options::{IrcOptions, UserServerSettings};
 use crate::server::{self, ServerCommand, ServerHandle};
+use crate::text::encoding_for_label;
 
 pub struct IrcSession {
     options: Arc<IrcOptions>,
@@ -33,6 +35,9 @@ pub struct IrcSession {
     /// being connected shows the user on IRC, which only a join or a
     /// message of theirs should do.
     contacts: Mutex<HashMap<String, Vec<String>>>,
+    /// The user's encodings of channels, by server, read by every
+    /// connection to that server as it reads lines.
+    channel_encodings: Mutex<HashMap<String, Arc<ChannelEncodings>>>,
 }
 
 impl IrcSession {
@@ -50,11 +55,21 @@ impl IrcSession {
             servers: Mutex::new(HashMap::new()),
             user_settings: Mutex::new(HashMap::new()),
             contacts: Mutex::new(HashMap::new()),
+            channel_encodings: Mutex::new(HashMap::new()),
         }
     }
 
     fn parse(&self, address: &RemoteAddress) -> Result<IrcAddress, BridgeError> {
         IrcAddress::parse(address, self.options.fixed_server.as_deref())
+    }
+
+    fn channel_encodings_of(&self, server: &str) -> Arc<ChannelEncodings> {
+        self.channel_encodings
+            .lock()
+            .expect("not poisoned")
+            .entry(server.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The connection to a server, started if there is none yet.
@@ -97,6 +112,7 @@ impl IrcSession {
                         .get(name)
                         .cloned()
                         .unwrap_or_default(),
+                    self.channel_encodings_of(name),
                 )
             })
             .clone()
@@ -354,6 +370,24 @@ impl Session for IrcSession {
             .lock()
             .expect("not poisoned")
             .insert(address.server, settings);
+        Ok(())
+    }
+
+    async fn set_room_settings(
+        &self,
+        room: &RemoteAddress,
+        values: &FormValues,
+    ) -> Result<(), BridgeError> {
+        let address = self.parse(room)?;
+        let encoding =
+            match values.get(crate::options::CHANNEL_ENCODING) {
+                None => None,
+                Some(label) => Some(encoding_for_label(label).ok_or_else(|| {
+                    BridgeError::BadRequest(format!("unknown encoding '{label}'"))
+                })?),
+            };
+        self.channel_encodings_of(&address.server)
+            .set(&address.name, encoding);
         Ok(())
     }
 

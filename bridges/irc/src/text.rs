@@ -484,10 +484,14 @@ pub fn default_fallback() -> &'static Encoding {
 ///
 /// Decode per line, not per connection: on one channel some clients send
 /// UTF-8 and some still send Latin-1.
-pub fn decode_line(bytes: &[u8], fallback: &'static Encoding) -> String {
+///
+/// `fallback` is asked only for a line that is not UTF-8: the encoding may
+/// depend on what the line is about (a channel's own, see
+/// [`crate::channel_encodings`]).
+pub fn decode_line(bytes: &[u8], fallback: impl FnOnce() -> &'static Encoding) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) => text.to_owned(),
-        Err(_) => fallback.decode_without_bom_handling(bytes).0.into_owned(),
+        Err(_) => fallback().decode_without_bom_handling(bytes).0.into_owned(),
     }
 }
 
@@ -1000,20 +1004,24 @@ mod tests {
     #[test]
     fn decode_prefers_utf8() {
         let latin1 = default_fallback();
-        assert_eq!(decode_line("héllo ✓".as_bytes(), latin1), "héllo ✓");
-        assert_eq!(decode_line(b"h\xe9llo", latin1), "héllo");
-        assert_eq!(decode_line(b"\x80 euro", latin1), "€ euro", "cp1252 range");
-        assert_eq!(decode_line(b"", latin1), "");
+        assert_eq!(decode_line("héllo ✓".as_bytes(), || latin1), "héllo ✓");
+        assert_eq!(decode_line(b"h\xe9llo", || latin1), "héllo");
+        assert_eq!(
+            decode_line(b"\x80 euro", || latin1),
+            "€ euro",
+            "cp1252 range"
+        );
+        assert_eq!(decode_line(b"", || latin1), "");
         let koi8 = encoding_for_label("koi8-r").unwrap();
-        assert_eq!(decode_line(b"\xf0\xd2\xc9\xd7\xc5\xd4", koi8), "Привет");
+        assert_eq!(decode_line(b"\xf0\xd2\xc9\xd7\xc5\xd4", || koi8), "Привет");
         // A UTF-8 fallback replaces what is invalid.
-        assert_eq!(decode_line(b"a\xffb", encoding_rs::UTF_8), "a\u{FFFD}b");
+        assert_eq!(decode_line(b"a\xffb", || encoding_rs::UTF_8), "a\u{FFFD}b");
     }
 
     #[test]
     fn windows_1252_maps_every_byte() {
         let all: Vec<u8> = (0..=255).collect();
-        let text = decode_line(&all, default_fallback());
+        let text = decode_line(&all, default_fallback);
         assert_eq!(text.chars().count(), 256);
         assert!(!text.contains('\u{FFFD}'));
         for (byte, c) in all.iter().zip(text.chars()) {
@@ -1024,9 +1032,7 @@ mod tests {
         // Invalid UTF-8 is decoded per byte, each byte to one char.
         for byte in 0x80..=0xFFu8 {
             assert_eq!(
-                decode_line(&[b'a', byte], default_fallback())
-                    .chars()
-                    .count(),
+                decode_line(&[b'a', byte], default_fallback).chars().count(),
                 2
             );
         }

@@ -42,6 +42,7 @@ fn connect(
         None,
         events,
         contacts.iter().map(|c| (*c).to_owned()).collect(),
+        Default::default(),
     );
     (server, received)
 }
