@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use estuary_bridge::{Credentials, PresenceShow};
+use estuary_bridge::{AddressKind, Credentials, PresenceShow};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -275,8 +275,11 @@ impl Router {
             },
         ) = (&stanza, &target)
         {
-            // What a remote address is follows from the address alone; no login needed.
-            if payload.is("query", NS_DISCO_INFO) && payload.attr("node").is_none() {
+            // What a remote address is follows from the address alone; no
+            // login needed. A room the user may be in tells more
+            // (muc#roominfo), from their session if they have one.
+            let in_session = *kind == AddressKind::Room && self.users.contains_key(&from.to_bare());
+            if payload.is("query", NS_DISCO_INFO) && payload.attr("node").is_none() && !in_session {
                 let info = service::remote_info(*kind, &self.gw.info, address.as_str());
                 self.gw.reply_result(iq, Some(info));
                 return;

@@ -1278,6 +1278,66 @@ async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> El
     done
 }
 
+/// A room's disco#info tells the user who is in it how many occupants it
+/// has and its subject (XEP-0045 muc#roominfo), as Gajim shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_rooms_info_tells_its_occupants_and_subject() {
+    const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+    let mut s = setup().await;
+    let room = format!("#info%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#info").await;
+    bob.send("TOPIC #info :all about <info> & more").await;
+    let mut carol = IrcClient::connect(s.ircd.port(), "carol").await;
+    carol.join("#info").await;
+    let roominfo = |info: &Element| -> Option<(String, Option<String>)> {
+        let form = find_child(info, "query", DISCO_INFO)?.get_child("x", "jabber:x:data")?;
+        let value = |var: &str| {
+            form.children()
+                .find(|f| f.attr("var") == Some(var))
+                .and_then(|f| f.get_child("value", "jabber:x:data"))
+                .map(Element::text)
+        };
+        assert_eq!(
+            value("FORM_TYPE").as_deref(),
+            Some("http://jabber.org/protocol/muc#roominfo")
+        );
+        Some((
+            value("muc#roominfo_occupants")?,
+            value("muc#roominfo_subject"),
+        ))
+    };
+    let ask = format!("<query xmlns='{DISCO_INFO}'/>");
+
+    // Not in the room: what any room is, without what is in it.
+    let before = s.alice.iq(&room, "get", el(&ask)).await;
+    assert_eq!(attr(&before, "type"), "result");
+    assert_eq!(roominfo(&before), None, "{}", String::from(&before));
+
+    join_as_alice(&mut s, &room).await;
+    let info = s.alice.iq(&room, "get", el(&ask)).await;
+    assert_eq!(
+        roominfo(&info),
+        Some(("3".to_owned(), Some("all about <info> & more".to_owned()))),
+        "{}",
+        String::from(&info)
+    );
+    let features = s.alice.disco_features(&room).await;
+    assert!(
+        features.iter().any(|f| f == "urn:xmpp:sid:0"),
+        "{features:?}"
+    );
+
+    carol.send("PART #info").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &format!("{room}/carol"))
+        })
+        .await;
+    let info = s.alice.iq(&room, "get", el(&ask)).await;
+    assert_eq!(roominfo(&info).map(|(n, _)| n).as_deref(), Some("2"));
+}
+
 /// A channel's own encoding (biboumi's channel "In encoding"), set with
 /// the channel's `configure`: its lines that are not UTF-8 are read with
 /// it, while the server's other channels keep the server's (Latin-1 here).

@@ -119,6 +119,24 @@ impl UserSession {
                 return Ok(());
             }
         }
+        if payload.is("query", NS_DISCO_INFO)
+            && payload.attr("node").is_none()
+            && resource.is_none()
+        {
+            // The router sends only a room's here, for the user may be in it.
+            let name = address.as_str();
+            let info = match self.rooms.get(address).filter(|r| r.joined) {
+                Some(room) => service::joined_room_info(
+                    &self.gw.info,
+                    name,
+                    room.occupants.len(),
+                    room.subject.as_deref(),
+                ),
+                None => service::remote_info(kind, &self.gw.info, name),
+            };
+            self.gw.reply_result(iq, Some(info));
+            return Ok(());
+        }
         if payload.is("query", NS_DISCO_ITEMS) && kind == AddressKind::Server {
             return self.list_rooms(iq, address, payload).await;
         }

@@ -184,6 +184,10 @@ impl OccupantList {
         })
     }
 
+    pub fn len(&self) -> usize {
+        self.standings.len()
+    }
+
     /// By nick, so that every client is shown the room in the same order.
     pub fn iter(&self) -> impl Iterator<Item = Occupant> + '_ {
         let mut nicks: Vec<&str> = self.standings.keys().map(EcoString::as_str).collect();

@@ -5,7 +5,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::mam::NS_MAM;
 use super::xml::{
-    clean_text, element, text_element, Attrs, NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS,
+    clean_text, element, text_element, Attrs, NS_COMMANDS, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS,
     NS_GATEWAY, NS_MUC, NS_PING, NS_REACTIONS, NS_REGISTER, NS_SID, NS_VERSION,
 };
 
@@ -103,6 +103,43 @@ pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element
             .with("name", name.to_owned()),
     );
     with_features(query, &features)
+}
+
+/// XEP-0045's extended room information (XEP-0128), which clients show
+/// before and after a join (Gajim: the occupant count and the subject).
+pub const NS_MUC_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
+
+/// disco#info of a room the user is in: [`remote_info`] with what the room
+/// shows now, its occupants and its subject.
+pub fn joined_room_info(
+    info: &NetworkInfo,
+    name: &str,
+    occupants: usize,
+    subject: Option<&str>,
+) -> Element {
+    let field = |var: &str, label: &str, value: &str| {
+        element("field", NS_DATA)
+            .with("var", var)
+            .with("label", label)
+            .append(text_element("value", NS_DATA, clean_text(value)))
+    };
+    let mut form = element("x", NS_DATA).with("type", "result").append(
+        element("field", NS_DATA)
+            .with("var", "FORM_TYPE")
+            .with("type", "hidden")
+            .append(text_element("value", NS_DATA, NS_MUC_ROOMINFO)),
+    );
+    form = form.append(field(
+        "muc#roominfo_occupants",
+        "Number of occupants",
+        &occupants.to_string(),
+    ));
+    if let Some(subject) = subject.filter(|s| !s.is_empty()) {
+        form = form.append(field("muc#roominfo_subject", "Current subject", subject));
+    }
+    let mut query = remote_info(AddressKind::Room, info, name);
+    query.append_child(form.build());
+    query
 }
 
 /// disco#info for the ad-hoc commands node.
