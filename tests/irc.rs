@@ -1272,6 +1272,27 @@ async fn several_resources_share_one_connection_and_see_everything() {
 }
 
 /// Runs the `configure` command on `room` and submits `fields`.
+/// A room's `configure` submitted with `fields` that it refuses: the error, as text.
+async fn refused_configure(client: &mut XmppClient, room: &str, fields: &str) -> String {
+    let refused = client
+        .iq(
+            room,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
+                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+            )),
+        )
+        .await;
+    assert_eq!(
+        attr(&refused, "type"),
+        "error",
+        "{}",
+        String::from(&refused)
+    );
+    String::from(&refused)
+}
+
 async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
     let (form, done) = client.run_command(room, "configure", fields).await;
     assert!(form.contains("var='persistent'"));
@@ -1393,24 +1414,13 @@ async fn a_channel_reads_its_non_utf8_lines_in_its_own_encoding() {
         .contains("<value>KOI8-R</value>"));
 
     // An encoding nobody knows is refused, and the channel keeps its own.
-    let refused = s
-        .alice
-        .iq(
-            &ru,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
-                 <x xmlns='jabber:x:data' type='submit'>\
-                 <field var='encoding'><value>klingon</value></field></x></command>"
-            )),
-        )
-        .await;
-    assert_eq!(attr(&refused, "type"), "error");
-    assert!(
-        String::from(&refused).contains("unknown encoding"),
-        "{}",
-        String::from(&refused)
-    );
+    let refused = refused_configure(
+        &mut s.alice,
+        &ru,
+        "<field var='encoding'><value>klingon</value></field>",
+    )
+    .await;
+    assert!(refused.contains("unknown encoding"), "{refused}");
     bob.send_bytes(&say("#ru")).await;
     s.alice.expect(WAIT, read_in(&ru, "Привет")).await;
 
@@ -1447,20 +1457,13 @@ async fn a_persistent_channel_stays_joined_while_the_user_is_offline() {
         .await;
 
     // A bad value is refused with an error, and nothing changes.
-    let refused = s
-        .alice
-        .iq(
-            &room,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
-                 <x xmlns='jabber:x:data' type='submit'>\
-                 <field var='persistent'><value>perhaps</value></field></x></command>"
-            )),
-        )
-        .await;
-    assert_eq!(attr(&refused, "type"), "error");
-    assert!(String::from(&refused).contains("bad-request"));
+    let refused = refused_configure(
+        &mut s.alice,
+        &room,
+        "<field var='persistent'><value>perhaps</value></field>",
+    )
+    .await;
+    assert!(refused.contains("bad-request"), "{refused}");
 
     configure_room(
         &mut s.alice,

@@ -216,7 +216,15 @@ impl UserSession {
             )
         };
         Ok(match kind {
-            AddressKind::Room => vec![configure("Configure this room (persistent, history)")],
+            AddressKind::Room => {
+                let mut what = vec!["persistent", "history"];
+                let network_fields = self.gw.network.room_fields();
+                what.extend(network_fields.iter().map(|f| f.var));
+                vec![configure(&format!(
+                    "Configure this room ({})",
+                    what.join(", ")
+                ))]
+            }
             AddressKind::Server => {
                 let mut commands = Vec::new();
                 if self.gw.info.capabilities.server_info {
