@@ -1,6 +1,7 @@
 //! The admins' ad-hoc commands on the gateway's JID (biboumi's
-//! `disconnect-user`): the form, and what a submitted form asks for. The
-//! router, which holds the sessions, carries them out.
+//! `disconnect-user`, and `disconnect-from-irc-servers` for another user):
+//! the forms, and what a submitted form asks for. The router, which holds
+//! the sessions, carries them out or hands them to the user's session.
 
 use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
@@ -42,6 +43,41 @@ pub fn disconnect_form(users: &[BareJid]) -> Element {
         )
         .append(field)
         .build()
+}
+
+/// The field of `disconnect-from-servers` naming whose connections an
+/// admin closes; each user may name only themself.
+pub const USER_FIELD: &str = "jid";
+
+/// The first step of `disconnect-from-servers` for an admin, as biboumi's:
+/// whose connections, the admin's own by default.
+pub fn choose_user_form(own: &BareJid) -> Element {
+    element("x", NS_DATA)
+        .with("type", "form")
+        .append(element("title", NS_DATA).append("Disconnect from servers".to_owned()))
+        .append(
+            element("instructions", NS_DATA)
+                .append("Whose connections? The next step lists their servers.".to_owned()),
+        )
+        .append(
+            element("field", NS_DATA)
+                .with("var", USER_FIELD)
+                .with("type", "jid-single")
+                .with("label", "User")
+                .append(element("value", NS_DATA).append(own.to_string())),
+        )
+        .build()
+}
+
+/// The user a submitted `disconnect-from-servers` form names, if any.
+pub fn chosen_user(form: &Element) -> Result<Option<BareJid>, Failure> {
+    let values = submitted_values(form)?;
+    let Some(jid) = values.get(USER_FIELD).map(|v| v.trim()) else {
+        return Ok(None);
+    };
+    jid.parse()
+        .map(Some)
+        .map_err(|_| Failure::jid_malformed(format!("'{jid}' is not a bare JID")))
 }
 
 /// The users a submitted form names.

@@ -480,19 +480,7 @@ impl Router {
                         });
                     }
                 } else if user::is_disconnect_node(node) {
-                    match self.users.get(&from.to_bare()) {
-                        Some(handle) => handle.send(UserCommand::GatewayCommand {
-                            iq: Box::new(iq.clone()),
-                        }),
-                        None => gw.reply_result(
-                            iq,
-                            Some(adhoc::completed(
-                                node,
-                                &uuid::Uuid::new_v4().to_string(),
-                                "You are connected to no server.",
-                            )),
-                        ),
-                    }
+                    self.on_disconnect_servers(iq, stanza, payload, &from);
                 } else {
                     self.spawn_registration(
                         registration::Request::Command(payload.clone()),
@@ -545,6 +533,56 @@ impl Router {
         }
         let note = format!("{ended} of {} disconnected.", chosen.len());
         gw.reply_result(iq, Some(adhoc::completed(node, &session, &note)));
+    }
+
+    /// `disconnect-from-servers`: carried out by the session of the user
+    /// whose connections close, the sender's own or, for an admin, anyone's
+    /// (biboumi's admins could too): an admin's first step asks whose.
+    fn on_disconnect_servers(&mut self, iq: &Iq, stanza: &Stanza, command: &Element, from: &Jid) {
+        let gw = self.gw.clone();
+        let request = match adhoc::parse(command) {
+            Ok(request) => request,
+            Err(failure) => return gw.reply_error(stanza, &failure),
+        };
+        let own = from.to_bare();
+        let admin = gw.access.is_admin(from);
+        let node = request.node.as_str();
+        if admin && request.form.is_none() && request.action != "cancel" {
+            let form = admin::choose_user_form(&own);
+            return gw.reply_result(iq, Some(adhoc::executing(node, &request.session_id, form)));
+        }
+        let chosen = match request.form.as_ref().map(admin::chosen_user) {
+            Some(Ok(chosen)) => chosen,
+            Some(Err(failure)) => return gw.reply_error(stanza, &failure),
+            None => None,
+        };
+        let whose = chosen.unwrap_or_else(|| own.clone());
+        if whose != own && !admin {
+            return gw.reply_error(
+                stanza,
+                &Failure::forbidden(
+                    "only the gateway's admins may close another user's connections",
+                ),
+            );
+        }
+        match self.users.get(&whose) {
+            Some(handle) => {
+                if whose != own {
+                    info!(user = %whose, "an admin closes the user's connections");
+                }
+                handle.send(UserCommand::GatewayCommand {
+                    iq: Box::new(iq.clone()),
+                })
+            }
+            None => {
+                let note = if whose == own {
+                    "You are connected to no server.".to_owned()
+                } else {
+                    format!("{whose} is connected to no server.")
+                };
+                gw.reply_result(iq, Some(adhoc::completed(node, &request.session_id, &note)))
+            }
+        }
     }
 
     /// Registration may wait on the remote network (checking a password), so

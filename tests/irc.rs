@@ -2588,6 +2588,111 @@ async fn a_user_disconnects_from_chosen_servers() {
         .starts_with("Connected to other"));
 }
 
+/// One step of the command `node` on the gateway's JID, submitting
+/// `fields` in the command session `session`; the iq that answers.
+async fn gateway_command_step(
+    client: &mut XmppClient,
+    node: &str,
+    session: &str,
+    fields: &str,
+) -> Element {
+    client
+        .iq(
+            GW,
+            "set",
+            el(&format!(
+                "<command xmlns='{COMMANDS}' node='{node}' sessionid='{session}'>\
+                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+            )),
+        )
+        .await
+}
+
+/// An admin closes another user's connections, as biboumi's admins could
+/// with `disconnect-from-irc-servers`: the first step asks whose, the second
+/// lists that user's servers. Anyone else may name only themself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_closes_another_users_connections() {
+    const NODE: &str = "disconnect-from-irc-servers";
+    let mut s = setup().await;
+    s.stop_gateway().await;
+    s.config.gateways[0].admins = vec!["root@localhost".to_owned()];
+    s.start_gateway().await;
+    let link = s.estuary.as_ref().unwrap().link(GW).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while link.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "link never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let room = format!("#ops%localhost@{GW}");
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#ops").await;
+    join_as_alice(&mut s, &room).await;
+    s.prosody.add_user("root", "pw");
+    let mut root =
+        XmppClient::connect(s.prosody.c2s_port(), "root", "localhost", "pw", "res").await;
+    root.send(el("<presence/>")).await;
+
+    // alice is no admin: she may not name root, nor anyone but herself.
+    let refused = gateway_command_step(
+        &mut s.alice,
+        NODE,
+        "x",
+        "<field var='jid'><value>root@localhost</value></field>",
+    )
+    .await;
+    assert_eq!(attr(&refused, "type"), "error");
+    assert!(String::from(&refused).contains("<forbidden"));
+
+    // root is: whose connections first, his own by default.
+    let first = root.command_form(GW, NODE).await;
+    assert!(
+        first.contains("var='jid'") && first.contains("<value>root@localhost</value>"),
+        "{first}"
+    );
+    let session = attr(&el(&first), "sessionid").to_owned();
+    let named = "<field var='jid'><value>alice@localhost</value></field>";
+    let second = gateway_command_step(&mut root, NODE, &session, named).await;
+    let second = String::from(&second);
+    assert!(
+        second.contains("status='executing'")
+            && second.contains("<value>localhost</value>")
+            && second.contains("<value>alice@localhost</value>"),
+        "{second}"
+    );
+    let done = gateway_command_step(
+        &mut root,
+        NODE,
+        &session,
+        &format!(
+            "{named}<field var='servers'><value>localhost</value></field>\
+             <field var='quit-message'><value>maintenance</value></field>"
+        ),
+    )
+    .await;
+    let done = String::from(&done);
+    assert!(
+        done.contains("status='completed'") && done.contains("Disconnected from localhost."),
+        "{done}"
+    );
+    bob.expect(WAIT, |l| {
+        l.starts_with(":alice!") && l.contains(" QUIT ") && l.contains("maintenance")
+    })
+    .await;
+    let left = presence_from(&mut s.alice, &format!("{room}/alice")).await;
+    assert_eq!(attr(&left, "type"), "unavailable");
+
+    // Now she has no connection left to close.
+    let first = root.command_form(GW, NODE).await;
+    let session = attr(&el(&first), "sessionid").to_owned();
+    let none = gateway_command_step(&mut root, NODE, &session, named).await;
+    assert!(
+        String::from(&none).contains("alice@localhost is connected to no server."),
+        "{}",
+        String::from(&none)
+    );
+}
+
 /// Settings of all rooms, on the gateway's JID (biboumi's global
 /// `configure`): every room persistent, whatever its own setting, and at
 /// most so many messages of history on a join, whatever the join asks.

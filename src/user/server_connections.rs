@@ -9,6 +9,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::FullJid;
 use xmpp_parsers::minidom::Element;
 
+use crate::admin::USER_FIELD;
 use crate::xmpp::adhoc;
 use crate::xmpp::errors::Failure;
 use crate::xmpp::forms::submitted_values;
@@ -52,16 +53,36 @@ impl UserSession {
             Some(session) => session.connected_servers().await,
             None => Vec::new(),
         };
-        let Some(form) = &request.form else {
-            let reply = if connected.is_empty() {
-                adhoc::completed(node, &session_id, "You are connected to no server.")
-            } else {
-                adhoc::executing(node, &session_id, disconnect_form(&connected))
-            };
-            self.gw.reply_result(iq, Some(reply));
-            return Ok(());
+        let values = match &request.form {
+            Some(form) => Some(submitted_values(form)?),
+            None => None,
         };
-        let values = submitted_values(form)?;
+        // An admin acting for this user names them first (the router checked
+        // who may): the servers are chosen in a second step, which names
+        // them again.
+        let named = values.as_ref().and_then(|v| v.get(USER_FIELD)).cloned();
+        let values = match values {
+            Some(values) if named.is_none() || values.contains_key("servers") => values,
+            _ => {
+                let reply = if connected.is_empty() {
+                    let whose = if named.is_some() {
+                        format!("{} is", self.jid)
+                    } else {
+                        "You are".to_owned()
+                    };
+                    adhoc::completed(
+                        node,
+                        &session_id,
+                        &format!("{whose} connected to no server."),
+                    )
+                } else {
+                    let form = disconnect_form(&connected, named.as_deref());
+                    adhoc::executing(node, &session_id, form)
+                };
+                self.gw.reply_result(iq, Some(reply));
+                return Ok(());
+            }
+        };
         let message = values
             .get("quit-message")
             .map(|m| m.trim())
@@ -150,8 +171,9 @@ impl UserSession {
     }
 }
 
-/// The form: which of the `connected` servers to leave, and the message.
-fn disconnect_form(connected: &[RemoteAddress]) -> Element {
+/// The form: which of the `connected` servers to leave, and the message;
+/// `user`, the JID an admin named, is kept in it for its submission.
+fn disconnect_form(connected: &[RemoteAddress], user: Option<&str>) -> Element {
     let mut servers = element("field", NS_DATA)
         .with("var", "servers")
         .with("type", "list-multi")
@@ -163,7 +185,7 @@ fn disconnect_form(connected: &[RemoteAddress]) -> Element {
                 .append(element("value", NS_DATA).append(server.to_string())),
         );
     }
-    element("x", NS_DATA)
+    let mut form = element("x", NS_DATA)
         .with("type", "form")
         .append(element("title", NS_DATA).append("Disconnect from servers".to_owned()))
         .append(element("instructions", NS_DATA).append(
@@ -174,8 +196,16 @@ fn disconnect_form(connected: &[RemoteAddress]) -> Element {
                 .with("var", "FORM_TYPE")
                 .with("type", "hidden")
                 .append(element("value", NS_DATA).append(FORM_TYPE.to_owned())),
-        )
-        .append(servers)
+        );
+    if let Some(user) = user {
+        form = form.append(
+            element("field", NS_DATA)
+                .with("var", USER_FIELD)
+                .with("type", "hidden")
+                .append(element("value", NS_DATA).append(user.to_owned())),
+        );
+    }
+    form.append(servers)
         .append(
             element("field", NS_DATA)
                 .with("var", "quit-message")
@@ -192,9 +222,18 @@ mod tests {
 
     #[test]
     fn the_form_offers_the_connected_servers() {
-        let form = String::from(&disconnect_form(&[RemoteAddress::new("irc.example")]));
+        let form = String::from(&disconnect_form(&[RemoteAddress::new("irc.example")], None));
         assert!(form.contains("<value>irc.example</value>"), "{form}");
         assert!(form.contains("var='quit-message'"), "{form}");
+        assert!(!form.contains("var='jid'"), "{form}");
+        let named = String::from(&disconnect_form(
+            &[RemoteAddress::new("irc.example")],
+            Some("bob@localhost"),
+        ));
+        assert!(
+            named.contains("var='jid'") && named.contains("<value>bob@localhost</value>"),
+            "{named}"
+        );
         assert!(is_disconnect_node("disconnect-from-irc-servers"));
         assert!(is_disconnect_node(DISCONNECT_NODE));
         assert!(!is_disconnect_node("disconnect-user"));
