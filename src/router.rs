@@ -547,7 +547,10 @@ impl Router {
         let own = from.to_bare();
         let admin = gw.access.is_admin(from);
         let node = request.node.as_str();
-        if admin && request.form.is_none() && request.action != "cancel" {
+        if request.action == "cancel" {
+            return gw.reply_result(iq, Some(adhoc::canceled(node, &request.session_id)));
+        }
+        if admin && request.form.is_none() {
             let form = admin::choose_user_form(&own);
             return gw.reply_result(iq, Some(adhoc::executing(node, &request.session_id, form)));
         }

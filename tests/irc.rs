@@ -2691,6 +2691,21 @@ async fn an_admin_closes_another_users_connections() {
         "{}",
         String::from(&none)
     );
+    // A cancel ends it at any step, for users with no session too.
+    for client in [&mut root, &mut s.alice] {
+        let canceled = client
+            .iq(
+                GW,
+                "set",
+                el(&format!(
+                    "<command xmlns='{COMMANDS}' node='{NODE}' sessionid='{session}' \
+                     action='cancel'/>"
+                )),
+            )
+            .await;
+        let canceled = String::from(&canceled);
+        assert!(canceled.contains("status='canceled'"), "{canceled}");
+    }
 }
 
 /// Settings of all rooms, on the gateway's JID (biboumi's global
