@@ -1271,19 +1271,9 @@ async fn several_resources_share_one_connection_and_see_everything() {
     bob.expect(WAIT, alice_left).await;
 }
 
-/// Runs the `configure` command on `room` and submits `fields`.
 /// A room's `configure` submitted with `fields` that it refuses: the error, as text.
 async fn refused_configure(client: &mut XmppClient, room: &str, fields: &str) -> String {
-    let refused = client
-        .iq(
-            room,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='configure' sessionid='x'>\
-                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
-            )),
-        )
-        .await;
+    let refused = client.submit_command(room, "configure", "x", fields).await;
     assert_eq!(
         attr(&refused, "type"),
         "error",
@@ -1293,6 +1283,7 @@ async fn refused_configure(client: &mut XmppClient, room: &str, fields: &str) ->
     String::from(&refused)
 }
 
+/// Runs the `configure` command on `room` and submits `fields`.
 async fn configure_room(client: &mut XmppClient, room: &str, fields: &str) -> Element {
     let (form, done) = client.run_command(room, "configure", fields).await;
     assert!(form.contains("var='persistent'"));
@@ -2588,26 +2579,6 @@ async fn a_user_disconnects_from_chosen_servers() {
         .starts_with("Connected to other"));
 }
 
-/// One step of the command `node` on the gateway's JID, submitting
-/// `fields` in the command session `session`; the iq that answers.
-async fn gateway_command_step(
-    client: &mut XmppClient,
-    node: &str,
-    session: &str,
-    fields: &str,
-) -> Element {
-    client
-        .iq(
-            GW,
-            "set",
-            el(&format!(
-                "<command xmlns='{COMMANDS}' node='{node}' sessionid='{session}'>\
-                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
-            )),
-        )
-        .await
-}
-
 /// An admin closes another user's connections, as biboumi's admins could
 /// with `disconnect-from-irc-servers`: the first step asks whose, the second
 /// lists that user's servers. Anyone else may name only themself.
@@ -2634,13 +2605,15 @@ async fn an_admin_closes_another_users_connections() {
     root.send(el("<presence/>")).await;
 
     // alice is no admin: she may not name root, nor anyone but herself.
-    let refused = gateway_command_step(
-        &mut s.alice,
-        NODE,
-        "x",
-        "<field var='jid'><value>root@localhost</value></field>",
-    )
-    .await;
+    let refused = s
+        .alice
+        .submit_command(
+            GW,
+            NODE,
+            "x",
+            "<field var='jid'><value>root@localhost</value></field>",
+        )
+        .await;
     assert_eq!(attr(&refused, "type"), "error");
     assert!(String::from(&refused).contains("<forbidden"));
 
@@ -2652,7 +2625,7 @@ async fn an_admin_closes_another_users_connections() {
     );
     let session = attr(&el(&first), "sessionid").to_owned();
     let named = "<field var='jid'><value>alice@localhost</value></field>";
-    let second = gateway_command_step(&mut root, NODE, &session, named).await;
+    let second = root.submit_command(GW, NODE, &session, named).await;
     let second = String::from(&second);
     assert!(
         second.contains("status='executing'")
@@ -2660,16 +2633,17 @@ async fn an_admin_closes_another_users_connections() {
             && second.contains("<value>alice@localhost</value>"),
         "{second}"
     );
-    let done = gateway_command_step(
-        &mut root,
-        NODE,
-        &session,
-        &format!(
-            "{named}<field var='servers'><value>localhost</value></field>\
+    let done = root
+        .submit_command(
+            GW,
+            NODE,
+            &session,
+            &format!(
+                "{named}<field var='servers'><value>localhost</value></field>\
              <field var='quit-message'><value>maintenance</value></field>"
-        ),
-    )
-    .await;
+            ),
+        )
+        .await;
     let done = String::from(&done);
     assert!(
         done.contains("status='completed'") && done.contains("Disconnected from localhost."),
@@ -2685,7 +2659,7 @@ async fn an_admin_closes_another_users_connections() {
     // Now she has no connection left to close.
     let first = root.command_form(GW, NODE).await;
     let session = attr(&el(&first), "sessionid").to_owned();
-    let none = gateway_command_step(&mut root, NODE, &session, named).await;
+    let none = root.submit_command(GW, NODE, &session, named).await;
     assert!(
         String::from(&none).contains("alice@localhost is connected to no server."),
         "{}",

@@ -259,18 +259,30 @@ impl XmppClient {
     pub async fn run_command(&mut self, to: &str, node: &str, fields: &str) -> (String, Element) {
         let form = self.command_form(to, node).await;
         let session = attr(&el(&form), "sessionid").to_owned();
-        let done = self
-            .iq(
-                to,
-                "set",
-                el(&format!(
-                    "<command xmlns='{NS_COMMANDS}' node='{node}' sessionid='{session}'>\
-                     <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
-                )),
-            )
-            .await;
+        let done = self.submit_command(to, node, &session, fields).await;
         assert_eq!(attr(&done, "type"), "result", "{}", String::from(&done));
         (form, done)
+    }
+
+    /// Submits a form with `fields` to the XEP-0050 command `node` on `to`,
+    /// in its command session `session`; returns the iq that answers,
+    /// whatever its type.
+    pub async fn submit_command(
+        &mut self,
+        to: &str,
+        node: &str,
+        session: &str,
+        fields: &str,
+    ) -> Element {
+        self.iq(
+            to,
+            "set",
+            el(&format!(
+                "<command xmlns='{NS_COMMANDS}' node='{node}' sessionid='{session}'>\
+                 <x xmlns='jabber:x:data' type='submit'>{fields}</x></command>"
+            )),
+        )
+        .await
     }
 
     /// Submits an XEP-0077 registration data form with `fields` (in order)
