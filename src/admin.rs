@@ -7,7 +7,7 @@ use xmpp_parsers::jid::BareJid;
 use xmpp_parsers::minidom::Element;
 
 use crate::xmpp::errors::Failure;
-use crate::xmpp::forms::submitted_values;
+use crate::xmpp::forms::{form, list_multi, submitted_values};
 use crate::xmpp::xml::{element, Attrs, NS_DATA};
 
 /// End the sessions of chosen users.
@@ -17,32 +17,17 @@ const FORM_TYPE: &str = "urn:estuary:admin:disconnect-user";
 
 /// The form: which of the logged-in `users` to disconnect.
 pub fn disconnect_form(users: &[BareJid]) -> Element {
-    let mut field = element("field", NS_DATA)
-        .with("var", "jids")
-        .with("type", "list-multi")
-        .with("label", "Users to disconnect");
-    for user in users {
-        field = field.append(
-            element("option", NS_DATA)
-                .with("label", user.to_string())
-                .append(element("value", NS_DATA).append(user.to_string())),
-        );
-    }
-    element("x", NS_DATA)
-        .with("type", "form")
-        .append(element("title", NS_DATA).append("Disconnect users".to_owned()))
-        .append(
-            element("instructions", NS_DATA)
-                .append("Their sessions end on every network; they may come back.".to_owned()),
-        )
-        .append(
-            element("field", NS_DATA)
-                .with("var", "FORM_TYPE")
-                .with("type", "hidden")
-                .append(element("value", NS_DATA).append(FORM_TYPE.to_owned())),
-        )
-        .append(field)
-        .build()
+    form(
+        Some(FORM_TYPE),
+        "Disconnect users",
+        "Their sessions end on every network; they may come back.",
+    )
+    .append(list_multi(
+        "jids",
+        "Users to disconnect",
+        users.iter().map(BareJid::to_string),
+    ))
+    .build()
 }
 
 /// The field of `disconnect-from-servers` naming whose connections an
@@ -52,21 +37,19 @@ pub const USER_FIELD: &str = "jid";
 /// The first step of `disconnect-from-servers` for an admin, as biboumi's:
 /// whose connections, the admin's own by default.
 pub fn choose_user_form(own: &BareJid) -> Element {
-    element("x", NS_DATA)
-        .with("type", "form")
-        .append(element("title", NS_DATA).append("Disconnect from servers".to_owned()))
-        .append(
-            element("instructions", NS_DATA)
-                .append("Whose connections? The next step lists their servers.".to_owned()),
-        )
-        .append(
-            element("field", NS_DATA)
-                .with("var", USER_FIELD)
-                .with("type", "jid-single")
-                .with("label", "User")
-                .append(element("value", NS_DATA).append(own.to_string())),
-        )
-        .build()
+    form(
+        None,
+        "Disconnect from servers",
+        "Whose connections? The next step lists their servers.",
+    )
+    .append(
+        element("field", NS_DATA)
+            .with("var", USER_FIELD)
+            .with("type", "jid-single")
+            .with("label", "User")
+            .append(element("value", NS_DATA).append(own.to_string())),
+    )
+    .build()
 }
 
 /// The user a submitted `disconnect-from-servers` form names, if any.

@@ -578,11 +578,7 @@ impl Router {
                 })
             }
             None => {
-                let note = if whose == own {
-                    "You are connected to no server.".to_owned()
-                } else {
-                    format!("{whose} is connected to no server.")
-                };
+                let note = user::nothing_to_close((whose != own).then_some(&whose));
                 gw.reply_result(iq, Some(adhoc::completed(node, &request.session_id, &note)))
             }
         }

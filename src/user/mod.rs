@@ -15,7 +15,7 @@ mod room_settings;
 pub(crate) use contacts::is_offered_marker;
 pub use room_defaults::{RoomDefaults, DEFAULTS_ADDRESS};
 pub use room_settings::{RoomSettings, StoredRoomSettings, CONFIGURE_NODE};
-pub(crate) use server_connections::{is_disconnect_node, DISCONNECT_NODE};
+pub(crate) use server_connections::{is_disconnect_node, nothing_to_close, DISCONNECT_NODE};
 mod rooms;
 mod server_connections;
 mod server_settings;

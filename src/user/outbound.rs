@@ -894,20 +894,16 @@ impl UserSession {
     /// JID, to the user's clients in it; a notice, not a message of anyone's,
     /// so it is not archived.
     fn on_room_notice(&self, room: &RemoteAddress, text: &str) {
-        let Some(state) = self.rooms.get(room).filter(|r| r.joined) else {
+        let Some(from) = (self.rooms.get(room))
+            .filter(|r| r.joined)
+            .and_then(|r| r.jid.clone())
+            .map(Jid::from)
+        else {
             return;
         };
-        let Some(from) = state.jid.clone().map(Jid::from) else {
-            return;
-        };
-        for resource in &state.resources {
-            self.gw.send_message(muc::room_notice(
-                from.clone(),
-                Jid::from(resource.clone()),
-                &crate::xmpp::stanza_id::fresh(),
-                text,
-            ));
-        }
+        self.deliver(Some(room), |to| {
+            muc::room_notice(from.clone(), to, &crate::xmpp::stanza_id::fresh(), text)
+        });
     }
 
     /// Join again every room the user was in, after the network came back.

@@ -6,13 +6,13 @@
 use estuary_bridge::RemoteAddress;
 use tracing::{info, warn};
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::FullJid;
+use xmpp_parsers::jid::{BareJid, FullJid};
 use xmpp_parsers::minidom::Element;
 
 use crate::admin::USER_FIELD;
 use crate::xmpp::adhoc;
 use crate::xmpp::errors::Failure;
-use crate::xmpp::forms::submitted_values;
+use crate::xmpp::forms::{form, hidden_field, list_multi, submitted_values};
 use crate::xmpp::xml::{element, Attrs, NS_DATA};
 
 use super::rooms::send_self_gone;
@@ -65,16 +65,8 @@ impl UserSession {
             Some(values) if named.is_none() || values.contains_key("servers") => values,
             _ => {
                 let reply = if connected.is_empty() {
-                    let whose = if named.is_some() {
-                        format!("{} is", self.jid)
-                    } else {
-                        "You are".to_owned()
-                    };
-                    adhoc::completed(
-                        node,
-                        &session_id,
-                        &format!("{whose} connected to no server."),
-                    )
+                    let note = nothing_to_close(named.is_some().then_some(&self.jid));
+                    adhoc::completed(node, &session_id, &note)
                 } else {
                     let form = disconnect_form(&connected, named.as_deref());
                     adhoc::executing(node, &session_id, form)
@@ -171,49 +163,39 @@ impl UserSession {
     }
 }
 
+/// What a user with no connection to close is told; `named`, the user an
+/// admin asked for.
+pub(crate) fn nothing_to_close(named: Option<&BareJid>) -> String {
+    match named {
+        Some(user) => format!("{user} is connected to no server."),
+        None => "You are connected to no server.".to_owned(),
+    }
+}
+
 /// The form: which of the `connected` servers to leave, and the message;
 /// `user`, the JID an admin named, is kept in it for its submission.
 fn disconnect_form(connected: &[RemoteAddress], user: Option<&str>) -> Element {
-    let mut servers = element("field", NS_DATA)
-        .with("var", "servers")
-        .with("type", "list-multi")
-        .with("label", "Servers to disconnect from");
-    for server in connected {
-        servers = servers.append(
-            element("option", NS_DATA)
-                .with("label", server.to_string())
-                .append(element("value", NS_DATA).append(server.to_string())),
-        );
-    }
-    let mut form = element("x", NS_DATA)
-        .with("type", "form")
-        .append(element("title", NS_DATA).append("Disconnect from servers".to_owned()))
-        .append(element("instructions", NS_DATA).append(
-            "You leave every room on the servers chosen; a later join connects again.".to_owned(),
-        ))
-        .append(
-            element("field", NS_DATA)
-                .with("var", "FORM_TYPE")
-                .with("type", "hidden")
-                .append(element("value", NS_DATA).append(FORM_TYPE.to_owned())),
-        );
+    let mut form = form(
+        Some(FORM_TYPE),
+        "Disconnect from servers",
+        "You leave every room on the servers chosen; a later join connects again.",
+    );
     if let Some(user) = user {
-        form = form.append(
-            element("field", NS_DATA)
-                .with("var", USER_FIELD)
-                .with("type", "hidden")
-                .append(element("value", NS_DATA).append(user.to_owned())),
-        );
+        form = form.append(hidden_field(USER_FIELD, user));
     }
-    form.append(servers)
-        .append(
-            element("field", NS_DATA)
-                .with("var", "quit-message")
-                .with("type", "text-single")
-                .with("label", "Quit message")
-                .append(element("value", NS_DATA).append(DEFAULT_MESSAGE.to_owned())),
-        )
-        .build()
+    form.append(list_multi(
+        "servers",
+        "Servers to disconnect from",
+        connected.iter().map(RemoteAddress::to_string),
+    ))
+    .append(
+        element("field", NS_DATA)
+            .with("var", "quit-message")
+            .with("type", "text-single")
+            .with("label", "Quit message")
+            .append(element("value", NS_DATA).append(DEFAULT_MESSAGE.to_owned())),
+    )
+    .build()
 }
 
 #[cfg(test)]

@@ -3,13 +3,51 @@
 use std::collections::BTreeMap;
 
 use estuary_bridge::{FieldKind, RegistrationField};
-use xmpp_parsers::minidom::Element;
+use xmpp_parsers::minidom::{Element, ElementBuilder};
 
 use super::errors::Failure;
 use super::xml::{element, Attrs, NS_DATA};
 
 /// Longest form a user may submit, all values together, in bytes.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// The start of a data form of type `form` for a person to fill in, with
+/// its `FORM_TYPE` (XEP-0068) where it has one; fields are appended to it.
+pub fn form(form_type: Option<&str>, title: &str, instructions: &str) -> ElementBuilder {
+    let form = element("x", NS_DATA)
+        .with("type", "form")
+        .append(element("title", NS_DATA).append(title.to_owned()))
+        .append(element("instructions", NS_DATA).append(instructions.to_owned()));
+    match form_type {
+        Some(form_type) => form.append(hidden_field("FORM_TYPE", form_type)),
+        None => form,
+    }
+}
+
+/// A hidden field: what the form carries back on its submission.
+pub fn hidden_field(var: &str, text: &str) -> Element {
+    element("field", NS_DATA)
+        .with("var", var)
+        .with("type", "hidden")
+        .append(value(text))
+        .build()
+}
+
+/// A `list-multi` field offering each of `options` under its own name.
+pub fn list_multi(var: &str, label: &str, options: impl IntoIterator<Item = String>) -> Element {
+    let mut field = element("field", NS_DATA)
+        .with("var", var)
+        .with("type", "list-multi")
+        .with("label", label);
+    for option in options {
+        field = field.append(
+            element("option", NS_DATA)
+                .with("label", option.clone())
+                .append(value(&option)),
+        );
+    }
+    field.build()
+}
 
 /// A data form of type `form` built from a bridge's registration fields.
 pub fn registration_form(
@@ -19,16 +57,7 @@ pub fn registration_form(
     fields: &[RegistrationField],
     current: &BTreeMap<String, String>,
 ) -> Element {
-    let mut form = element("x", NS_DATA)
-        .with("type", "form")
-        .append(element("title", NS_DATA).append(title.to_owned()))
-        .append(element("instructions", NS_DATA).append(instructions.to_owned()))
-        .append(
-            element("field", NS_DATA)
-                .with("var", "FORM_TYPE")
-                .with("type", "hidden")
-                .append(value(form_type)),
-        );
+    let mut form = form(Some(form_type), title, instructions);
     for field in fields {
         let kind = match field.kind {
             FieldKind::Text => "text-single",

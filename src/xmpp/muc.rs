@@ -152,8 +152,8 @@ pub fn private_message_marker() -> Element {
     element("x", NS_MUC_USER).build()
 }
 
-/// A message from the room itself (XEP-0045 §7.2.? "room messages"): no
-/// occupant said it, so it comes from the room's bare JID.
+/// A message from the room itself (XEP-0045's messages from the room's
+/// bare JID): no occupant said it.
 pub fn room_notice(room: Jid, to: Jid, id: &str, text: &str) -> Message {
     let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
     m.from = Some(room);

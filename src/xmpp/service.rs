@@ -3,6 +3,7 @@
 use estuary_bridge::{AddressKind, NetworkInfo};
 use xmpp_parsers::minidom::Element;
 
+use super::forms::hidden_field;
 use super::mam::NS_MAM;
 use super::xml::{
     clean_text, element, text_element, Attrs, NS_COMMANDS, NS_DATA, NS_DISCO_INFO, NS_DISCO_ITEMS,
@@ -123,12 +124,9 @@ pub fn joined_room_info(
             .with("label", label)
             .append(text_element("value", NS_DATA, clean_text(value)))
     };
-    let mut form = element("x", NS_DATA).with("type", "result").append(
-        element("field", NS_DATA)
-            .with("var", "FORM_TYPE")
-            .with("type", "hidden")
-            .append(text_element("value", NS_DATA, NS_MUC_ROOMINFO)),
-    );
+    let mut form = element("x", NS_DATA)
+        .with("type", "result")
+        .append(hidden_field("FORM_TYPE", NS_MUC_ROOMINFO));
     form = form.append(field(
         "muc#roominfo_occupants",
         "Number of occupants",

@@ -552,12 +552,7 @@ impl ServerTask {
             match command {
                 ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
                 // Noted for the connection to come.
-                ServerCommand::Hold { hold, reply } => {
-                    self.held = hold;
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok(()));
-                    }
-                }
+                ServerCommand::Hold { hold, reply } => self.hold(hold, reply),
                 command => command.refuse(BridgeError::Unavailable(reason.to_owned())),
             }
         }
@@ -681,6 +676,15 @@ impl ServerTask {
                     pinged = true;
                 }
             }
+        }
+    }
+
+    /// Keep the connection open with no channel joined, or no longer; the
+    /// same whether it is open now or still to come.
+    fn hold(&mut self, hold: bool, reply: Option<oneshot::Sender<Result<(), BridgeError>>>) {
+        self.held = hold;
+        if let Some(reply) = reply {
+            let _ = reply.send(Ok(()));
         }
     }
 
@@ -952,12 +956,7 @@ impl ServerTask {
                 let _ = reply.send(self.react(live, &target, &msgid, emojis));
             }
             ServerCommand::Watch { nick, watch } => self.watch_contact(live, nick, watch),
-            ServerCommand::Hold { hold, reply } => {
-                self.held = hold;
-                if let Some(reply) = reply {
-                    let _ = reply.send(Ok(()));
-                }
-            }
+            ServerCommand::Hold { hold, reply } => self.hold(hold, reply),
             ServerCommand::Quit { .. } => {}
         }
     }
