@@ -1341,9 +1341,12 @@ async fn a_joined_rooms_info_tells_its_occupants_and_subject() {
     );
 
     carol.send("PART #info").await;
+    // Her leaving, not the presence of hers the join showed.
     s.alice
         .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &format!("{room}/carol"))
+            p.name() == "presence"
+                && from(p, &format!("{room}/carol"))
+                && attr(p, "type") == "unavailable"
         })
         .await;
     let info = s.alice.iq(&room, "get", el(&ask)).await;
