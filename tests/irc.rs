@@ -545,6 +545,191 @@ async fn topics_modes_kicks_and_away_both_ways() {
     );
 }
 
+/// The ban list as XMPP clients manage it (XEP-0045 §9.1–9.2): a ban names
+/// a JID, the outcast list is the channel's `+b` list with each mask as a
+/// JID, and lifting a listed ban takes its mask off. A ban also kicks, as
+/// MUC removes whoever it bans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_are_managed_through_the_muc_outcast_list() {
+    const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+    let mut s = setup().await;
+    let room = format!("#bans%localhost@{GW}");
+    let occupant = |nick: &str| format!("{room}/{nick}");
+    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
+    chanop.join("#bans").await;
+    s.alice
+        .send(el(&format!("<presence to='{}'/>", occupant("alice"))))
+        .await;
+    presence_from(&mut s.alice, &occupant("alice")).await;
+    chanop.send("MODE #bans +o alice").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("alice")) && muc_item(p).1 == "moderator"
+        })
+        .await;
+    let query = |items: &str| el(&format!("<query xmlns='{MUC_ADMIN}'>{items}</query>"));
+    let listed = |reply: &Element| -> Vec<(String, String, String)> {
+        let query = reply
+            .get_child("query", MUC_ADMIN)
+            .expect("a muc#admin query");
+        query
+            .children()
+            .map(|item| {
+                let reason = item
+                    .get_child("reason", MUC_ADMIN)
+                    .map(Element::text)
+                    .unwrap_or_default();
+                (
+                    attr(item, "jid").to_owned(),
+                    attr(item, "affiliation").to_owned(),
+                    reason,
+                )
+            })
+            .collect()
+    };
+    let mask_jid = format!("*!*\\40evil.example%localhost@{GW}");
+
+    // A ban set on IRC is in the outcast list, its mask as a JID.
+    chanop.send("MODE #bans +b *!*@evil.example").await;
+    chanop
+        .expect(WAIT, |l| {
+            l.contains("MODE #bans +b :*!*@evil.example")
+                || l.contains("MODE #bans +b *!*@evil.example")
+        })
+        .await;
+    s.alice
+        .expect(WAIT, |m| {
+            String::from(m).contains("sets mode +b *!*@evil.example")
+        })
+        .await;
+    let reply = s
+        .alice
+        .iq(&room, "get", query("<item affiliation='outcast'/>"))
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    let bans = listed(&reply);
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(
+        (bans[0].0.as_str(), bans[0].1.as_str()),
+        (mask_jid.as_str(), "outcast")
+    );
+    assert!(bans[0].2.contains("chanop"), "{bans:?}");
+
+    // Listing it showed the user nothing from the server: the next thing
+    // alice sees is chanop's message.
+    chanop.send("PRIVMSG #bans :after the list").await;
+    let next = s
+        .alice
+        .expect(WAIT, |m| {
+            m.name() == "message"
+                && (String::from(m).contains("evil.example")
+                    || String::from(m).contains("ban list")
+                    || String::from(m).contains("after the list"))
+        })
+        .await;
+    assert!(
+        String::from(&next).contains("after the list"),
+        "{}",
+        String::from(&next)
+    );
+
+    // A ban by JID, as clients send it: +b on the nick, and a kick with the reason.
+    let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
+    bob.join("#bans").await;
+    presence_from(&mut s.alice, &occupant("bob")).await;
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            query(&format!(
+                "<item affiliation='outcast' jid='bob%localhost@{GW}'><reason>spam</reason></item>"
+            )),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    chanop
+        .expect(WAIT, |l| {
+            l.contains("MODE #bans +b") && l.contains("bob!*@*")
+        })
+        .await;
+    bob.expect(WAIT, |l| l.contains("KICK #bans bob") && l.contains("spam"))
+        .await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("bob")) && attr(p, "type") == "unavailable"
+        })
+        .await;
+    bob.send("JOIN #bans").await;
+    bob.expect(WAIT, |l| l.contains(" 474 ")).await;
+
+    // Lifting a listed ban, by the JID the list gave.
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            query(&format!("<item affiliation='none' jid='{mask_jid}'/>")),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    chanop
+        .expect(WAIT, |l| {
+            l.contains("MODE #bans -b") && l.contains("*!*@evil.example")
+        })
+        .await;
+    let reply = s
+        .alice
+        .iq(&room, "get", query("<item affiliation='outcast'/>"))
+        .await;
+    let bans: Vec<String> = listed(&reply).into_iter().map(|b| b.0).collect();
+    assert_eq!(bans, [format!("bob!*\\40*%localhost@{GW}")]);
+
+    // The admins are those the room shows as such, with their JIDs.
+    let reply = s
+        .alice
+        .iq(&room, "get", query("<item affiliation='admin'/>"))
+        .await;
+    let mut admins: Vec<String> = listed(&reply).into_iter().map(|a| a.0).collect();
+    admins.sort();
+    assert_eq!(admins.len(), 2, "{admins:?}");
+    assert_eq!(admins[1], format!("chanop%localhost@{GW}"));
+
+    // What has no place in IRC's lists is refused, and nothing is sent.
+    let refusals = [
+        (
+            "set",
+            "<item affiliation='outcast' jid='mallory@localhost'/>".to_owned(),
+            "not-acceptable",
+        ),
+        (
+            "set",
+            format!("<item affiliation='member' jid='{mask_jid}'/>"),
+            "bad-request",
+        ),
+        (
+            "get",
+            "<item affiliation='none'/>".to_owned(),
+            "bad-request",
+        ),
+        ("get", "<item/>".to_owned(), "bad-request"),
+    ];
+    for (kind, items, condition) in refusals {
+        let reply = s.alice.iq(&room, kind, query(&items)).await;
+        assert_eq!(
+            attr(&reply, "type"),
+            "error",
+            "{items}: {}",
+            String::from(&reply)
+        );
+        assert!(
+            String::from(&reply).contains(condition),
+            "{items}: {}",
+            String::from(&reply)
+        );
+    }
+}
+
 /// The next presence from `jid`, setting aside everything else.
 async fn presence_from(client: &mut XmppClient, jid: &str) -> Element {
     client

@@ -1444,7 +1444,7 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
     })
     .await;
 
-    // A kick (role none) and a ban (affiliation outcast) by nick.
+    // A kick (role none) by nick.
     let kick = s
         .alice
         .iq(
@@ -1477,6 +1477,7 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         .await;
     assert!(String::from(&gone).contains("code='307'"));
 
+    // A ban names a JID, as clients send it (XEP-0045 §9.1).
     let ban = s
         .alice
         .iq(
@@ -1484,8 +1485,8 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
             "set",
             el(&format!(
                 "<query xmlns='http://jabber.org/protocol/muc#admin'>\
-                 <item nick='{}' affiliation='outcast'/></query>",
-                dave.name()
+                 <item jid='{}' affiliation='outcast'/></query>",
+                jid_of(&dave.user_id)
             )),
         )
         .await;

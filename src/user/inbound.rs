@@ -93,6 +93,9 @@ impl UserSession {
         let Iq::Get { payload, from, .. } = iq else {
             return Ok(());
         };
+        if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
+            return self.on_muc_admin_list(iq, address, payload).await;
+        }
         // Discord cannot tell a user id from a channel id by its shape: ask the network.
         if payload.is("vCard", NS_VCARD) && kind != AddressKind::Server {
             let info = self
@@ -382,27 +385,123 @@ impl UserSession {
         let session = self.session()?;
         for item in muc_admin::parse(query)? {
             let reason = item.reason.as_deref();
+            let nick = self.admin_target(address, &item.target)?;
             if item.role == Some(estuary_bridge::Role::None) {
                 session
-                    .kick(address, &item.nick, reason)
+                    .kick(address, &nick, reason)
                     .await
                     .map_err(Failure::from)?;
                 continue;
             }
             if let Some(affiliation) = item.affiliation {
                 session
-                    .set_affiliation(address, &item.nick, affiliation, reason)
+                    .set_affiliation(address, &nick, affiliation, reason)
                     .await
                     .map_err(Failure::from)?;
             }
             if let Some(role) = item.role {
                 session
-                    .set_role(address, &item.nick, role, reason)
+                    .set_role(address, &nick, role, reason)
                     .await
                     .map_err(Failure::from)?;
             }
         }
         self.gw.reply_result(iq, None);
+        Ok(())
+    }
+
+    /// The name the network knows an item's target by in `room`: the
+    /// occupant's nick, or for a JID (as clients send bans and
+    /// memberships), the occupant reported as that user, else whatever the
+    /// network bans by (an IRC nick or ban mask, present or not).
+    fn admin_target(
+        &self,
+        room: &RemoteAddress,
+        target: &muc_admin::ItemTarget,
+    ) -> Result<String, Failure> {
+        let jid = match target {
+            muc_admin::ItemTarget::Nick(nick) => return Ok(nick.clone()),
+            muc_admin::ItemTarget::Jid(jid) => jid,
+        };
+        let user = match (jid.domain().as_str() == self.gw.domain)
+            .then(|| crate::xmpp::address::target(jid, self.gw.network.as_ref()))
+        {
+            Some(Ok(Target::Remote {
+                address,
+                kind: AddressKind::User,
+                ..
+            })) => address,
+            _ => {
+                return Err(Failure::not_acceptable(format!(
+                    "{jid} is not a user of this network: its rooms know only their own users"
+                )))
+            }
+        };
+        let present = self
+            .rooms
+            .get(room)
+            .and_then(|state| state.occupants.nick_of(&user))
+            .map(str::to_owned);
+        present
+            .or_else(|| self.gw.network.member_name(room, &user))
+            .ok_or_else(|| Failure::item_not_found(format!("{jid} is not in this room")))
+    }
+
+    /// A list of who holds an affiliation or a role: the bans as the network
+    /// keeps them, the others as the room shows them now (a network such
+    /// as IRC keeps no standing for who is not there).
+    async fn on_muc_admin_list(
+        &self,
+        iq: &Iq,
+        address: &RemoteAddress,
+        query: &xmpp_parsers::minidom::Element,
+    ) -> Result<(), Failure> {
+        use estuary_bridge::{Affiliation, Role};
+        use muc_admin::{ListEntry, ListQuery};
+        let Some(state) = self.rooms.get(address).filter(|r| r.joined) else {
+            return Err(Failure::not_acceptable("you are not in this room"));
+        };
+        let asked = muc_admin::parse_list(query)?;
+        let entries: Vec<ListEntry> = match asked {
+            ListQuery::Affiliation(Affiliation::Outcast) => {
+                let bans = self
+                    .session()?
+                    .ban_list(address)
+                    .await
+                    .map_err(Failure::from)?;
+                let domain = self.gw.jid.domain();
+                bans.into_iter()
+                    .map(|ban| ListEntry {
+                        jid: crate::xmpp::address::bare_jid(&ban.user, domain)
+                            .ok()
+                            .map(Jid::from),
+                        nick: None,
+                        affiliation: Affiliation::Outcast,
+                        role: None,
+                        reason: ban.reason,
+                    })
+                    .collect()
+            }
+            ListQuery::Affiliation(Affiliation::None) | ListQuery::Role(Role::None) => {
+                return Err(Failure::bad_request("no list is kept of those without"))
+            }
+            ListQuery::Affiliation(_) | ListQuery::Role(_) => state
+                .occupants
+                .iter()
+                .filter(|o| match asked {
+                    ListQuery::Affiliation(a) => o.affiliation == a,
+                    ListQuery::Role(r) => o.role == r,
+                })
+                .map(|o| ListEntry {
+                    jid: super::outbound::real_jid(&self.gw, address, &o),
+                    nick: Some(o.nick.clone()),
+                    affiliation: o.affiliation,
+                    role: Some(o.role),
+                    reason: None,
+                })
+                .collect(),
+        };
+        self.gw.reply_result(iq, Some(muc_admin::list(&entries)));
         Ok(())
     }
 

@@ -943,7 +943,7 @@ fn carried_by(
 /// The JID another occupant of `room` is shown with, the rooms being
 /// non-anonymous: their user address on the gateway (`nick%server@gw` on
 /// IRC), where the bridge or the network can tell it.
-fn real_jid(gw: &Gateway, room: &RemoteAddress, occupant: &Occupant) -> Option<Jid> {
+pub(super) fn real_jid(gw: &Gateway, room: &RemoteAddress, occupant: &Occupant) -> Option<Jid> {
     let user = match &occupant.user {
         Some(user) => user.clone(),
         None => gw.network.occupant_user(room, &occupant.nick)?,

@@ -188,6 +188,14 @@ impl OccupantList {
         self.standings.len()
     }
 
+    /// The nick of the occupant the bridge reported as `user`.
+    pub fn nick_of(&self, user: &RemoteAddress) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(_, d)| d.user.as_ref() == Some(user))
+            .map(|(nick, _)| nick.as_str())
+    }
+
     /// By nick, so that every client is shown the room in the same order.
     pub fn iter(&self) -> impl Iterator<Item = Occupant> + '_ {
         let mut nicks: Vec<&str> = self.standings.keys().map(EcoString::as_str).collect();

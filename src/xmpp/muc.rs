@@ -16,7 +16,7 @@ pub const BANNED: u16 = 301;
 pub const KICKED: u16 = 307;
 pub const SHUTDOWN: u16 = 332;
 
-fn affiliation(a: Affiliation) -> &'static str {
+pub fn affiliation(a: Affiliation) -> &'static str {
     match a {
         Affiliation::Owner => "owner",
         Affiliation::Admin => "admin",
@@ -26,7 +26,7 @@ fn affiliation(a: Affiliation) -> &'static str {
     }
 }
 
-fn role(r: Role) -> &'static str {
+pub fn role(r: Role) -> &'static str {
     match r {
         Role::Moderator => "moderator",
         Role::Participant => "participant",

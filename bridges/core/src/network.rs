@@ -104,6 +104,15 @@ pub trait Network: Send + Sync + 'static {
         None
     }
 
+    /// The name by which `room`'s bans and affiliations know `user`, one of
+    /// the network's user addresses, where the network can tell it from
+    /// these alone, present or not (IRC: the nick of `nick%server`, or the
+    /// mask of `mask%server`, on the room's server). Occupants the bridge
+    /// reports with a `user` are found by it without this.
+    fn member_name(&self, _room: &RemoteAddress, _user: &RemoteAddress) -> Option<String> {
+        None
+    }
+
     /// The remote server whose connection carries `address`, where the
     /// network keeps one connection per server (IRC: `#chan%irc.example`
     /// is carried by `irc.example`); `None` where one carries everything.

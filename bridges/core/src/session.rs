@@ -55,6 +55,17 @@ pub struct RoomInfo {
     pub members: Option<u64>,
 }
 
+/// Someone a room bans, as the network lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// An address of the network's user kind: a user's, or whatever else
+    /// the network bans by (an IRC ban mask, `*!*@host%server`), which
+    /// [`Session::set_affiliation`] takes back as a name.
+    pub user: RemoteAddress,
+    /// Why, or who set it and when, where the network tells.
+    pub reason: Option<String>,
+}
+
 /// What the network tells about a contact, for vCards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactInfo {
@@ -231,7 +242,15 @@ pub trait Session: Send + Sync {
         unsupported("invitations")
     }
 
+    /// Who is banned from `room` (the MUC outcast list).
+    async fn ban_list(&self, _room: &RemoteAddress) -> Result<Vec<Ban>, BridgeError> {
+        unsupported("ban lists")
+    }
+
     /// Change an occupant's affiliation (owner/admin/member/none/outcast).
+    /// `nick` is an occupant's nick, or a name from
+    /// [`crate::Network::member_name`] for someone who need not be in the
+    /// room (a ban of someone gone, or an IRC ban mask).
     async fn set_affiliation(
         &self,
         _room: &RemoteAddress,

@@ -6,6 +6,7 @@
 //! `server`), opened on the first join or message.
 
 pub mod address;
+pub mod ban_list;
 pub mod casemap;
 pub mod channel_encodings;
 pub mod connection;
@@ -126,6 +127,14 @@ impl Network for IrcNetwork {
         let fixed = self.options.fixed_server.as_deref();
         let room = address::IrcAddress::parse(room, fixed).ok()?;
         Some(address::IrcAddress::remote(nick, &room.server, fixed))
+    }
+
+    fn member_name(&self, room: &RemoteAddress, user: &RemoteAddress) -> Option<String> {
+        let fixed = self.options.fixed_server.as_deref();
+        let room = address::IrcAddress::parse(room, fixed).ok()?;
+        let user = address::IrcAddress::parse(user, fixed).ok()?;
+        let named = !user.name.is_empty() && !user.name.starts_with(DEFAULT_CHANTYPES);
+        (named && user.server.eq_ignore_ascii_case(&room.server)).then_some(user.name)
     }
 
     fn server_of(&self, address: &RemoteAddress) -> Option<RemoteAddress> {

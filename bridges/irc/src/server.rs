@@ -19,6 +19,7 @@ use tokio::time::{sleep, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::address::IrcAddress;
+use crate::ban_list::{BanListReply, BanQueries};
 use crate::channel_encodings::ChannelEncodings;
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
 use crate::ctcp::{CtcpExchange, CtcpReply};
@@ -91,6 +92,19 @@ pub enum ServerCommand {
         nick: String,
         affiliation: Option<Affiliation>,
         role: Option<Role>,
+        /// Why, told in the kick that goes with a ban.
+        reason: Option<String>,
+    },
+    /// Set (`banned`) or lift a ban mask.
+    Ban {
+        channel: String,
+        mask: String,
+        banned: bool,
+    },
+    /// The channel's ban list.
+    BanList {
+        channel: String,
+        reply: BanListReply,
     },
     /// The user's whole set of reactions (XEP-0444) to the message `msgid`
     /// in `target`; what changed goes out as `+draft/react` TAGMSGs.
@@ -146,6 +160,9 @@ impl ServerCommand {
                 let _ = reply.send(Err(error));
             }
             ServerCommand::Whois { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            ServerCommand::BanList { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             _ => {}
@@ -209,6 +226,7 @@ pub fn spawn(
         held: false,
         forwarded: Vec::new(),
         whois: None,
+        bans: None,
         history_batches: Vec::new(),
         channel_encodings,
     };
@@ -409,6 +427,9 @@ struct ServerTask {
     /// WHOIS queries of the gateway's own, awaiting their answers; boxed
     /// and made on the first, as most connections never see one.
     whois: Option<Box<WhoisQueries>>,
+    /// Ban lists asked for the user's MUC outcast list; boxed and made on
+    /// the first, as most connections never see one.
+    bans: Option<Box<BanQueries>>,
     /// The open batches of history played back (`BATCH +id chathistory`).
     history_batches: Vec<String>,
     /// The user's encodings of this server's channels, for each connection's reader.
@@ -473,6 +494,8 @@ impl ServerTask {
                             if let Some(whois) = &mut self.whois {
                                 whois.fail_all(&reason);
                             }
+                            // Their replies fail with "the task ended".
+                            self.bans = None;
                             // Lines the server never echoed may be lost: send them again.
                             self.unconfirmed.extend(self.echoes.drain(..));
                             self.emit(RemoteEvent::Disconnected {
@@ -881,20 +904,13 @@ impl ServerTask {
                 channel,
                 nick,
                 reason,
-            } => {
-                let reason = reason
-                    .as_deref()
-                    .and_then(|r| text::sanitize_outgoing(r).into_iter().next());
-                match reason {
-                    Some(r) => live.writer.send("KICK", &[&channel, &nick, &r]),
-                    None => live.writer.send("KICK", &[&channel, &nick]),
-                };
-            }
+            } => kick(&live.writer, &channel, &nick, reason.as_deref()),
             ServerCommand::Standing {
                 channel,
                 nick,
                 affiliation,
                 role,
+                reason,
             } => {
                 let isupport = &live.me.isupport;
                 let held = self
@@ -924,6 +940,29 @@ impl ServerTask {
                     let mut all: Vec<&str> = vec![&channel];
                     all.extend(params.iter().map(String::as_str));
                     live.writer.send("MODE", &all);
+                }
+                // MUC removes whoever it bans (XEP-0045 §9.1); on IRC a ban
+                // only keeps them from coming back, so they are kicked too.
+                let present = self
+                    .channels
+                    .get(&isupport.fold(&channel))
+                    .is_some_and(|ch| ch.present.contains(&nick_digest(isupport, &nick)));
+                if affiliation == Some(Affiliation::Outcast) && present {
+                    kick(&live.writer, &channel, &nick, reason.as_deref());
+                }
+            }
+            ServerCommand::Ban {
+                channel,
+                mask,
+                banned,
+            } => {
+                let change = if banned { "+b" } else { "-b" };
+                live.writer.send("MODE", &[&channel, change, &mask]);
+            }
+            ServerCommand::BanList { channel, reply } => {
+                let folded = live.me.isupport.fold(&channel);
+                if self.bans.get_or_insert_default().wait(folded, reply) {
+                    live.writer.send("MODE", &[&channel, "+b"]);
                 }
             }
             ServerCommand::Whois { nick, reply } => {
@@ -1407,6 +1446,28 @@ impl ServerTask {
                     gather_whois(info, &line);
                 }
             }
+            // A ban list the gateway asked for itself: `367 me #chan mask [setter [time]]`.
+            "367"
+                if self.bans.as_mut().is_some_and(|b| {
+                    let setter = line.params.get(3).map(String::as_str);
+                    b.entry(&isupport.fold(line.param(1)), line.param(2), setter)
+                }) => {}
+            "368"
+                if self
+                    .bans
+                    .as_mut()
+                    .is_some_and(|b| b.end(&isupport.fold(line.param(1)), None)) => {}
+            // A ban list refused: not in the channel, not an operator.
+            "442" | "482" | "403"
+                if self.bans.as_mut().is_some_and(|b| {
+                    let text = line.params.last().cloned().unwrap_or_default();
+                    let error = if line.command == "403" {
+                        BridgeError::NotFound(text)
+                    } else {
+                        BridgeError::Forbidden(text)
+                    };
+                    b.end(&isupport.fold(line.param(1)), Some(error))
+                }) => {}
             // The end of an answer to a WHOIS of the gateway's refused (401).
             "318"
                 if self
@@ -1808,6 +1869,15 @@ impl ServerTask {
 type ListReply = oneshot::Sender<Result<Vec<RoomInfo>, BridgeError>>;
 
 /// One of the user's messages whose echo is awaited.
+/// KICK, with the reason's first line (none can carry a second command).
+fn kick(writer: &LineWriter, channel: &str, nick: &str, reason: Option<&str>) {
+    let reason = reason.and_then(|r| text::sanitize_outgoing(r).into_iter().next());
+    match reason {
+        Some(r) => writer.send("KICK", &[channel, nick, &r]),
+        None => writer.send("KICK", &[channel, nick]),
+    };
+}
+
 fn send_away(writer: &LineWriter, message: Option<&str>) {
     match message {
         Some(m) => writer.send("AWAY", &[m]),

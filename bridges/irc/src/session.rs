@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use estuary_bridge::{
-    Affiliation, BridgeError, ChatState, ContactInfo, EventSender, FormValues, Later,
+    Affiliation, Ban, BridgeError, ChatState, ContactInfo, EventSender, FormValues, Later,
     OutgoingMessage, PresenceShow, RemoteAddress, Role, RoomInfo, Session, Software,
 };
 use std::time::Duration;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::address::IrcAddress;
+use crate::ban_list;
 use crate::channel_encodings::ChannelEncodings;
 use crate::connection::Identity;
 use crate::options::{IrcOptions, UserServerSettings};
@@ -225,13 +226,32 @@ impl IrcSession {
         nick: &str,
         affiliation: Option<Affiliation>,
         role: Option<Role>,
+        reason: Option<&str>,
     ) -> Result<(), BridgeError> {
         let address = self.parse(room)?;
+        if ban_list::is_mask(nick) {
+            // A ban mask has a place in the ban list and nowhere else.
+            let banned = match (affiliation, role) {
+                (Some(Affiliation::Outcast), None) => true,
+                (Some(Affiliation::None), None) => false,
+                _ => {
+                    return Err(BridgeError::BadRequest(format!(
+                        "'{nick}' is a ban mask: it can only be banned or unbanned"
+                    )))
+                }
+            };
+            return self.server(&address.server).send(ServerCommand::Ban {
+                channel: address.name,
+                mask: one_param(nick)?,
+                banned,
+            });
+        }
         self.server(&address.server).send(ServerCommand::Standing {
             channel: address.name,
-            nick: nick.to_owned(),
+            nick: one_param(nick)?,
             affiliation,
             role,
+            reason: reason.map(str::to_owned),
         })
     }
 }
@@ -247,13 +267,28 @@ fn checked_nick(nick: String) -> Result<String, BridgeError> {
     }
 }
 
+/// `name` (a nick or a ban mask), if it can go in a MODE or KICK line as
+/// one parameter. Not [`checked_nick`]: some networks take nicks that
+/// RFC 2812 does not, and an occupant's nick is the server's own.
+fn one_param(name: &str) -> Result<String, BridgeError> {
+    let fits = !name.is_empty() && name.len() <= 256 && !name.starts_with(':');
+    if fits && !name.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        Ok(name.to_owned())
+    } else {
+        Err(BridgeError::BadRequest(format!(
+            "'{name}' cannot be a nick or a ban mask on IRC"
+        )))
+    }
+}
+
 /// How long a CTCP query waits for its answer; XMPP clients give up on an
 /// iq after about half a minute.
 const CTCP_WAIT: Duration = Duration::from_secs(20);
 
-/// How long a WHOIS may take: it is the server's own answer, at once but
-/// for the flood control queue, and the user's other stanzas wait for it.
-const WHOIS_WAIT: Duration = Duration::from_secs(5);
+/// How long a WHOIS or a ban list may take: it is the server's own answer,
+/// at once but for the flood control queue, and the user's other stanzas
+/// wait for it.
+const SERVER_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BridgeError>>) -> Result<T, BridgeError> {
     rx.await.unwrap_or_else(|_| {
@@ -417,9 +452,9 @@ impl Session for IrcSession {
         room: &RemoteAddress,
         nick: &str,
         role: Role,
-        _reason: Option<&str>,
+        reason: Option<&str>,
     ) -> Result<(), BridgeError> {
-        self.change_standing(room, nick, None, Some(role))
+        self.change_standing(room, nick, None, Some(role), reason)
     }
 
     async fn set_affiliation(
@@ -427,9 +462,31 @@ impl Session for IrcSession {
         room: &RemoteAddress,
         nick: &str,
         affiliation: Affiliation,
-        _reason: Option<&str>,
+        reason: Option<&str>,
     ) -> Result<(), BridgeError> {
-        self.change_standing(room, nick, Some(affiliation), None)
+        self.change_standing(room, nick, Some(affiliation), None, reason)
+    }
+
+    async fn ban_list(&self, room: &RemoteAddress) -> Result<Vec<Ban>, BridgeError> {
+        let address = self.parse(room)?;
+        let (reply, rx) = oneshot::channel();
+        self.server(&address.server).send(ServerCommand::BanList {
+            channel: address.name,
+            reply,
+        })?;
+        let entries = tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
+            .await
+            .map_err(|_| {
+                BridgeError::Unavailable("the server did not send the ban list".into())
+            })??;
+        let fixed = self.options.fixed_server.as_deref();
+        Ok(entries
+            .into_iter()
+            .map(|entry| Ban {
+                user: IrcAddress::remote(&entry.mask, &address.server, fixed),
+                reason: entry.set_by.map(|by| format!("Set by {by}")),
+            })
+            .collect())
     }
 
     async fn list_rooms(
@@ -531,7 +588,7 @@ impl Session for IrcSession {
             nick: address.name,
             reply,
         })?;
-        let whois = tokio::time::timeout(WHOIS_WAIT, answer(rx))
+        let whois = tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
             .await
             .map_err(|_| {
                 BridgeError::Unavailable("the server did not answer the WHOIS".into())
