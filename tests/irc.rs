@@ -730,6 +730,163 @@ async fn bans_are_managed_through_the_muc_outcast_list() {
     }
 }
 
+/// A channel's modes as its MUC configuration (XEP-0045 §10.2), which
+/// biboumi does not offer: the form shows `+m`, `+i`, `+t`, `+s`/`+p`, `+k`
+/// and `+l` as the room's settings, a moderator's submission becomes the
+/// MODE line that makes the channel so, and the key is never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channels_modes_are_its_room_configuration() {
+    const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+    let mut s = setup().await;
+    let room = format!("#conf%localhost@{GW}");
+    let occupant = |nick: &str| format!("{room}/{nick}");
+    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
+    chanop.join("#conf").await;
+    s.alice
+        .send(el(&format!("<presence to='{}'/>", occupant("alice"))))
+        .await;
+    presence_from(&mut s.alice, &occupant("alice")).await;
+    chanop.send("MODE #conf +o alice").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("alice")) && muc_item(p).1 == "moderator"
+        })
+        .await;
+    let values = |reply: &Element| -> std::collections::BTreeMap<String, String> {
+        let form = reply
+            .get_child("query", MUC_OWNER)
+            .and_then(|q| q.get_child("x", "jabber:x:data"))
+            .unwrap_or_else(|| panic!("a form: {}", String::from(reply)));
+        form.children()
+            .filter(|f| f.name() == "field")
+            .map(|f| {
+                let value = f
+                    .children()
+                    .find(|v| v.name() == "value")
+                    .map(Element::text)
+                    .unwrap_or_default();
+                (attr(f, "var").to_owned(), value)
+            })
+            .collect()
+    };
+    let get = el(&format!("<query xmlns='{MUC_OWNER}'/>"));
+    let submit = |fields: &[(&str, &str)]| {
+        let fields: String = fields
+            .iter()
+            .map(|(var, value)| {
+                format!("<field var='muc#roomconfig_{var}'><value>{value}</value></field>")
+            })
+            .collect();
+        el(&format!(
+            "<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+             {fields}</x></query>"
+        ))
+    };
+
+    // InspIRCd makes a channel +nt.
+    let reply = s.alice.iq(&room, "get", get.clone()).await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    let form = values(&reply);
+    assert_eq!(form["muc#roomconfig_moderatedroom"], "0", "{form:?}");
+    assert_eq!(form["muc#roomconfig_changesubject"], "0", "{form:?}");
+    assert_eq!(form["muc#roomconfig_publicroom"], "1", "{form:?}");
+    assert_eq!(
+        form["muc#roomconfig_passwordprotectedroom"], "0",
+        "{form:?}"
+    );
+    assert_eq!(form["muc#roomconfig_maxusers"], "0", "{form:?}");
+
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            submit(&[
+                ("moderatedroom", "1"),
+                ("publicroom", "0"),
+                ("passwordprotectedroom", "1"),
+                ("roomsecret", "sesame"),
+                ("maxusers", "20"),
+                ("changesubject", "0"),
+            ]),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    let line = chanop
+        .expect(WAIT, |l| l.contains("MODE #conf +") && l.contains("sesame"))
+        .await;
+    assert!(
+        line.contains("+mskl sesame") && line.contains("20"),
+        "{line}"
+    );
+    // The room says so.
+    s.alice
+        .expect(WAIT, |m| String::from(m).contains("sets mode +mskl"))
+        .await;
+    let form = values(&s.alice.iq(&room, "get", get.clone()).await);
+    assert_eq!(form["muc#roomconfig_moderatedroom"], "1", "{form:?}");
+    assert_eq!(form["muc#roomconfig_publicroom"], "0", "{form:?}");
+    assert_eq!(
+        form["muc#roomconfig_passwordprotectedroom"], "1",
+        "{form:?}"
+    );
+    assert_eq!(
+        form["muc#roomconfig_roomsecret"], "",
+        "the key is never shown"
+    );
+    assert_eq!(form["muc#roomconfig_maxusers"], "20", "{form:?}");
+
+    // Taking the key and the limit off.
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            submit(&[("passwordprotectedroom", "0"), ("maxusers", "0")]),
+        )
+        .await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+    chanop.expect(WAIT, |l| l.contains("MODE #conf -kl")).await;
+
+    // What IRC cannot take is refused; a cancel is answered.
+    let reply = s
+        .alice
+        .iq(
+            &room,
+            "set",
+            submit(&[("passwordprotectedroom", "1"), ("roomsecret", "two words")]),
+        )
+        .await;
+    assert!(
+        String::from(&reply).contains("bad-request"),
+        "{}",
+        String::from(&reply)
+    );
+    let cancel = el(&format!(
+        "<query xmlns='{MUC_OWNER}'><x xmlns='jabber:x:data' type='cancel'/></query>"
+    ));
+    let reply = s.alice.iq(&room, "set", cancel).await;
+    assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
+
+    // Once no longer an operator, alice may read the settings but not change them.
+    chanop.send("MODE #conf -o alice").await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant("alice")) && muc_item(p).1 == "participant"
+        })
+        .await;
+    let reply = s
+        .alice
+        .iq(&room, "set", submit(&[("moderatedroom", "0")]))
+        .await;
+    assert!(
+        String::from(&reply).contains("forbidden"),
+        "{}",
+        String::from(&reply)
+    );
+}
+
 /// The next presence from `jid`, setting aside everything else.
 async fn presence_from(client: &mut XmppClient, jid: &str) -> Element {
     client

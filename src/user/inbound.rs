@@ -16,7 +16,7 @@ use crate::xmpp::invite::{self, Invitation};
 use crate::xmpp::message::{self, Incoming};
 use crate::xmpp::service::NS_VCARD;
 use crate::xmpp::xml::{NS_COMMANDS, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION};
-use crate::xmpp::{muc, muc_admin};
+use crate::xmpp::{muc, muc_admin, muc_owner};
 use crate::xmpp::{rsm, service};
 
 use super::outbox::QueuedSend;
@@ -88,6 +88,9 @@ impl UserSession {
             if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
                 return self.on_muc_admin(iq, address, payload).await;
             }
+            if kind == AddressKind::Room && payload.is("query", muc_owner::NS_MUC_OWNER) {
+                return self.on_room_config_change(iq, address, payload).await;
+            }
             return Err(Failure::service_unavailable("not supported here"));
         }
         let Iq::Get { payload, from, .. } = iq else {
@@ -95,6 +98,18 @@ impl UserSession {
         };
         if kind == AddressKind::Room && payload.is("query", muc_admin::NS_MUC_ADMIN) {
             return self.on_muc_admin_list(iq, address, payload).await;
+        }
+        if kind == AddressKind::Room && payload.is("query", muc_owner::NS_MUC_OWNER) {
+            if !self.rooms.get(address).is_some_and(|r| r.joined) {
+                return Err(Failure::not_acceptable("you are not in this room"));
+            }
+            let config = self
+                .session()?
+                .room_config(address)
+                .await
+                .map_err(Failure::from)?;
+            self.gw.reply_result(iq, Some(muc_owner::form(&config)));
+            return Ok(());
         }
         // Discord cannot tell a user id from a channel id by its shape: ask the network.
         if payload.is("vCard", NS_VCARD) && kind != AddressKind::Server {
@@ -445,6 +460,35 @@ impl UserSession {
         present
             .or_else(|| self.gw.network.member_name(room, &user))
             .ok_or_else(|| Failure::item_not_found(format!("{jid} is not in this room")))
+    }
+
+    /// A submitted room configuration form (XEP-0045 §10.2), from a
+    /// moderator: the network makes the room so.
+    async fn on_room_config_change(
+        &self,
+        iq: &Iq,
+        address: &RemoteAddress,
+        query: &xmpp_parsers::minidom::Element,
+    ) -> Result<(), Failure> {
+        let Some(state) = self.rooms.get(address).filter(|r| r.joined) else {
+            return Err(Failure::not_acceptable("you are not in this room"));
+        };
+        let Some(change) = muc_owner::parse_submission(query)? else {
+            self.gw.reply_result(iq, None);
+            return Ok(());
+        };
+        let own = state.occupants.get(&state.nick);
+        if own.is_some_and(|o| o.role != estuary_bridge::Role::Moderator) {
+            return Err(Failure::forbidden(
+                "only the room's moderators may configure it",
+            ));
+        }
+        self.session()?
+            .set_room_config(address, change)
+            .await
+            .map_err(Failure::from)?;
+        self.gw.reply_result(iq, None);
+        Ok(())
     }
 
     /// A list of who holds an affiliation or a role: the bans as the network

@@ -12,6 +12,7 @@ pub mod mam;
 pub mod message;
 pub mod muc;
 pub mod muc_admin;
+pub mod muc_owner;
 pub mod privilege;
 pub mod register;
 pub mod rsm;

@@ -26,4 +26,6 @@ pub use event::{
 };
 pub use network::{Capabilities, Network, NetworkInfo};
 pub use registration::{Credentials, FieldKind, FormValues, RegistrationField};
-pub use session::{Avatar, Ban, ContactInfo, Later, OutgoingMessage, RoomInfo, Session, Software};
+pub use session::{
+    Avatar, Ban, ContactInfo, Later, OutgoingMessage, RoomConfig, RoomInfo, Session, Software,
+};

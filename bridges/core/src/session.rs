@@ -66,6 +66,41 @@ pub struct Ban {
     pub reason: Option<String>,
 }
 
+/// A room's settings in the terms of MUC's room configuration (XEP-0045
+/// §10.2). `None` is a setting the network does not have (or, in a change,
+/// one left as it is).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RoomConfig {
+    /// Only those with voice may speak (IRC `+m`).
+    pub moderated: Option<bool>,
+    /// Only those invited may join (IRC `+i`).
+    pub members_only: Option<bool>,
+    /// Any occupant may change the subject (IRC `-t`).
+    pub occupants_change_subject: Option<bool>,
+    /// The room is listed (IRC: neither `+s` nor `+p`).
+    pub public: Option<bool>,
+    /// Joining needs a password (IRC `+k`).
+    pub password_protected: Option<bool>,
+    /// The password; only ever in a change, and never logged.
+    pub password: Option<String>,
+    /// The most occupants, 0 for no limit (IRC `+l`).
+    pub max_users: Option<u32>,
+}
+
+impl std::fmt::Debug for RoomConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomConfig")
+            .field("moderated", &self.moderated)
+            .field("members_only", &self.members_only)
+            .field("occupants_change_subject", &self.occupants_change_subject)
+            .field("public", &self.public)
+            .field("password_protected", &self.password_protected)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("max_users", &self.max_users)
+            .finish()
+    }
+}
+
 /// What the network tells about a contact, for vCards.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactInfo {
@@ -240,6 +275,20 @@ pub trait Session: Send + Sync {
         _reason: Option<&str>,
     ) -> Result<(), BridgeError> {
         unsupported("invitations")
+    }
+
+    /// `room`'s settings, for its MUC configuration form.
+    async fn room_config(&self, _room: &RemoteAddress) -> Result<RoomConfig, BridgeError> {
+        unsupported("room configuration")
+    }
+
+    /// Change `room`'s settings: those `Some` in `change`.
+    async fn set_room_config(
+        &self,
+        _room: &RemoteAddress,
+        _change: RoomConfig,
+    ) -> Result<(), BridgeError> {
+        unsupported("room configuration")
     }
 
     /// Who is banned from `room` (the MUC outcast list).

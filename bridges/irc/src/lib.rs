@@ -6,9 +6,9 @@
 //! `server`), opened on the first join or message.
 
 pub mod address;
-pub mod ban_list;
 pub mod casemap;
 pub mod channel_encodings;
+pub mod channel_queries;
 pub mod connection;
 pub mod ctcp;
 pub mod identd;
@@ -18,6 +18,7 @@ pub mod modes;
 pub mod monitor;
 pub mod options;
 pub mod reactions;
+pub mod room_config;
 pub mod server;
 pub mod server_time;
 pub mod session;

@@ -19,13 +19,13 @@ use tokio::time::{sleep, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::address::IrcAddress;
-use crate::ban_list::{BanListReply, BanQueries};
 use crate::channel_encodings::ChannelEncodings;
+use crate::channel_queries::{BanEntry, BanListReply, ChannelAnswers, ModesReply};
 use crate::connection::{connect, Identity, LineReader, LineWriter, Registered};
 use crate::ctcp::{CtcpExchange, CtcpReply};
 use crate::isupport::Isupport;
 use crate::line::IrcLine;
-use crate::modes::{self, ModeSet};
+use crate::modes::{self, ModeChange, ModeSet};
 use crate::monitor::Contacts;
 use crate::options::ServerOptions;
 use crate::reactions::{self, ReactionSets};
@@ -95,16 +95,20 @@ pub enum ServerCommand {
         /// Why, told in the kick that goes with a ban.
         reason: Option<String>,
     },
-    /// Set (`banned`) or lift a ban mask.
-    Ban {
+    /// Channel mode changes: a ban mask set or lifted, a configuration.
+    Modes {
         channel: String,
-        mask: String,
-        banned: bool,
+        changes: Vec<ModeChange>,
     },
     /// The channel's ban list.
     BanList {
         channel: String,
         reply: BanListReply,
+    },
+    /// The channel's modes.
+    ChannelModes {
+        channel: String,
+        reply: ModesReply,
     },
     /// The user's whole set of reactions (XEP-0444) to the message `msgid`
     /// in `target`; what changed goes out as `+draft/react` TAGMSGs.
@@ -163,6 +167,9 @@ impl ServerCommand {
                 let _ = reply.send(Err(error));
             }
             ServerCommand::BanList { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            ServerCommand::ChannelModes { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             _ => {}
@@ -226,7 +233,7 @@ pub fn spawn(
         held: false,
         forwarded: Vec::new(),
         whois: None,
-        bans: None,
+        asked: None,
         history_batches: Vec::new(),
         channel_encodings,
     };
@@ -427,9 +434,10 @@ struct ServerTask {
     /// WHOIS queries of the gateway's own, awaiting their answers; boxed
     /// and made on the first, as most connections never see one.
     whois: Option<Box<WhoisQueries>>,
-    /// Ban lists asked for the user's MUC outcast list; boxed and made on
-    /// the first, as most connections never see one.
-    bans: Option<Box<BanQueries>>,
+    /// Ban lists and modes asked for the user's MUC outcast list and room
+    /// configuration; boxed and made on the first, as most connections
+    /// never see one.
+    asked: Option<Box<ChannelAnswers>>,
     /// The open batches of history played back (`BATCH +id chathistory`).
     history_batches: Vec<String>,
     /// The user's encodings of this server's channels, for each connection's reader.
@@ -495,7 +503,7 @@ impl ServerTask {
                                 whois.fail_all(&reason);
                             }
                             // Their replies fail with "the task ended".
-                            self.bans = None;
+                            self.asked = None;
                             // Lines the server never echoed may be lost: send them again.
                             self.unconfirmed.extend(self.echoes.drain(..));
                             self.emit(RemoteEvent::Disconnected {
@@ -951,18 +959,24 @@ impl ServerTask {
                     kick(&live.writer, &channel, &nick, reason.as_deref());
                 }
             }
-            ServerCommand::Ban {
-                channel,
-                mask,
-                banned,
-            } => {
-                let change = if banned { "+b" } else { "-b" };
-                live.writer.send("MODE", &[&channel, change, &mask]);
+            ServerCommand::Modes { channel, changes } => {
+                let per_line = live.me.isupport.modes_per_line();
+                for params in modes::mode_lines(&changes, per_line) {
+                    let mut all: Vec<&str> = vec![&channel];
+                    all.extend(params.iter().map(String::as_str));
+                    live.writer.send("MODE", &all);
+                }
             }
             ServerCommand::BanList { channel, reply } => {
                 let folded = live.me.isupport.fold(&channel);
-                if self.bans.get_or_insert_default().wait(folded, reply) {
+                if self.asked.get_or_insert_default().bans.wait(folded, reply) {
                     live.writer.send("MODE", &[&channel, "+b"]);
+                }
+            }
+            ServerCommand::ChannelModes { channel, reply } => {
+                let folded = live.me.isupport.fold(&channel);
+                if self.asked.get_or_insert_default().modes.wait(folded, reply) {
+                    live.writer.send("MODE", &[&channel]);
                 }
             }
             ServerCommand::Whois { nick, reply } => {
@@ -1448,25 +1462,46 @@ impl ServerTask {
             }
             // A ban list the gateway asked for itself: `367 me #chan mask [setter [time]]`.
             "367"
-                if self.bans.as_mut().is_some_and(|b| {
-                    let setter = line.params.get(3).map(String::as_str);
-                    b.entry(&isupport.fold(line.param(1)), line.param(2), setter)
+                if self.asked.as_mut().is_some_and(|a| {
+                    let Some(bans) = a.bans.gathering(&isupport.fold(line.param(1))) else {
+                        return false;
+                    };
+                    bans.push(BanEntry {
+                        mask: line.param(2).to_owned(),
+                        set_by: line.params.get(3).filter(|s| !s.is_empty()).cloned(),
+                    });
+                    true
                 }) => {}
             "368"
                 if self
-                    .bans
+                    .asked
                     .as_mut()
-                    .is_some_and(|b| b.end(&isupport.fold(line.param(1)), None)) => {}
-            // A ban list refused: not in the channel, not an operator.
+                    .is_some_and(|a| a.bans.end(&isupport.fold(line.param(1)), None)) => {}
+            // The channel's modes: `324 me #chan +ntk key`.
+            "324"
+                if self.asked.as_mut().is_some_and(|a| {
+                    let folded = isupport.fold(line.param(1));
+                    let Some(modes) = a.modes.gathering(&folded) else {
+                        return false;
+                    };
+                    modes.set = modes::parse_mode_changes(
+                        &line.params[2.min(line.params.len())..],
+                        isupport,
+                    );
+                    modes.chanmodes = isupport.chanmodes.clone();
+                    a.modes.end(&folded, None)
+                }) => {}
+            // What the gateway asked refused: not in the channel, not an
+            // operator, no such channel.
             "442" | "482" | "403"
-                if self.bans.as_mut().is_some_and(|b| {
+                if self.asked.as_mut().is_some_and(|a| {
                     let text = line.params.last().cloned().unwrap_or_default();
                     let error = if line.command == "403" {
                         BridgeError::NotFound(text)
                     } else {
                         BridgeError::Forbidden(text)
                     };
-                    b.end(&isupport.fold(line.param(1)), Some(error))
+                    a.refuse(&isupport.fold(line.param(1)), error)
                 }) => {}
             // The end of an answer to a WHOIS of the gateway's refused (401).
             "318"

@@ -7,17 +7,19 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use estuary_bridge::{
     Affiliation, Ban, BridgeError, ChatState, ContactInfo, EventSender, FormValues, Later,
-    OutgoingMessage, PresenceShow, RemoteAddress, Role, RoomInfo, Session, Software,
+    OutgoingMessage, PresenceShow, RemoteAddress, Role, RoomConfig, RoomInfo, Session, Software,
 };
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::address::IrcAddress;
-use crate::ban_list;
 use crate::channel_encodings::ChannelEncodings;
+use crate::channel_queries::{self, ChannelModes};
 use crate::connection::Identity;
+use crate::modes::ModeChange;
 use crate::options::{IrcOptions, UserServerSettings};
+use crate::room_config;
 use crate::server::{self, ServerCommand, ServerHandle};
 use crate::text::encoding_for_label;
 
@@ -229,7 +231,7 @@ impl IrcSession {
         reason: Option<&str>,
     ) -> Result<(), BridgeError> {
         let address = self.parse(room)?;
-        if ban_list::is_mask(nick) {
+        if channel_queries::is_mask(nick) {
             // A ban mask has a place in the ban list and nowhere else.
             let banned = match (affiliation, role) {
                 (Some(Affiliation::Outcast), None) => true,
@@ -240,10 +242,14 @@ impl IrcSession {
                     )))
                 }
             };
-            return self.server(&address.server).send(ServerCommand::Ban {
+            let mask = one_param(nick)?;
+            return self.server(&address.server).send(ServerCommand::Modes {
                 channel: address.name,
-                mask: one_param(nick)?,
-                banned,
+                changes: vec![if banned {
+                    ModeChange::add('b', mask)
+                } else {
+                    ModeChange::remove('b', mask)
+                }],
             });
         }
         self.server(&address.server).send(ServerCommand::Standing {
@@ -264,6 +270,24 @@ fn checked_nick(nick: String) -> Result<String, BridgeError> {
         Err(BridgeError::BadRequest(format!(
             "'{nick}' is not an IRC nick"
         )))
+    }
+}
+
+impl IrcSession {
+    /// A channel's modes, asked of the server (324).
+    async fn channel_modes(&self, room: &RemoteAddress) -> Result<ChannelModes, BridgeError> {
+        let address = self.parse(room)?;
+        let (reply, rx) = oneshot::channel();
+        self.server(&address.server)
+            .send(ServerCommand::ChannelModes {
+                channel: address.name,
+                reply,
+            })?;
+        tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
+            .await
+            .map_err(|_| {
+                BridgeError::Unavailable("the server did not tell the channel's modes".into())
+            })?
     }
 }
 
@@ -465,6 +489,29 @@ impl Session for IrcSession {
         reason: Option<&str>,
     ) -> Result<(), BridgeError> {
         self.change_standing(room, nick, Some(affiliation), None, reason)
+    }
+
+    async fn room_config(&self, room: &RemoteAddress) -> Result<RoomConfig, BridgeError> {
+        let modes = self.channel_modes(room).await?;
+        Ok(room_config::config_of(&modes.chanmodes, &modes.set))
+    }
+
+    async fn set_room_config(
+        &self,
+        room: &RemoteAddress,
+        change: RoomConfig,
+    ) -> Result<(), BridgeError> {
+        let modes = self.channel_modes(room).await?;
+        let changes = room_config::changes_to(&modes.chanmodes, &modes.set, &change)
+            .map_err(BridgeError::BadRequest)?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let address = self.parse(room)?;
+        self.server(&address.server).send(ServerCommand::Modes {
+            channel: address.name,
+            changes,
+        })
     }
 
     async fn ban_list(&self, room: &RemoteAddress) -> Result<Vec<Ban>, BridgeError> {

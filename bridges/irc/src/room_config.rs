@@ -1,0 +1,233 @@
+//! A channel's modes as MUC's room configuration (XEP-0045 §10.2): what
+//! 324 tells becomes the form's values, and a submitted form the MODE
+//! changes that make the channel so.
+
+use estuary_bridge::RoomConfig;
+
+use crate::isupport::{ChanModes, ModeKind};
+use crate::modes::ModeChange;
+
+fn flag(chanmodes: &ChanModes, set: &[ModeChange], mode: char) -> Option<bool> {
+    chanmodes
+        .kind(mode)
+        .map(|_| set.iter().any(|c| c.adding && c.mode == mode))
+}
+
+fn param(set: &[ModeChange], mode: char) -> Option<&str> {
+    set.iter()
+        .find(|c| c.adding && c.mode == mode)
+        .and_then(|c| c.arg.as_deref())
+}
+
+/// The configuration a channel with the modes `set` (as 324 lists them)
+/// has, for the settings the server knows.
+pub fn config_of(chanmodes: &ChanModes, set: &[ModeChange]) -> RoomConfig {
+    let secret = flag(chanmodes, set, 's');
+    let private = flag(chanmodes, set, 'p');
+    RoomConfig {
+        moderated: flag(chanmodes, set, 'm'),
+        members_only: flag(chanmodes, set, 'i'),
+        occupants_change_subject: flag(chanmodes, set, 't').map(|t| !t),
+        public: match (secret, private) {
+            (None, None) => None,
+            (s, p) => Some(!s.unwrap_or(false) && !p.unwrap_or(false)),
+        },
+        password_protected: flag(chanmodes, set, 'k'),
+        password: None,
+        max_users: chanmodes
+            .kind('l')
+            .map(|_| param(set, 'l').and_then(|l| l.parse().ok()).unwrap_or(0)),
+    }
+}
+
+/// The MODE changes that give a channel with the modes `set` the settings
+/// `change` names; a setting the server does not know is an error.
+pub fn changes_to(
+    chanmodes: &ChanModes,
+    set: &[ModeChange],
+    change: &RoomConfig,
+) -> Result<Vec<ModeChange>, String> {
+    let mut changes = Vec::new();
+    let known = |mode: char| {
+        chanmodes
+            .kind(mode)
+            .ok_or_else(|| format!("this server has no channel mode '{mode}'"))
+    };
+    let is_set = |mode: char| set.iter().any(|c| c.adding && c.mode == mode);
+    let mut toggles = vec![
+        ('m', change.moderated),
+        ('i', change.members_only),
+        ('t', change.occupants_change_subject.map(|any| !any)),
+    ];
+    match change.public {
+        Some(true) => toggles.extend(
+            ['s', 'p']
+                .into_iter()
+                .filter(|&m| chanmodes.kind(m).is_some())
+                .map(|m| (m, Some(false))),
+        ),
+        Some(false) if !is_set('s') && !is_set('p') => toggles.push(('s', Some(true))),
+        _ => {}
+    }
+    for (mode, on) in toggles {
+        let Some(on) = on else { continue };
+        known(mode)?;
+        if is_set(mode) != on {
+            changes.push(ModeChange {
+                adding: on,
+                mode,
+                arg: None,
+            });
+        }
+    }
+    let key = param(set, 'k');
+    match (change.password_protected, change.password.as_deref()) {
+        (Some(false), _) if key.is_some() || flag(chanmodes, set, 'k') == Some(true) => {
+            known('k')?;
+            // Servers want the key to take it off; one hidden from us as `*` works on most.
+            changes.push(ModeChange::remove('k', key.unwrap_or("*")));
+        }
+        (Some(true) | None, Some(password)) if !password.is_empty() => {
+            known('k')?;
+            if !valid_key(password) {
+                return Err("a channel key is one word of at most 23 characters".into());
+            }
+            if key != Some(password) {
+                changes.push(ModeChange::add('k', password));
+            }
+        }
+        (Some(true), _) if flag(chanmodes, set, 'k') != Some(true) => {
+            return Err("a password-protected room needs a password".into());
+        }
+        _ => {}
+    }
+    if let Some(max) = change.max_users {
+        if known('l')? == ModeKind::List {
+            return Err("this server's mode 'l' is no limit".into());
+        }
+        let now: u32 = param(set, 'l').and_then(|l| l.parse().ok()).unwrap_or(0);
+        if max != now {
+            changes.push(if max == 0 {
+                ModeChange {
+                    adding: false,
+                    mode: 'l',
+                    arg: None,
+                }
+            } else {
+                ModeChange::add('l', max.to_string())
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// A key IRC servers take: one parameter, no comma (which separates keys
+/// in a JOIN), at most 23 bytes as RFC 2812's servers keep.
+fn valid_key(key: &str) -> bool {
+    key.len() <= 23
+        && !key.starts_with(':')
+        && !key.contains(|c: char| c == ',' || c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(modes: &[(char, Option<&str>)]) -> Vec<ModeChange> {
+        modes
+            .iter()
+            .map(|&(mode, arg)| ModeChange {
+                adding: true,
+                mode,
+                arg: arg.map(str::to_owned),
+            })
+            .collect()
+    }
+
+    fn line(changes: &[ModeChange]) -> String {
+        crate::modes::mode_lines(changes, 20)
+            .into_iter()
+            .map(|l| l.join(" "))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+
+    #[test]
+    fn modes_read_as_a_room_configuration() {
+        let chanmodes = ChanModes::default();
+        let config = config_of(
+            &chanmodes,
+            &set(&[
+                ('n', None),
+                ('t', None),
+                ('k', Some("sesame")),
+                ('l', Some("50")),
+            ]),
+        );
+        assert_eq!(config.moderated, Some(false));
+        assert_eq!(config.members_only, Some(false));
+        assert_eq!(config.occupants_change_subject, Some(false));
+        assert_eq!(config.public, Some(true));
+        assert_eq!(config.password_protected, Some(true));
+        assert_eq!(config.password, None, "a key is never read back");
+        assert_eq!(config.max_users, Some(50));
+        let secret = config_of(&chanmodes, &set(&[('s', None)]));
+        assert_eq!(secret.public, Some(false));
+        assert_eq!(secret.max_users, Some(0));
+        let bare = config_of(&ChanModes::parse("b,,,n"), &[]);
+        assert_eq!(bare.moderated, None);
+        assert_eq!(bare.public, None);
+    }
+
+    #[test]
+    fn a_configuration_becomes_the_modes_that_differ() {
+        let chanmodes = ChanModes::default();
+        let now = set(&[('n', None), ('t', None), ('k', Some("old"))]);
+        let change = RoomConfig {
+            moderated: Some(true),
+            members_only: Some(false),
+            occupants_change_subject: Some(true),
+            public: Some(false),
+            password_protected: Some(false),
+            max_users: Some(20),
+            ..RoomConfig::default()
+        };
+        assert_eq!(
+            line(&changes_to(&chanmodes, &now, &change).unwrap()),
+            "+m-t+s-k+l old 20"
+        );
+        let keyed = RoomConfig {
+            password_protected: Some(true),
+            password: Some("new".into()),
+            max_users: Some(0),
+            ..RoomConfig::default()
+        };
+        let limited = set(&[('l', Some("5"))]);
+        assert_eq!(
+            line(&changes_to(&chanmodes, &limited, &keyed).unwrap()),
+            "+k-l new"
+        );
+        assert!(changes_to(&chanmodes, &now, &RoomConfig::default())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn what_irc_cannot_take_is_refused() {
+        let chanmodes = ChanModes::default();
+        let protect = |password: &str| RoomConfig {
+            password_protected: Some(true),
+            password: Some(password.into()),
+            ..RoomConfig::default()
+        };
+        assert!(changes_to(&chanmodes, &[], &protect("")).is_err());
+        assert!(changes_to(&chanmodes, &[], &protect("two words")).is_err());
+        assert!(changes_to(&chanmodes, &[], &protect("a,b")).is_err());
+        assert!(changes_to(&chanmodes, &[], &protect("x\r\nQUIT")).is_err());
+        let moderated = RoomConfig {
+            moderated: Some(true),
+            ..RoomConfig::default()
+        };
+        assert!(changes_to(&ChanModes::parse("b,k,l,nt"), &[], &moderated).is_err());
+    }
+}
