@@ -100,9 +100,7 @@ impl UserSession {
             return self.on_muc_admin_list(iq, address, payload).await;
         }
         if kind == AddressKind::Room && payload.is("query", muc_owner::NS_MUC_OWNER) {
-            if !self.rooms.get(address).is_some_and(|r| r.joined) {
-                return Err(Failure::not_acceptable("you are not in this room"));
-            }
+            self.joined(address)?;
             let config = self
                 .session()?
                 .room_config(address)
@@ -360,9 +358,7 @@ impl UserSession {
                  rights of its own, which are not yours",
             ));
         }
-        if !self.rooms.get(address).is_some_and(|r| r.joined) {
-            return Err(Failure::not_acceptable("you are not in this room"));
-        }
+        self.joined(address)?;
         let id = moderate
             .attr("id")
             .filter(|id| !id.is_empty())
@@ -394,9 +390,7 @@ impl UserSession {
         address: &RemoteAddress,
         query: &xmpp_parsers::minidom::Element,
     ) -> Result<(), Failure> {
-        if !self.rooms.get(address).is_some_and(|r| r.joined) {
-            return Err(Failure::not_acceptable("you are not in this room"));
-        }
+        self.joined(address)?;
         let session = self.session()?;
         for item in muc_admin::parse(query)? {
             let reason = item.reason.as_deref();
@@ -423,6 +417,13 @@ impl UserSession {
         }
         self.gw.reply_result(iq, None);
         Ok(())
+    }
+
+    /// The room, if the user is in it: what only occupants may ask.
+    fn joined(&self, room: &RemoteAddress) -> Result<&RoomState, Failure> {
+        (self.rooms.get(room))
+            .filter(|r| r.joined)
+            .ok_or_else(|| Failure::not_acceptable("you are not in this room"))
     }
 
     /// The name the network knows an item's target by in `room`: the
@@ -470,9 +471,7 @@ impl UserSession {
         address: &RemoteAddress,
         query: &xmpp_parsers::minidom::Element,
     ) -> Result<(), Failure> {
-        let Some(state) = self.rooms.get(address).filter(|r| r.joined) else {
-            return Err(Failure::not_acceptable("you are not in this room"));
-        };
+        let state = self.joined(address)?;
         let Some(change) = muc_owner::parse_submission(query)? else {
             self.gw.reply_result(iq, None);
             return Ok(());
@@ -502,9 +501,7 @@ impl UserSession {
     ) -> Result<(), Failure> {
         use estuary_bridge::{Affiliation, Role};
         use muc_admin::{ListEntry, ListQuery};
-        let Some(state) = self.rooms.get(address).filter(|r| r.joined) else {
-            return Err(Failure::not_acceptable("you are not in this room"));
-        };
+        let state = self.joined(address)?;
         let asked = muc_admin::parse_list(query)?;
         let entries: Vec<ListEntry> = match asked {
             ListQuery::Affiliation(Affiliation::Outcast) => {
@@ -641,9 +638,7 @@ impl UserSession {
                 "a groupchat message goes to the room's JID, not to an occupant's",
             ));
         }
-        let state = (self.rooms.get(room))
-            .filter(|r| r.joined)
-            .ok_or_else(|| Failure::not_acceptable("you are not in this room"))?;
+        let state = self.joined(room)?;
         network_can(
             self.gw.info.capabilities.direct_messages,
             "send private messages",

@@ -135,7 +135,10 @@ mod tests {
         assert!(bans.gathering("#other").is_none());
         assert!(bans.end("#chan", None));
         assert!(bans.is_empty());
-        assert_eq!(first_rx.await.unwrap().unwrap(), std::slice::from_ref(&entry));
+        assert_eq!(
+            first_rx.await.unwrap().unwrap(),
+            std::slice::from_ref(&entry)
+        );
         assert_eq!(second_rx.await.unwrap().unwrap(), [entry]);
         assert!(!bans.end("#chan", None));
     }

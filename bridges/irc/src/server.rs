@@ -944,11 +944,7 @@ impl ServerTask {
                         &isupport.prefix,
                     ));
                 }
-                for params in modes::mode_lines(&changes, isupport.modes_per_line()) {
-                    let mut all: Vec<&str> = vec![&channel];
-                    all.extend(params.iter().map(String::as_str));
-                    live.writer.send("MODE", &all);
-                }
+                send_modes(&live.writer, &channel, &changes, isupport.modes_per_line());
                 // MUC removes whoever it bans (XEP-0045 §9.1); on IRC a ban
                 // only keeps them from coming back, so they are kicked too.
                 let present = self
@@ -961,11 +957,7 @@ impl ServerTask {
             }
             ServerCommand::Modes { channel, changes } => {
                 let per_line = live.me.isupport.modes_per_line();
-                for params in modes::mode_lines(&changes, per_line) {
-                    let mut all: Vec<&str> = vec![&channel];
-                    all.extend(params.iter().map(String::as_str));
-                    live.writer.send("MODE", &all);
-                }
+                send_modes(&live.writer, &channel, &changes, per_line);
             }
             ServerCommand::BanList { channel, reply } => {
                 let folded = live.me.isupport.fold(&channel);
@@ -1904,6 +1896,16 @@ impl ServerTask {
 type ListReply = oneshot::Sender<Result<Vec<RoomInfo>, BridgeError>>;
 
 /// One of the user's messages whose echo is awaited.
+/// MODE lines making `changes` in `channel`, as many as the server's
+/// limit of modes per line asks.
+fn send_modes(writer: &LineWriter, channel: &str, changes: &[ModeChange], per_line: usize) {
+    for params in modes::mode_lines(changes, per_line) {
+        let mut all: Vec<&str> = vec![channel];
+        all.extend(params.iter().map(String::as_str));
+        writer.send("MODE", &all);
+    }
+}
+
 /// KICK, with the reason's first line (none can carry a second command).
 fn kick(writer: &LineWriter, channel: &str, nick: &str, reason: Option<&str>) {
     let reason = reason.and_then(|r| text::sanitize_outgoing(r).into_iter().next());
