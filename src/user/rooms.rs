@@ -211,7 +211,10 @@ impl OccupantList {
 
 #[derive(Debug, Default)]
 pub struct Rooms {
-    rooms: HashMap<RemoteAddress, RoomState>,
+    /// Boxed: a table keeps room for a few more entries than it holds, and
+    /// a `RoomState` is some 250 bytes (1.1 KB for a user's one room,
+    /// measured with heaptrack, against 0.4 KB boxed).
+    rooms: HashMap<RemoteAddress, Box<RoomState>>,
     /// The history each joining resource asked for, until its join completes
     /// and the history is sent. Kept apart from `RoomState` because the
     /// request comes with the join presence, before the room exists.
@@ -220,20 +223,20 @@ pub struct Rooms {
 
 impl Rooms {
     pub fn get(&self, room: &RemoteAddress) -> Option<&RoomState> {
-        self.rooms.get(room)
+        self.rooms.get(room).map(|r| &**r)
     }
 
     pub fn get_mut(&mut self, room: &RemoteAddress) -> Option<&mut RoomState> {
-        self.rooms.get_mut(room)
+        self.rooms.get_mut(room).map(|r| &mut **r)
     }
 
     pub fn insert(&mut self, room: RemoteAddress, state: RoomState) {
-        self.rooms.insert(room, state);
+        self.rooms.insert(room, Box::new(state));
     }
 
     pub fn remove(&mut self, room: &RemoteAddress) -> Option<RoomState> {
         self.history.retain(|(r, _), _| r != room);
-        self.rooms.remove(room)
+        self.rooms.remove(room).map(|r| *r)
     }
 
     pub fn addresses(&self) -> Vec<RemoteAddress> {
