@@ -51,8 +51,12 @@ impl<T> Default for ChannelQueries<T> {
 
 impl<T: Clone + Default> ChannelQueries<T> {
     /// Wait for the answer about `folded`; true if it must be asked (it is
-    /// not already on its way).
+    /// not already on its way). A query everyone gave up waiting for is
+    /// asked again: a server that never answers it must not hold up the
+    /// next one for good.
     pub fn wait(&mut self, folded: String, reply: Reply<T>) -> bool {
+        self.pending
+            .retain(|(c, _, replies)| *c != folded || replies.iter().any(|r| !r.is_closed()));
         if let Some((_, _, replies)) = self.pending.iter_mut().find(|(c, ..)| *c == folded) {
             replies.push(reply);
             return false;
@@ -141,6 +145,18 @@ mod tests {
         );
         assert_eq!(second_rx.await.unwrap().unwrap(), [entry]);
         assert!(!bans.end("#chan", None));
+    }
+
+    #[test]
+    fn a_query_nobody_waits_for_any_more_is_asked_again() {
+        let mut bans = ChannelQueries::<Vec<BanEntry>>::default();
+        let (reply, rx) = oneshot::channel();
+        assert!(bans.wait("#chan".into(), reply));
+        drop(rx);
+        let (reply, _rx) = oneshot::channel();
+        assert!(bans.wait("#chan".into(), reply));
+        let (reply, _rx2) = oneshot::channel();
+        assert!(!bans.wait("#chan".into(), reply));
     }
 
     #[tokio::test]

@@ -73,8 +73,10 @@ pub struct WhoisQueries {
 
 impl WhoisQueries {
     /// Wait for the answer about `folded`; true if a WHOIS must be sent
-    /// (none is already on its way).
+    /// (none is already on its way, or everyone gave up waiting for it).
     pub fn wait(&mut self, folded: String, reply: WhoisReply) -> bool {
+        self.pending
+            .retain(|(n, _, replies)| *n != folded || replies.iter().any(|r| !r.is_closed()));
         if let Some((_, _, replies)) = self.pending.iter_mut().find(|(n, ..)| *n == folded) {
             replies.push(reply);
             return false;
