@@ -277,18 +277,29 @@ impl IrcSession {
     /// A channel's modes, asked of the server (324).
     async fn channel_modes(&self, room: &RemoteAddress) -> Result<ChannelModes, BridgeError> {
         let address = self.parse(room)?;
-        let (reply, rx) = oneshot::channel();
-        self.server(&address.server)
-            .send(ServerCommand::ChannelModes {
+        let server = self.server(&address.server);
+        server_answer(&server, "the channel's modes", |reply| {
+            ServerCommand::ChannelModes {
                 channel: address.name,
                 reply,
-            })?;
-        tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
-            .await
-            .map_err(|_| {
-                BridgeError::Unavailable("the server did not tell the channel's modes".into())
-            })?
+            }
+        })
+        .await
     }
+}
+
+/// Send `server`'s connection the command `request` makes, and await the
+/// server's own answer to it (`what`) for up to [`SERVER_ANSWER_WAIT`].
+async fn server_answer<T>(
+    server: &ServerHandle,
+    what: &str,
+    request: impl FnOnce(oneshot::Sender<Result<T, BridgeError>>) -> ServerCommand,
+) -> Result<T, BridgeError> {
+    let (reply, rx) = oneshot::channel();
+    server.send(request(reply))?;
+    tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
+        .await
+        .map_err(|_| BridgeError::Unavailable(format!("the server did not tell {what}")))?
 }
 
 /// `name` (a nick or a ban mask), if it can go in a MODE or KICK line as
@@ -516,16 +527,14 @@ impl Session for IrcSession {
 
     async fn ban_list(&self, room: &RemoteAddress) -> Result<Vec<Ban>, BridgeError> {
         let address = self.parse(room)?;
-        let (reply, rx) = oneshot::channel();
-        self.server(&address.server).send(ServerCommand::BanList {
-            channel: address.name,
-            reply,
-        })?;
-        let entries = tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
-            .await
-            .map_err(|_| {
-                BridgeError::Unavailable("the server did not send the ban list".into())
-            })??;
+        let server = self.server(&address.server);
+        let entries = server_answer(&server, "the channel's ban list", |reply| {
+            ServerCommand::BanList {
+                channel: address.name.clone(),
+                reply,
+            }
+        })
+        .await?;
         let fixed = self.options.fixed_server.as_deref();
         Ok(entries
             .into_iter()
@@ -630,16 +639,13 @@ impl Session for IrcSession {
         let Some(server) = self.open_server(&address.server) else {
             return Ok(info);
         };
-        let (reply, rx) = oneshot::channel();
-        server.send(ServerCommand::Whois {
-            nick: address.name,
-            reply,
-        })?;
-        let whois = tokio::time::timeout(SERVER_ANSWER_WAIT, answer(rx))
-            .await
-            .map_err(|_| {
-                BridgeError::Unavailable("the server did not answer the WHOIS".into())
-            })??;
+        let whois = server_answer(&server, "who they are (WHOIS)", |reply| {
+            ServerCommand::Whois {
+                nick: address.name,
+                reply,
+            }
+        })
+        .await?;
         if !whois.nick.is_empty() {
             info.nickname = Some(whois.nick.clone());
         }
