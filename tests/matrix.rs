@@ -1511,6 +1511,43 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
         "{xml}"
     );
 
+    // The outcast list is the room's bans, and lifting one unbans.
+    let outcasts = |reply: &Element| -> Vec<String> {
+        let query = reply
+            .get_child("query", "http://jabber.org/protocol/muc#admin")
+            .unwrap_or_else(|| panic!("a list: {}", String::from(reply)));
+        query
+            .children()
+            .map(|i| attr(i, "jid").to_owned())
+            .collect()
+    };
+    let list = el(
+        "<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query>",
+    );
+    let reply = s.alice.iq(&room_jid, "get", list.clone()).await;
+    assert_eq!(outcasts(&reply), [jid_of(&dave.user_id)]);
+    let unban = s
+        .alice
+        .iq(
+            &room_jid,
+            "set",
+            el(&format!(
+                "<query xmlns='http://jabber.org/protocol/muc#admin'>\
+                 <item jid='{}' affiliation='none'/></query>",
+                jid_of(&dave.user_id)
+            )),
+        )
+        .await;
+    assert_eq!(attr(&unban, "type"), "result", "{}", String::from(&unban));
+    bob.expect_event(&room, WAIT, |e| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == dave.user_id.as_str()
+            && e["content"]["membership"] == "leave"
+    })
+    .await;
+    let reply = s.alice.iq(&room_jid, "get", list).await;
+    assert!(outcasts(&reply).is_empty(), "{}", String::from(&reply));
+
     // XEP-0425: a moderator retracts someone else's message.
     let spam = bob.say(&room, "spam").await;
     let shown = s

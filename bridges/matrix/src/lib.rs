@@ -248,6 +248,18 @@ impl Network for MatrixNetwork {
         ]
     }
 
+    /// A Matrix user is known by their user ID, present or not (a ban).
+    fn member_name(
+        &self,
+        _room: &estuary_bridge::RemoteAddress,
+        user: &estuary_bridge::RemoteAddress,
+    ) -> Option<String> {
+        match address::MatrixAddress::parse(user).ok()? {
+            address::MatrixAddress::User(id) => Some(id.to_string()),
+            _ => None,
+        }
+    }
+
     /// `#alias%server` and `!opaque%server` are rooms; `user%server` is a user.
     /// Room IDs of room version 12 have no server part: `!opaque` alone.
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError> {

@@ -22,6 +22,7 @@ use matrix_sdk::ruma::api::client::{
     config::set_global_account_data,
     membership::{
         ban_user, invite_user, join_room_by_id_or_alias, joined_rooms, kick_user, leave_room,
+        unban_user,
     },
     message::send_message_event,
     presence::set_presence,
@@ -488,6 +489,13 @@ impl Inner {
         Ok(())
     }
 
+    /// A joined room's ID.
+    fn muc_room(&self, address: &RemoteAddress) -> Result<OwnedRoomId, BridgeError> {
+        self.book()
+            .muc_by_address(address)
+            .ok_or_else(|| BridgeError::NotFound(format!("not in {address}")))
+    }
+
     fn muc_user(
         &self,
         address: &RemoteAddress,
@@ -884,20 +892,64 @@ impl Session for MatrixSession {
         affiliation: estuary_bridge::Affiliation,
         reason: Option<&str>,
     ) -> Result<(), BridgeError> {
-        if affiliation != estuary_bridge::Affiliation::Outcast {
-            return Err(BridgeError::Unsupported(
-                "affiliation changes other than bans".into(),
-            ));
+        let (room, user) = match OwnedUserId::try_from(nick) {
+            // Someone named by user ID (`Network::member_name`), who need
+            // not be in the room: a ban lifted.
+            Ok(user) => (self.inner.muc_room(room)?, user),
+            Err(_) => self.inner.muc_user(room, nick)?,
+        };
+        match affiliation {
+            estuary_bridge::Affiliation::Outcast => {
+                let mut request = ban_user::v3::Request::new(room, user);
+                request.reason = reason.map(str::to_owned);
+                self.inner
+                    .client
+                    .send(request)
+                    .await
+                    .map_err(|e| http_error("banning failed", &e))?;
+            }
+            estuary_bridge::Affiliation::None => {
+                let mut request = unban_user::v3::Request::new(room, user);
+                request.reason = reason.map(str::to_owned);
+                self.inner
+                    .client
+                    .send(request)
+                    .await
+                    .map_err(|e| http_error("lifting the ban failed", &e))?;
+            }
+            _ => {
+                return Err(BridgeError::Unsupported(
+                    "affiliation changes other than bans".into(),
+                ))
+            }
         }
-        let (room, user) = self.inner.muc_user(room, nick)?;
-        let mut request = ban_user::v3::Request::new(room, user);
-        request.reason = reason.map(str::to_owned);
-        self.inner
-            .client
-            .send(request)
-            .await
-            .map_err(|e| http_error("banning failed", &e))?;
         Ok(())
+    }
+
+    /// The room's members whose membership is `ban`, from its state.
+    async fn ban_list(
+        &self,
+        room: &RemoteAddress,
+    ) -> Result<Vec<estuary_bridge::Ban>, BridgeError> {
+        let room = self.inner.muc_room(room)?;
+        let state = self
+            .inner
+            .client
+            .send(get_state_events::v3::Request::new(room))
+            .await
+            .map_err(|e| http_error("reading the room state failed", &e))?
+            .room_state;
+        Ok(state
+            .iter()
+            .filter_map(|raw| raw.deserialize_as_unchecked::<RawEvent>().ok())
+            .filter(|e| e.kind == "m.room.member" && e.content_str("membership") == Some("ban"))
+            .filter_map(|e| {
+                Some(estuary_bridge::Ban {
+                    user: crate::address::user_address(&e.state_user()?),
+                    reason: e.content_str("reason").map(str::to_owned),
+                })
+            })
+            .collect())
     }
 
     /// The gateway's top level: the joined rooms other than direct chats,
