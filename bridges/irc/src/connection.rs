@@ -16,7 +16,6 @@ use estuary_bridge::tcp::Acking;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
@@ -24,6 +23,7 @@ use crate::channel_encodings::ChannelEncodings;
 use crate::identd;
 use crate::isupport::Isupport;
 use crate::line::{format_tagged, IrcLine};
+use crate::line_queue::{line_queue, LineSender};
 use crate::options::{PrivateReach, ServerOptions};
 use crate::text::{decode_line, default_fallback, encoding_for_label};
 use crate::tls::{self, ReadHalf, WriteHalf};
@@ -199,7 +199,7 @@ fn trim_eol(bytes: &[u8]) -> &[u8] {
 /// queue rather than being dropped.
 #[derive(Clone)]
 pub struct LineWriter {
-    queue: mpsc::UnboundedSender<String>,
+    queue: LineSender,
 }
 
 impl LineWriter {
@@ -208,7 +208,7 @@ impl LineWriter {
     where
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (queue, mut lines) = mpsc::unbounded_channel::<String>();
+        let (queue, mut lines) = line_queue();
         let burst = f64::from(options.throttle_burst.max(1));
         let rate = options.throttle_per_sec.max(0.1);
         tokio::spawn(async move {
@@ -241,7 +241,7 @@ impl LineWriter {
                     tokio::task::yield_now().await;
                 }
                 while tokens >= 1.0 && out.len() < WRITE_BATCH {
-                    let Ok(line) = lines.try_recv() else { break };
+                    let Some(line) = lines.try_recv() else { break };
                     tokens -= 1.0;
                     out.extend_from_slice(line.as_bytes());
                 }
@@ -285,7 +285,7 @@ impl LineWriter {
     /// [`LineWriter::send`], with IRCv3 message tags.
     pub fn send_tagged(&self, tags: &[(&str, &str)], command: &str, params: &[&str]) -> bool {
         match format_tagged(tags, command, params) {
-            Some(line) => self.queue.send(line).is_ok(),
+            Some(line) => self.queue.send(line),
             None => {
                 warn!(command, "refusing to send a line a parameter would split");
                 false
