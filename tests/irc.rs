@@ -555,18 +555,7 @@ async fn bans_are_managed_through_the_muc_outcast_list() {
     let mut s = setup().await;
     let room = format!("#bans%localhost@{GW}");
     let occupant = |nick: &str| format!("{room}/{nick}");
-    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
-    chanop.join("#bans").await;
-    s.alice
-        .send(el(&format!("<presence to='{}'/>", occupant("alice"))))
-        .await;
-    presence_from(&mut s.alice, &occupant("alice")).await;
-    chanop.send("MODE #bans +o alice").await;
-    s.alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &occupant("alice")) && muc_item(p).1 == "moderator"
-        })
-        .await;
+    let mut chanop = join_as_operator(&mut s, "#bans").await;
     let query = |items: &str| el(&format!("<query xmlns='{MUC_ADMIN}'>{items}</query>"));
     let listed = |reply: &Element| -> Vec<(String, String, String)> {
         let query = reply
@@ -740,18 +729,7 @@ async fn a_channels_modes_are_its_room_configuration() {
     let mut s = setup().await;
     let room = format!("#conf%localhost@{GW}");
     let occupant = |nick: &str| format!("{room}/{nick}");
-    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
-    chanop.join("#conf").await;
-    s.alice
-        .send(el(&format!("<presence to='{}'/>", occupant("alice"))))
-        .await;
-    presence_from(&mut s.alice, &occupant("alice")).await;
-    chanop.send("MODE #conf +o alice").await;
-    s.alice
-        .expect(WAIT, |p| {
-            p.name() == "presence" && from(p, &occupant("alice")) && muc_item(p).1 == "moderator"
-        })
-        .await;
+    let mut chanop = join_as_operator(&mut s, "#conf").await;
     let values = |reply: &Element| -> std::collections::BTreeMap<String, String> {
         let form = reply
             .get_child("query", MUC_OWNER)
@@ -885,6 +863,25 @@ async fn a_channels_modes_are_its_room_configuration() {
         "{}",
         String::from(&reply)
     );
+}
+
+/// `chanop` opens `channel` on IRC, alice joins it through the gateway,
+/// and `chanop` makes her an operator: a moderator once she is told so.
+async fn join_as_operator(s: &mut Setup, channel: &str) -> IrcClient {
+    let occupant = format!("{channel}%localhost@{GW}/alice");
+    let mut chanop = IrcClient::connect(s.ircd.port(), "chanop").await;
+    chanop.join(channel).await;
+    s.alice
+        .send(el(&format!("<presence to='{occupant}'/>")))
+        .await;
+    presence_from(&mut s.alice, &occupant).await;
+    chanop.send(&format!("MODE {channel} +o alice")).await;
+    s.alice
+        .expect(WAIT, |p| {
+            p.name() == "presence" && from(p, &occupant) && muc_item(p).1 == "moderator"
+        })
+        .await;
+    chanop
 }
 
 /// The next presence from `jid`, setting aside everything else.

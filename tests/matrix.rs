@@ -180,6 +180,16 @@ async fn unregister(alice: &mut XmppClient) -> Element {
         .await
 }
 
+/// A muc#admin set giving the Matrix user `user` `affiliation`, by JID
+/// as clients send it (XEP-0045 §9.1).
+fn affiliation_of(user: &str, affiliation: &str) -> Element {
+    el(&format!(
+        "<query xmlns='http://jabber.org/protocol/muc#admin'>\
+         <item jid='{}' affiliation='{affiliation}'/></query>",
+        jid_of(user)
+    ))
+}
+
 /// The XMPP address of a Matrix user or room ID (`@a:b`, `!r:b`, `#a:b`).
 fn jid_of(matrix_id: &str) -> String {
     let id = matrix_id.trim_start_matches('@');
@@ -1480,15 +1490,7 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
     // A ban names a JID, as clients send it (XEP-0045 §9.1).
     let ban = s
         .alice
-        .iq(
-            &room_jid,
-            "set",
-            el(&format!(
-                "<query xmlns='http://jabber.org/protocol/muc#admin'>\
-                 <item jid='{}' affiliation='outcast'/></query>",
-                jid_of(&dave.user_id)
-            )),
-        )
+        .iq(&room_jid, "set", affiliation_of(&dave.user_id, "outcast"))
         .await;
     assert_eq!(attr(&ban, "type"), "result", "{}", String::from(&ban));
     bob.expect_event(&room, WAIT, |e| {
@@ -1528,15 +1530,7 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
     assert_eq!(outcasts(&reply), [jid_of(&dave.user_id)]);
     let unban = s
         .alice
-        .iq(
-            &room_jid,
-            "set",
-            el(&format!(
-                "<query xmlns='http://jabber.org/protocol/muc#admin'>\
-                 <item jid='{}' affiliation='none'/></query>",
-                jid_of(&dave.user_id)
-            )),
-        )
+        .iq(&room_jid, "set", affiliation_of(&dave.user_id, "none"))
         .await;
     assert_eq!(attr(&unban, "type"), "result", "{}", String::from(&unban));
     bob.expect_event(&room, WAIT, |e| {

@@ -675,10 +675,7 @@ impl UserSession {
         // channel's until its cache is ready, or at all for the people only
         // a user's own bot shares a guild with, and takes it for a user;
         // on IRC it is a message to a channel from outside, as `/msg #chan`.
-        if in_room
-            && m.type_ != MessageType::Chat
-            && !self.rooms.get(address).is_some_and(|r| r.joined)
-        {
+        if in_room && m.type_ != MessageType::Chat && self.joined(address).is_err() {
             return if m.bodies.is_empty() && m.type_ != MessageType::Groupchat {
                 Ok(())
             } else {

@@ -46,26 +46,32 @@ pub fn form(config: &RoomConfig) -> Element {
             fields.push(field);
         }
     };
-    add(
-        boolean(MODERATED, "Only occupants with voice may speak"),
-        config.moderated.map(flag),
-    );
-    add(
-        boolean(MEMBERS_ONLY, "Only those invited may join"),
-        config.members_only.map(flag),
-    );
-    add(
-        boolean(CHANGE_SUBJECT, "Any occupant may change the subject"),
-        config.occupants_change_subject.map(flag),
-    );
-    add(
-        boolean(PUBLIC, "Listed in the room directory"),
-        config.public.map(flag),
-    );
-    add(
-        boolean(PASSWORD_PROTECTED, "A password is needed to join"),
-        config.password_protected.map(flag),
-    );
+    let flags = [
+        (
+            MODERATED,
+            "Only occupants with voice may speak",
+            config.moderated,
+        ),
+        (
+            MEMBERS_ONLY,
+            "Only those invited may join",
+            config.members_only,
+        ),
+        (
+            CHANGE_SUBJECT,
+            "Any occupant may change the subject",
+            config.occupants_change_subject,
+        ),
+        (PUBLIC, "Listed in the room directory", config.public),
+        (
+            PASSWORD_PROTECTED,
+            "A password is needed to join",
+            config.password_protected,
+        ),
+    ];
+    for (var, label, value) in flags {
+        add(boolean(var, label), value.map(flag));
+    }
     if config.password_protected.is_some() {
         add(
             RegistrationField::secret(SECRET, "Password (left empty: unchanged)", false),

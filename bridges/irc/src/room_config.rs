@@ -19,6 +19,11 @@ fn param(set: &[ModeChange], mode: char) -> Option<&str> {
         .and_then(|c| c.arg.as_deref())
 }
 
+/// The most members `+l` allows, 0 for no limit.
+fn limit(set: &[ModeChange]) -> u32 {
+    param(set, 'l').and_then(|l| l.parse().ok()).unwrap_or(0)
+}
+
 /// The configuration a channel with the modes `set` (as 324 lists them)
 /// has, for the settings the server knows.
 pub fn config_of(chanmodes: &ChanModes, set: &[ModeChange]) -> RoomConfig {
@@ -34,9 +39,7 @@ pub fn config_of(chanmodes: &ChanModes, set: &[ModeChange]) -> RoomConfig {
         },
         password_protected: flag(chanmodes, set, 'k'),
         password: None,
-        max_users: chanmodes
-            .kind('l')
-            .map(|_| param(set, 'l').and_then(|l| l.parse().ok()).unwrap_or(0)),
+        max_users: chanmodes.kind('l').map(|_| limit(set)),
     }
 }
 
@@ -82,7 +85,7 @@ pub fn changes_to(
     }
     let key = param(set, 'k');
     match (change.password_protected, change.password.as_deref()) {
-        (Some(false), _) if key.is_some() || flag(chanmodes, set, 'k') == Some(true) => {
+        (Some(false), _) if is_set('k') => {
             known('k')?;
             // Servers want the key to take it off; one hidden from us as `*` works on most.
             changes.push(ModeChange::remove('k', key.unwrap_or("*")));
@@ -96,7 +99,7 @@ pub fn changes_to(
                 changes.push(ModeChange::add('k', password));
             }
         }
-        (Some(true), _) if flag(chanmodes, set, 'k') != Some(true) => {
+        (Some(true), _) if !is_set('k') => {
             return Err("a password-protected room needs a password".into());
         }
         _ => {}
@@ -105,8 +108,7 @@ pub fn changes_to(
         if known('l')? == ModeKind::List {
             return Err("this server's mode 'l' is no limit".into());
         }
-        let now: u32 = param(set, 'l').and_then(|l| l.parse().ok()).unwrap_or(0);
-        if max != now {
+        if max != limit(set) {
             changes.push(if max == 0 {
                 ModeChange {
                     adding: false,

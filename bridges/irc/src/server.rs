@@ -947,11 +947,12 @@ impl ServerTask {
                 send_modes(&live.writer, &channel, &changes, isupport.modes_per_line());
                 // MUC removes whoever it bans (XEP-0045 §9.1); on IRC a ban
                 // only keeps them from coming back, so they are kicked too.
-                let present = self
-                    .channels
-                    .get(&isupport.fold(&channel))
-                    .is_some_and(|ch| ch.present.contains(&nick_digest(isupport, &nick)));
-                if affiliation == Some(Affiliation::Outcast) && present {
+                let present = || {
+                    self.channels
+                        .get(&isupport.fold(&channel))
+                        .is_some_and(|ch| ch.present.contains(&nick_digest(isupport, &nick)))
+                };
+                if affiliation == Some(Affiliation::Outcast) && present() {
                     kick(&live.writer, &channel, &nick, reason.as_deref());
                 }
             }

@@ -221,6 +221,18 @@ impl IrcSession {
         Ok(())
     }
 
+    /// A channel's modes, asked of the server (324).
+    async fn channel_modes(&self, channel: &IrcAddress) -> Result<ChannelModes, BridgeError> {
+        let server = self.server(&channel.server);
+        server_answer(&server, "the channel's modes", |reply| {
+            ServerCommand::ChannelModes {
+                channel: channel.name.clone(),
+                reply,
+            }
+        })
+        .await
+    }
+
     /// A role and/or affiliation change in a channel, which becomes MODE.
     fn change_standing(
         &self,
@@ -273,21 +285,6 @@ fn checked_nick(nick: String) -> Result<String, BridgeError> {
     }
 }
 
-impl IrcSession {
-    /// A channel's modes, asked of the server (324).
-    async fn channel_modes(&self, room: &RemoteAddress) -> Result<ChannelModes, BridgeError> {
-        let address = self.parse(room)?;
-        let server = self.server(&address.server);
-        server_answer(&server, "the channel's modes", |reply| {
-            ServerCommand::ChannelModes {
-                channel: address.name,
-                reply,
-            }
-        })
-        .await
-    }
-}
-
 /// Send `server`'s connection the command `request` makes, and await the
 /// server's own answer to it (`what`) for up to [`SERVER_ANSWER_WAIT`].
 async fn server_answer<T>(
@@ -320,9 +317,9 @@ fn one_param(name: &str) -> Result<String, BridgeError> {
 /// iq after about half a minute.
 const CTCP_WAIT: Duration = Duration::from_secs(20);
 
-/// How long a WHOIS or a ban list may take: it is the server's own answer,
-/// at once but for the flood control queue, and the user's other stanzas
-/// wait for it.
+/// How long a WHOIS, a ban list or a channel's modes may take: it is the
+/// server's own answer, at once but for the flood control queue, and the
+/// user's other stanzas wait for it.
 const SERVER_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 async fn answer<T>(rx: oneshot::Receiver<Result<T, BridgeError>>) -> Result<T, BridgeError> {
@@ -503,7 +500,7 @@ impl Session for IrcSession {
     }
 
     async fn room_config(&self, room: &RemoteAddress) -> Result<RoomConfig, BridgeError> {
-        let modes = self.channel_modes(room).await?;
+        let modes = self.channel_modes(&self.parse(room)?).await?;
         Ok(room_config::config_of(&modes.chanmodes, &modes.set))
     }
 
@@ -512,13 +509,13 @@ impl Session for IrcSession {
         room: &RemoteAddress,
         change: RoomConfig,
     ) -> Result<(), BridgeError> {
-        let modes = self.channel_modes(room).await?;
+        let address = self.parse(room)?;
+        let modes = self.channel_modes(&address).await?;
         let changes = room_config::changes_to(&modes.chanmodes, &modes.set, &change)
             .map_err(BridgeError::BadRequest)?;
         if changes.is_empty() {
             return Ok(());
         }
-        let address = self.parse(room)?;
         self.server(&address.server).send(ServerCommand::Modes {
             channel: address.name,
             changes,

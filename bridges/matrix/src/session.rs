@@ -381,22 +381,7 @@ impl Inner {
             .await
             .map_err(|e| http_error("joining the room failed", &e))?
             .room_id;
-        let state = self
-            .client
-            .send(get_state_events::v3::Request::new(room.clone()))
-            .await
-            .map_err(|e| http_error("reading the room state failed", &e))?
-            .room_state;
-        let state: Vec<RawEvent> = state
-            .iter()
-            .filter_map(|raw| match raw.deserialize_as_unchecked::<RawEvent>() {
-                Ok(event) => Some(event),
-                Err(e) => {
-                    warn!(%room, error = %e, "a state event does not parse; skipped");
-                    None
-                }
-            })
-            .collect();
+        let state = self.room_state(&room).await?;
         if state.iter().any(|e| e.kind == "m.room.encryption") {
             if !before.contains(&room) {
                 let _ = self
@@ -489,6 +474,26 @@ impl Inner {
         Ok(())
     }
 
+    /// A room's current state events; those that do not parse are skipped.
+    async fn room_state(&self, room: &OwnedRoomId) -> Result<Vec<RawEvent>, BridgeError> {
+        let state = self
+            .client
+            .send(get_state_events::v3::Request::new(room.clone()))
+            .await
+            .map_err(|e| http_error("reading the room state failed", &e))?
+            .room_state;
+        Ok(state
+            .iter()
+            .filter_map(|raw| match raw.deserialize_as_unchecked::<RawEvent>() {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    warn!(%room, error = %e, "a state event does not parse; skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
     /// A joined room's ID.
     fn muc_room(&self, address: &RemoteAddress) -> Result<OwnedRoomId, BridgeError> {
         self.book()
@@ -501,11 +506,8 @@ impl Inner {
         address: &RemoteAddress,
         nick: &str,
     ) -> Result<(OwnedRoomId, OwnedUserId), BridgeError> {
-        let book = self.book();
-        let room = book
-            .muc_by_address(address)
-            .ok_or_else(|| BridgeError::NotFound(format!("not in {address}")))?;
-        let user = book.mucs[&room]
+        let room = self.muc_room(address)?;
+        let user = self.book().mucs[&room]
             .user_by_nick(nick)
             .ok_or_else(|| BridgeError::NotFound(format!("no occupant '{nick}' in {address}")))?;
         Ok((room, user))
@@ -898,32 +900,29 @@ impl Session for MatrixSession {
             Ok(user) => (self.inner.muc_room(room)?, user),
             Err(_) => self.inner.muc_user(room, nick)?,
         };
-        match affiliation {
+        let reason = reason.map(str::to_owned);
+        let client = &self.inner.client;
+        let (sent, failure) = match affiliation {
             estuary_bridge::Affiliation::Outcast => {
                 let mut request = ban_user::v3::Request::new(room, user);
-                request.reason = reason.map(str::to_owned);
-                self.inner
-                    .client
-                    .send(request)
-                    .await
-                    .map_err(|e| http_error("banning failed", &e))?;
+                request.reason = reason;
+                (client.send(request).await.map(drop), "banning failed")
             }
             estuary_bridge::Affiliation::None => {
                 let mut request = unban_user::v3::Request::new(room, user);
-                request.reason = reason.map(str::to_owned);
-                self.inner
-                    .client
-                    .send(request)
-                    .await
-                    .map_err(|e| http_error("lifting the ban failed", &e))?;
+                request.reason = reason;
+                (
+                    client.send(request).await.map(drop),
+                    "lifting the ban failed",
+                )
             }
             _ => {
                 return Err(BridgeError::Unsupported(
                     "affiliation changes other than bans".into(),
                 ))
             }
-        }
-        Ok(())
+        };
+        sent.map_err(|e| http_error(failure, &e))
     }
 
     /// The room's members whose membership is `ban`, from its state.
@@ -932,16 +931,9 @@ impl Session for MatrixSession {
         room: &RemoteAddress,
     ) -> Result<Vec<estuary_bridge::Ban>, BridgeError> {
         let room = self.inner.muc_room(room)?;
-        let state = self
-            .inner
-            .client
-            .send(get_state_events::v3::Request::new(room))
-            .await
-            .map_err(|e| http_error("reading the room state failed", &e))?
-            .room_state;
+        let state = self.inner.room_state(&room).await?;
         Ok(state
-            .iter()
-            .filter_map(|raw| raw.deserialize_as_unchecked::<RawEvent>().ok())
+            .into_iter()
             .filter(|e| e.kind == "m.room.member" && e.content_str("membership") == Some("ban"))
             .filter_map(|e| {
                 Some(estuary_bridge::Ban {
