@@ -722,7 +722,9 @@ async fn bans_are_managed_through_the_muc_outcast_list() {
 /// A channel's modes as its MUC configuration (XEP-0045 §10.2), which
 /// biboumi does not offer: the form shows `+m`, `+i`, `+t`, `+s`/`+p`, `+k`
 /// and `+l` as the room's settings, a moderator's submission becomes the
-/// MODE line that makes the channel so, and the key is never shown.
+/// MODE line that makes the channel so, and the key is never shown. The
+/// room's disco#info tells the same settings as features, and a change
+/// from either side is announced with status 104.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channels_modes_are_its_room_configuration() {
     const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
@@ -762,7 +764,17 @@ async fn a_channels_modes_are_its_room_configuration() {
         ))
     };
 
-    // InspIRCd makes a channel +nt.
+    // The room's disco#info tells its settings (XEP-0045 §15.2), once the
+    // gateway has read the channel's modes after the join; InspIRCd makes
+    // a channel +nt.
+    let unconfigured = ["muc_unsecured", "muc_open", "muc_unmoderated", "muc_public"];
+    let features = features_once(&mut s.alice, &room, |f| f.contains(&"muc_open".into())).await;
+    for feature in unconfigured {
+        assert!(
+            features.iter().any(|f| f == feature),
+            "{feature}: {features:?}"
+        );
+    }
     let reply = s.alice.iq(&room, "get", get.clone()).await;
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     let form = values(&reply);
@@ -798,10 +810,38 @@ async fn a_channels_modes_are_its_room_configuration() {
         line.contains("+mskl sesame") && line.contains("20"),
         "{line}"
     );
-    // The room says so.
+    // The room says so, and tells the clients in it that its configuration
+    // changed (status 104), which its disco#info then shows.
     s.alice
         .expect(WAIT, |m| String::from(m).contains("sets mode +mskl"))
         .await;
+    let config_changed = |m: &Element| {
+        m.name() == "message"
+            && from(m, &room)
+            && find_child(m, "x", "http://jabber.org/protocol/muc#user")
+                .is_some_and(|x| x.children().any(|c| c.attr("code") == Some("104")))
+    };
+    s.alice.expect(WAIT, config_changed).await;
+    let features = s.alice.disco_features(&room).await;
+    for feature in [
+        "muc_passwordprotected",
+        "muc_open",
+        "muc_moderated",
+        "muc_hidden",
+    ] {
+        assert!(
+            features.iter().any(|f| f == feature),
+            "{feature}: {features:?}"
+        );
+    }
+    // A change made on IRC too.
+    chanop.send("MODE #conf +i").await;
+    s.alice.expect(WAIT, config_changed).await;
+    let features = s.alice.disco_features(&room).await;
+    assert!(
+        features.iter().any(|f| f == "muc_membersonly"),
+        "{features:?}"
+    );
     let form = values(&s.alice.iq(&room, "get", get.clone()).await);
     assert_eq!(form["muc#roomconfig_moderatedroom"], "1", "{form:?}");
     assert_eq!(form["muc#roomconfig_publicroom"], "0", "{form:?}");
@@ -863,6 +903,22 @@ async fn a_channels_modes_are_its_room_configuration() {
         "{}",
         String::from(&reply)
     );
+}
+
+/// The features of `room`'s disco#info, once `ready` holds of them.
+async fn features_once(
+    client: &mut XmppClient,
+    room: &str,
+    ready: impl Fn(&Vec<String>) -> bool,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let features = client.disco_features(room).await;
+        if ready(&features) || std::time::Instant::now() > deadline {
+            return features;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `chanop` opens `channel` on IRC, alice joins it through the gateway,

@@ -1443,6 +1443,31 @@ async fn a_matrix_moderator_moderates_from_xmpp() {
     let own = join(&mut s.alice, &room_jid, "alice").await;
     assert_eq!(standing(&own), ("owner".into(), "moderator".into()));
 
+    // The room's disco#info tells its settings: a public room that anyone
+    // may speak in; a new join rule is told with status 104.
+    let features = s.alice.disco_features(&room_jid).await;
+    for feature in ["muc_open", "muc_unmoderated", "muc_unsecured"] {
+        assert!(
+            features.iter().any(|f| f == feature),
+            "{feature}: {features:?}"
+        );
+    }
+    bob.set_state(&room, "m.room.join_rules", json!({ "join_rule": "invite" }))
+        .await;
+    s.alice
+        .expect(WAIT, |m| {
+            m.name() == "message"
+                && from(m, &room_jid)
+                && find_child(m, "x", "http://jabber.org/protocol/muc#user")
+                    .is_some_and(|x| x.children().any(|c| c.attr("code") == Some("104")))
+        })
+        .await;
+    let features = s.alice.disco_features(&room_jid).await;
+    assert!(
+        features.iter().any(|f| f == "muc_membersonly"),
+        "{features:?}"
+    );
+
     // The subject from XMPP is the Matrix topic.
     s.alice
         .send(el(&format!(

@@ -147,6 +147,7 @@ impl UserSession {
                     name,
                     room.occupants.len(),
                     room.subject.as_deref(),
+                    room.config.as_ref(),
                 ),
                 None => service::remote_info(kind, &self.gw.info, name),
             };

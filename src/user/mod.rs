@@ -357,6 +357,7 @@ fn event_room(event: &RemoteEvent) -> Option<&str> {
         | RemoteEvent::RoleChange { room, .. }
         | RemoteEvent::OccupantStatus { room, .. }
         | RemoteEvent::RoomInfo { room, .. }
+        | RemoteEvent::RoomConfig { room, .. }
         | RemoteEvent::Invited { room, .. } => Some(room.as_str()),
         RemoteEvent::Disconnected { .. } | RemoteEvent::Reconnected { .. } => None,
     }

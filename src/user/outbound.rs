@@ -2,7 +2,7 @@
 
 use estuary_bridge::{
     Affiliation, JoinRefusal, NickRefusal, Occupant, RemoteAddress, RemoteEvent, RemoteMessage,
-    SendRefusal,
+    RoomConfig, SendRefusal,
 };
 use tracing::{debug, info, warn};
 use xmpp_parsers::jid::{FullJid, Jid};
@@ -157,6 +157,7 @@ pub(super) async fn handle(user: &mut UserSession, event: RemoteEvent) {
         } => user.on_nick_refused(&room, &nick, why, &text),
         RemoteEvent::Topic { room, topic, by } => user.on_topic(&room, topic, by),
         RemoteEvent::RoomNotice { room, text } => user.on_room_notice(&room, &text),
+        RemoteEvent::RoomConfig { room, config } => user.on_room_config(&room, config),
         RemoteEvent::RoleChange {
             room,
             nick,
@@ -886,6 +887,31 @@ impl UserSession {
                 from.clone(),
                 Jid::from(resource.clone()),
                 &topic,
+            ));
+        }
+    }
+
+    /// The room's settings, as the network tells them on the join and on
+    /// each change. A change is told to the user's clients in it with
+    /// XEP-0045's status 104 (§10.2.1), on which they read the room's
+    /// disco#info again.
+    fn on_room_config(&mut self, room: &RemoteAddress, config: RoomConfig) {
+        let Some(state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        debug!(%room, ?config, "room configuration");
+        let before = state.config.replace(config);
+        if before.is_none() || before == state.config || !state.joined {
+            return;
+        }
+        let Some(from) = state.jid.clone().map(Jid::from) else {
+            return;
+        };
+        for resource in &state.resources {
+            self.gw.send_message(muc::config_changed(
+                from.clone(),
+                Jid::from(resource.clone()),
+                &crate::xmpp::stanza_id::fresh(),
             ));
         }
     }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ecow::EcoString;
-use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role};
+use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role, RoomConfig};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
 
 use crate::gateway::Gateway;
@@ -37,6 +37,9 @@ pub struct RoomState {
     /// read MAM instead send): history the network plays back is archived,
     /// not shown.
     pub no_history: bool,
+    /// The room's settings as the network last told them (IRC: its modes),
+    /// for its disco#info.
+    pub config: Option<RoomConfig>,
 }
 
 impl RoomState {

@@ -15,6 +15,8 @@ pub const NICK_CHANGED: u16 = 303;
 pub const BANNED: u16 = 301;
 pub const KICKED: u16 = 307;
 pub const SHUTDOWN: u16 = 332;
+/// XEP-0045 §10.2.1: the room's configuration changed.
+pub const CONFIG_CHANGED: u16 = 104;
 
 pub fn affiliation(a: Affiliation) -> &'static str {
     match a {
@@ -150,6 +152,20 @@ pub fn subject(from: Jid, to: Jid, subject: &str) -> Message {
 /// clients show in the room's private chat rather than as a stranger's.
 pub fn private_message_marker() -> Element {
     element("x", NS_MUC_USER).build()
+}
+
+/// The room tells its occupants that its configuration changed (XEP-0045
+/// §10.2.1): a message without a body, with status 104.
+pub fn config_changed(room: Jid, to: Jid, id: &str) -> Message {
+    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
+    m.from = Some(room);
+    m.id = Some(xmpp_parsers::message::Id(id.to_owned()));
+    m.payloads.push(
+        element("x", NS_MUC_USER)
+            .append(element("status", NS_MUC_USER).with("code", CONFIG_CHANGED.to_string()))
+            .build(),
+    );
+    m
 }
 
 /// A message from the room itself (XEP-0045's messages from the room's

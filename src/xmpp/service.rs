@@ -1,6 +1,6 @@
 //! What every gateway domain answers by itself: disco, version, ping.
 
-use estuary_bridge::{AddressKind, NetworkInfo};
+use estuary_bridge::{AddressKind, NetworkInfo, RoomConfig};
 use xmpp_parsers::minidom::Element;
 
 use super::forms::hidden_field;
@@ -110,13 +110,33 @@ pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element
 /// before and after a join (Gajim: the occupant count and the subject).
 pub const NS_MUC_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
 
+/// The features XEP-0045 (§15.2) names for a room's settings: the first
+/// where the setting is on, the second where it is off.
+fn config_features(config: &RoomConfig) -> Vec<&'static str> {
+    [
+        (
+            config.password_protected,
+            "muc_passwordprotected",
+            "muc_unsecured",
+        ),
+        (config.members_only, "muc_membersonly", "muc_open"),
+        (config.moderated, "muc_moderated", "muc_unmoderated"),
+        (config.public, "muc_public", "muc_hidden"),
+    ]
+    .into_iter()
+    .filter_map(|(on, yes, no)| on.map(|on| if on { yes } else { no }))
+    .collect()
+}
+
 /// disco#info of a room the user is in: [`remote_info`] with what the room
-/// shows now, its occupants and its subject.
+/// shows now, its occupants and its subject, and the features of its
+/// settings where the network told them.
 pub fn joined_room_info(
     info: &NetworkInfo,
     name: &str,
     occupants: usize,
     subject: Option<&str>,
+    config: Option<&RoomConfig>,
 ) -> Element {
     let field = |var: &str, label: &str, value: &str| {
         element("field", NS_DATA)
@@ -135,7 +155,21 @@ pub fn joined_room_info(
     if let Some(subject) = subject.filter(|s| !s.is_empty()) {
         form = form.append(field("muc#roominfo_subject", "Current subject", subject));
     }
+    if let Some(any) = config.and_then(|c| c.occupants_change_subject) {
+        form = form.append(field(
+            "muc#roominfo_changesubject",
+            "Occupants may change the subject",
+            if any { "1" } else { "0" },
+        ));
+    }
     let mut query = remote_info(AddressKind::Room, info, name);
+    for feature in config.map(config_features).unwrap_or_default() {
+        query.append_child(
+            element("feature", NS_DISCO_INFO)
+                .with("var", feature)
+                .build(),
+        );
+    }
     query.append_child(form.build());
     query
 }

@@ -325,6 +325,12 @@ pub enum RemoteEvent {
         room: RemoteAddress,
         name: Option<String>,
     },
+    /// A joined room's settings, first on the join and then on each change
+    /// (IRC: its modes), for its disco#info and XEP-0045's status 104.
+    RoomConfig {
+        room: RemoteAddress,
+        config: crate::RoomConfig,
+    },
     /// Someone invites the user into a room.
     Invited {
         room: RemoteAddress,

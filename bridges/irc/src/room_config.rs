@@ -5,12 +5,74 @@
 use estuary_bridge::RoomConfig;
 
 use crate::isupport::{ChanModes, ModeKind};
-use crate::modes::ModeChange;
+use crate::modes::{ModeChange, ModeSet};
 
-fn flag(chanmodes: &ChanModes, set: &[ModeChange], mode: char) -> Option<bool> {
-    chanmodes
-        .kind(mode)
-        .map(|_| set.iter().any(|c| c.adding && c.mode == mode))
+/// The mode letters that are part of a room's configuration.
+const CONFIG_MODES: [char; 7] = ['m', 'i', 't', 's', 'p', 'k', 'l'];
+
+/// The modes of a channel that make its room configuration: which of
+/// [`CONFIG_MODES`] are set, and the limit. A connection keeps these for
+/// each joined channel from 324 and MODE lines, so that the room's
+/// disco#info tells them without asking the server; the key itself is
+/// not kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigModes {
+    set: ModeSet,
+    limit: u32,
+}
+
+impl ConfigModes {
+    /// The modes a channel has, as 324 lists them.
+    pub fn of(chanmodes: &ChanModes, set: &[ModeChange]) -> ConfigModes {
+        let mut modes = ConfigModes::default();
+        for change in set.iter().filter(|c| c.adding) {
+            modes.apply(chanmodes, change);
+        }
+        modes
+    }
+
+    /// Follow one change of a MODE line; whether it is one of these modes.
+    pub fn apply(&mut self, chanmodes: &ChanModes, change: &ModeChange) -> bool {
+        let settable = chanmodes
+            .kind(change.mode)
+            .is_some_and(|k| k != ModeKind::List && k != ModeKind::Prefix);
+        if !CONFIG_MODES.contains(&change.mode) || !settable {
+            return false;
+        }
+        if change.adding {
+            self.set.insert(change.mode);
+        } else {
+            self.set.remove(change.mode);
+        }
+        if change.mode == 'l' {
+            self.limit = change
+                .arg
+                .as_deref()
+                .filter(|_| change.adding)
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+        }
+        true
+    }
+
+    /// The configuration these modes make, for the settings the server knows.
+    pub fn config(self, chanmodes: &ChanModes) -> RoomConfig {
+        let flag = |mode: char| chanmodes.kind(mode).map(|_| self.set.contains(mode));
+        let secret = flag('s');
+        let private = flag('p');
+        RoomConfig {
+            moderated: flag('m'),
+            members_only: flag('i'),
+            occupants_change_subject: flag('t').map(|t| !t),
+            public: match (secret, private) {
+                (None, None) => None,
+                (s, p) => Some(!s.unwrap_or(false) && !p.unwrap_or(false)),
+            },
+            password_protected: flag('k'),
+            password: None,
+            max_users: flag('l').map(|_| self.limit),
+        }
+    }
 }
 
 fn param(set: &[ModeChange], mode: char) -> Option<&str> {
@@ -27,20 +89,7 @@ fn limit(set: &[ModeChange]) -> u32 {
 /// The configuration a channel with the modes `set` (as 324 lists them)
 /// has, for the settings the server knows.
 pub fn config_of(chanmodes: &ChanModes, set: &[ModeChange]) -> RoomConfig {
-    let secret = flag(chanmodes, set, 's');
-    let private = flag(chanmodes, set, 'p');
-    RoomConfig {
-        moderated: flag(chanmodes, set, 'm'),
-        members_only: flag(chanmodes, set, 'i'),
-        occupants_change_subject: flag(chanmodes, set, 't').map(|t| !t),
-        public: match (secret, private) {
-            (None, None) => None,
-            (s, p) => Some(!s.unwrap_or(false) && !p.unwrap_or(false)),
-        },
-        password_protected: flag(chanmodes, set, 'k'),
-        password: None,
-        max_users: chanmodes.kind('l').map(|_| limit(set)),
-    }
+    ConfigModes::of(chanmodes, set).config(chanmodes)
 }
 
 /// The MODE changes that give a channel with the modes `set` the settings
@@ -179,6 +228,36 @@ mod tests {
         let bare = config_of(&ChanModes::parse("b,,,n"), &[]);
         assert_eq!(bare.moderated, None);
         assert_eq!(bare.public, None);
+    }
+
+    #[test]
+    fn mode_lines_keep_the_configuration_up_to_date() {
+        let chanmodes = ChanModes::default();
+        let mut modes = ConfigModes::of(&chanmodes, &set(&[('n', None), ('t', None)]));
+        let change = |adding, mode, arg: Option<&str>| ModeChange {
+            adding,
+            mode,
+            arg: arg.map(str::to_owned),
+        };
+        assert!(!modes.apply(&chanmodes, &change(true, 'n', None)));
+        assert!(!modes.apply(&chanmodes, &change(true, 'b', Some("*!*@x"))));
+        assert!(!modes.apply(&chanmodes, &change(true, 'o', Some("alice"))));
+        assert!(modes.apply(&chanmodes, &change(true, 'k', Some("sesame"))));
+        assert!(modes.apply(&chanmodes, &change(true, 'l', Some("12"))));
+        assert!(modes.apply(&chanmodes, &change(false, 't', None)));
+        let config = modes.config(&chanmodes);
+        assert_eq!(config.password_protected, Some(true));
+        assert_eq!(config.password, None, "the key is not kept");
+        assert_eq!(config.max_users, Some(12));
+        assert_eq!(config.occupants_change_subject, Some(true));
+        assert!(modes.apply(&chanmodes, &change(false, 'l', None)));
+        assert!(modes.apply(&chanmodes, &change(false, 'k', Some("*"))));
+        let config = modes.config(&chanmodes);
+        assert_eq!(config.max_users, Some(0));
+        assert_eq!(config.password_protected, Some(false));
+        // A mode the server does not have is no setting.
+        let bare = ChanModes::parse("b,k,l,nt");
+        assert!(!modes.apply(&bare, &change(true, 'm', None)));
     }
 
     #[test]

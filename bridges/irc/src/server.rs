@@ -29,6 +29,7 @@ use crate::modes::{self, ModeChange, ModeSet};
 use crate::monitor::Contacts;
 use crate::options::ServerOptions;
 use crate::reactions::{self, ReactionSets};
+use crate::room_config::ConfigModes;
 use crate::text;
 use crate::typing::{self, TypingSent};
 use crate::whois::{WhoisQueries, WhoisReply};
@@ -265,6 +266,8 @@ struct Channel {
     present: HashSet<u32>,
     /// NAMES finished and the self-join was reported.
     joined: bool,
+    /// The modes that make the room's configuration, once 324 told them.
+    config: Option<ConfigModes>,
 }
 
 impl Channel {
@@ -274,6 +277,7 @@ impl Channel {
             members: HashMap::new(),
             present: HashSet::new(),
             joined: false,
+            config: None,
         }
     }
 
@@ -1189,6 +1193,8 @@ impl ServerTask {
                     is_self: true,
                     nick_changed: live.me.nick_changed,
                 });
+                // Its modes, for the room's configuration (324).
+                live.writer.send("MODE", &[&self.channels[&folded].name]);
                 // What the server kept of the channel: the core shows and
                 // archives what its archive lacks.
                 if let Some(limit) = isupport.chathistory {
@@ -1471,19 +1477,32 @@ impl ServerTask {
                     .as_mut()
                     .is_some_and(|a| a.bans.end(&isupport.fold(line.param(1)), None)) => {}
             // The channel's modes: `324 me #chan +ntk key`.
-            "324"
-                if self.asked.as_mut().is_some_and(|a| {
-                    let folded = isupport.fold(line.param(1));
-                    let Some(modes) = a.modes.gathering(&folded) else {
-                        return false;
-                    };
-                    modes.set = modes::parse_mode_changes(
-                        &line.params[2.min(line.params.len())..],
-                        isupport,
-                    );
-                    modes.chanmodes = isupport.chanmodes.clone();
-                    a.modes.end(&folded, None)
-                }) => {}
+            "324" => {
+                let folded = isupport.fold(line.param(1));
+                let set =
+                    modes::parse_mode_changes(&line.params[2.min(line.params.len())..], isupport);
+                let config = ConfigModes::of(&isupport.chanmodes, &set);
+                let changed = (self.channels.get_mut(&folded))
+                    .filter(|c| c.joined && c.config != Some(config))
+                    .map(|c| {
+                        c.config = Some(config);
+                        c.name.clone()
+                    });
+                if let Some(channel) = changed {
+                    let room = self.room(&channel);
+                    self.emit(RemoteEvent::RoomConfig {
+                        room,
+                        config: config.config(&isupport.chanmodes),
+                    });
+                }
+                if let Some(asked) = self.asked.as_mut() {
+                    if let Some(modes) = asked.modes.gathering(&folded) {
+                        modes.set = set;
+                        modes.chanmodes = isupport.chanmodes.clone();
+                        asked.modes.end(&folded, None);
+                    }
+                }
+            }
             // What the gateway asked refused: not in the channel, not an
             // operator, no such channel.
             "442" | "482" | "403"
@@ -1513,8 +1532,8 @@ impl ServerTask {
                 }
             }
             // Replies that only fill the screen of a plain IRC client.
-            "331" | "333" | "329" | "324" | "265" | "266" | "250" | "251" | "252" | "253"
-            | "254" | "255" | "042" => {}
+            "331" | "333" | "329" | "265" | "266" | "250" | "251" | "252" | "253" | "254"
+            | "255" | "042" => {}
             // Every other numeric (refusals such as 482 or 404, WHOIS replies,
             // MOTD) is for the user to read, from the server's JID.
             numeric if numeric.len() == 3 && numeric.bytes().all(|b| b.is_ascii_digit()) => {
@@ -1548,8 +1567,14 @@ impl ServerTask {
         }
         let folded = isupport.fold(channel);
         let mut changed = Vec::new();
+        let mut config = None;
         if let Some(ch) = self.channels.get_mut(&folded) {
             for change in modes::parse_mode_changes(&line.params[1..], isupport) {
+                if let Some(modes) = ch.config.as_mut() {
+                    if modes.apply(&isupport.chanmodes, &change) {
+                        config = Some(*modes);
+                    }
+                }
                 if !isupport.prefix.has_mode(change.mode) {
                     continue;
                 }
@@ -1596,9 +1621,15 @@ impl ServerTask {
             .unwrap_or("The server");
         let modes = line.params[1..].join(" ");
         self.emit(RemoteEvent::RoomNotice {
-            room,
+            room: room.clone(),
             text: format!("{setter} sets mode {modes}"),
         });
+        if let Some(modes) = config {
+            self.emit(RemoteEvent::RoomConfig {
+                room,
+                config: modes.config(&isupport.chanmodes),
+            });
+        }
     }
 
     /// away-notify: someone went away or came back; their occupants change show.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role};
+use estuary_bridge::{Affiliation, Occupant, PresenceShow, RemoteAddress, Role, RoomConfig};
 use matrix_sdk::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::Value;
 
@@ -34,6 +34,10 @@ pub struct PowerLevels {
     /// From room version 12 on, the room's creators outrank everyone and
     /// are not listed in `users`.
     pub creators: BTreeSet<String>,
+    /// The power a message needs (`m.room.message`, else `events_default`).
+    pub to_speak: i64,
+    /// The power a topic needs (`m.room.topic`, else `state_default`).
+    pub to_set_topic: i64,
 }
 
 impl PowerLevels {
@@ -48,6 +52,16 @@ impl PowerLevels {
                     .collect()
             })
             .unwrap_or_default();
+        // What an event of `kind` needs; the spec's defaults apply where
+        // the event says nothing.
+        let needed = |kind: &str, fallback: &str, default: i64| {
+            content
+                .get("events")
+                .and_then(|e| e.get(kind))
+                .or_else(|| content.get(fallback))
+                .and_then(power_value)
+                .unwrap_or(default)
+        };
         PowerLevels {
             users,
             users_default: content
@@ -55,6 +69,8 @@ impl PowerLevels {
                 .and_then(power_value)
                 .unwrap_or(0),
             creators: BTreeSet::new(),
+            to_speak: needed("m.room.message", "events_default", 0),
+            to_set_topic: needed("m.room.topic", "state_default", 50),
         }
     }
 
@@ -132,9 +148,34 @@ pub struct MucRoom {
     /// sync after a join repeats older events, which are history that the
     /// join already summed up (occupants, subject), not news.
     pub joined_at_ms: i64,
+    /// Whether joining needs an invitation (`m.room.join_rules` other
+    /// than `public`), where the room says.
+    pub invite_only: Option<bool>,
 }
 
 impl MucRoom {
+    /// The room's settings in MUC's terms, for its disco#info: members
+    /// only from the join rule, moderated and who sets the subject from
+    /// the power a member has by default. Matrix rooms have no password.
+    pub fn config(&self) -> RoomConfig {
+        let member = self.power.users_default;
+        RoomConfig {
+            moderated: Some(self.power.to_speak > member),
+            members_only: self.invite_only,
+            occupants_change_subject: Some(self.power.to_set_topic <= member),
+            password_protected: Some(false),
+            ..RoomConfig::default()
+        }
+    }
+
+    /// Note the room's `m.room.join_rules`.
+    pub fn set_join_rule(&mut self, content: &Value) {
+        self.invite_only = content
+            .get("join_rule")
+            .and_then(Value::as_str)
+            .map(|rule| rule != "public");
+    }
+
     /// A nick for `user` from their display name, unique in the room: a
     /// second member with the same display name gets their full user ID.
     pub fn nick_for(&self, user: &UserId, own: &UserId, display_name: Option<&str>) -> String {
@@ -304,6 +345,34 @@ mod tests {
     }
 
     #[test]
+    fn join_rules_and_power_levels_are_the_rooms_settings() {
+        let mut room = MucRoom {
+            address: "!r%x".into(),
+            own_nick: "me".into(),
+            members: HashMap::new(),
+            power: PowerLevels::from_content(&json!({})),
+            joined_at_ms: 0,
+            invite_only: None,
+        };
+        let config = room.config();
+        assert_eq!(config.members_only, None);
+        assert_eq!(config.moderated, Some(false));
+        assert_eq!(config.occupants_change_subject, Some(false));
+        assert_eq!(config.password_protected, Some(false));
+        room.set_join_rule(&json!({"join_rule": "invite"}));
+        room.power = room.power.replaced_by(&json!({
+            "events_default": 10,
+            "events": {"m.room.topic": 0},
+        }));
+        let config = room.config();
+        assert_eq!(config.members_only, Some(true));
+        assert_eq!(config.moderated, Some(true));
+        assert_eq!(config.occupants_change_subject, Some(true));
+        room.set_join_rule(&json!({"join_rule": "public"}));
+        assert_eq!(room.config().members_only, Some(false));
+    }
+
+    #[test]
     fn nicks_stay_unique() {
         let own = OwnedUserId::try_from("@me:x").unwrap();
         let alice = OwnedUserId::try_from("@alice:x").unwrap();
@@ -314,6 +383,7 @@ mod tests {
             members: HashMap::new(),
             power: PowerLevels::default(),
             joined_at_ms: 0,
+            invite_only: None,
         };
         assert_eq!(room.nick_for(&own, &own, Some("Whatever")), "me");
         let nick = room.nick_for(&alice, &own, Some("Alice"));

@@ -400,6 +400,7 @@ impl Inner {
             members: Default::default(),
             power: PowerLevels::default(),
             joined_at_ms: 0,
+            invite_only: None,
         };
         let mut topic = None;
         let mut name = None;
@@ -409,6 +410,7 @@ impl Inner {
             match event.kind.as_str() {
                 "m.room.create" => create = Some(event),
                 "m.room.power_levels" => muc.power = muc.power.replaced_by(&event.content),
+                "m.room.join_rules" => muc.set_join_rule(&event.content),
                 "m.room.topic" => topic = event.content_str("topic").map(str::to_owned),
                 "m.room.name" => name = event.content_str("name").map(str::to_owned),
                 "m.room.member" if event.content_str("membership") == Some("join") => {
@@ -463,6 +465,10 @@ impl Inner {
             occupant: muc.occupant(&self.user_id, nick),
             is_self: true,
             nick_changed: false,
+        });
+        events.push(RemoteEvent::RoomConfig {
+            room: address.clone(),
+            config: muc.config(),
         });
         info!(%room, members = muc.members.len(), "joined");
         self.book().mucs.insert(room, muc);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use estuary_bridge::{
     Attachment, BridgeError, ChatState, MessageKind, PresenceShow, RemoteAddress, RemoteEvent,
-    RemoteMessage, RemotePresence,
+    RemoteMessage, RemotePresence, RoomConfig,
 };
 use matrix_sdk::config::RequestConfig;
 use matrix_sdk::ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
@@ -27,7 +27,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::address::user_address;
 use crate::error::http_error;
 use crate::event::{message_text, strip_reply_fallback, RawEvent};
-use crate::rooms::{Member, SeenReaction};
+use crate::rooms::{Member, MucRoom, SeenReaction};
 use crate::session::Inner;
 
 /// How long one `/sync` waits on the server for something to happen.
@@ -398,6 +398,16 @@ fn timeline_event(
                 power_levels(inner, room, &address, event, out);
             }
         }
+        "m.room.join_rules" => {
+            if let Chat::Muc(address) = chat {
+                let mut book = inner.book();
+                if let Some(muc) = book.mucs.get_mut(room) {
+                    let before = muc.config();
+                    muc.set_join_rule(&event.content);
+                    config_change(muc, before, address, out);
+                }
+            }
+        }
         other => debug!(kind = other, "event not bridged"),
     }
 }
@@ -674,7 +684,25 @@ fn power_levels(
             });
         }
     }
+    let before = muc.config();
     muc.power = new;
+    config_change(muc, before, address.clone(), out);
+}
+
+/// The room's settings changed from `before`: the core tells the clients.
+fn config_change(
+    muc: &MucRoom,
+    before: RoomConfig,
+    address: RemoteAddress,
+    out: &mut Vec<RemoteEvent>,
+) {
+    let config = muc.config();
+    if config != before {
+        out.push(RemoteEvent::RoomConfig {
+            room: address,
+            config,
+        });
+    }
 }
 
 fn ephemeral_event(
