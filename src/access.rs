@@ -7,7 +7,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 /// A sender is allowed when it is a user (it has a local part) of an allowed
 /// domain, an allowed JID, or an admin. Servers and components, which have no
 /// local part, are never users and are refused unless listed as a JID.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessList {
     domains: Vec<String>,
     jids: Vec<BareJid>,

@@ -1,5 +1,6 @@
 //! The admins' ad-hoc commands on the gateway's JID (biboumi's
-//! `disconnect-user`, and `disconnect-from-irc-servers` for another user):
+//! `disconnect-user`, `reload`, and `disconnect-from-irc-servers` for
+//! another user):
 //! the forms, and what a submitted form asks for. The router, which holds
 //! the sessions, carries them out or hands them to the user's session.
 
@@ -12,6 +13,9 @@ use crate::xmpp::xml::{element, Attrs, NS_DATA};
 
 /// End the sessions of chosen users.
 pub const DISCONNECT_USER_NODE: &str = "disconnect-user";
+
+/// Read the configuration file again ([`crate::reload`]), in one step.
+pub const RELOAD_NODE: &str = "reload";
 
 const FORM_TYPE: &str = "urn:estuary:admin:disconnect-user";
 

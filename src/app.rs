@@ -1,6 +1,6 @@
 //! The whole process: one store, and one link plus router per `[[gateway]]`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,6 +13,7 @@ use crate::component::{self, LinkConfig, LinkStats};
 use crate::config::{ComponentConfig, Config, GatewayConfig};
 use crate::gateway::Gateway;
 use crate::networks::Networks;
+use crate::reload::{self, ReloadRequests};
 use crate::router::Router;
 use crate::store::Store;
 
@@ -23,6 +24,8 @@ pub struct Running {
     /// Link counters per gateway domain.
     pub links: Vec<(String, Arc<LinkStats>)>,
     pub store: Store,
+    /// Where a reload of the configuration file is asked for (the signals).
+    pub reloads: ReloadRequests,
 }
 
 impl Running {
@@ -62,8 +65,10 @@ pub async fn start(config: Config, networks: &Networks) -> anyhow::Result<Runnin
         .await
         .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (reloads, reload_requests) = mpsc::unbounded_channel();
     let mut gateways = Vec::new();
     let mut links = Vec::new();
+    let mut running_gateways = Vec::new();
     for gw_config in &config.gateways {
         let network = networks
             .build(&gw_config.kind, &gw_config.options)
@@ -83,14 +88,23 @@ pub async fn start(config: Config, networks: &Networks) -> anyhow::Result<Runnin
                 store.clone(),
                 shutdown_rx.clone(),
                 stats_tx,
+                reloads.clone(),
             )
             .instrument(span),
         );
-        if let Ok(stats) = stats_rx.await {
+        if let Ok((stats, gateway)) = stats_rx.await {
             links.push((gw_config.domain.clone(), stats));
+            running_gateways.push(gateway);
         }
         gateways.push((gw_config.domain.clone(), task));
     }
+    let known_kinds = networks.kinds().into_iter().map(str::to_owned).collect();
+    tokio::spawn(reload::serve(
+        config.clone(),
+        known_kinds,
+        running_gateways,
+        reload_requests,
+    ));
     let store_for_task = store.clone();
     let task = tokio::spawn(async move {
         let mut failed = 0;
@@ -122,6 +136,7 @@ pub async fn start(config: Config, networks: &Networks) -> anyhow::Result<Runnin
         task,
         links,
         store,
+        reloads,
     })
 }
 
@@ -149,11 +164,11 @@ async fn serve_gateway(
     network: Arc<dyn estuary_bridge::Network>,
     store: Store,
     mut shutdown: watch::Receiver<bool>,
-    stats_out: tokio::sync::oneshot::Sender<Arc<LinkStats>>,
+    started: tokio::sync::oneshot::Sender<(Arc<LinkStats>, Weak<Gateway>)>,
+    reloads: ReloadRequests,
 ) -> anyhow::Result<()> {
     let (abort_tx, abort_rx) = watch::channel(false);
     let mut link = component::spawn(link_config(&gw_config, &component), abort_rx);
-    let _ = stats_out.send(link.stats.clone());
     let access = AccessList::new(&gw_config.allowed_entries(), &gw_config.admins);
     let gateway = Arc::new(Gateway::new(
         &gw_config.domain,
@@ -162,7 +177,9 @@ async fn serve_gateway(
         access,
         gw_config.persistent_by_default,
         link.outbound.clone(),
+        reloads,
     )?);
+    let _ = started.send((link.stats.clone(), Arc::downgrade(&gateway)));
     // From here on the gateway holds the only sender: when the router and the
     // user tasks drop theirs, the link drains its queue and closes.
     let outbound = std::mem::replace(&mut link.outbound, mpsc::unbounded_channel().0);

@@ -21,10 +21,13 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default, rename = "gateway")]
     pub gateways: Vec<GatewayConfig>,
+    /// The file it was read from, read again on a reload.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// How to reach the host XMPP server; each gateway may override `server`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ComponentConfig {
     /// `host:port` of the server's component (XEP-0114) listener.
@@ -63,7 +66,7 @@ impl ComponentConfig {
 }
 
 /// Where accounts, ID maps, the archive and the outbox live.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://…` or `postgres://…`; empty means `estuary.sqlite` in `data_dir`.
@@ -95,7 +98,7 @@ impl StoreConfig {
 }
 
 /// How many threads run the gateway's tasks.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Worker threads; 0 (the default) means half the cores, at least one,
@@ -128,7 +131,7 @@ impl RuntimeConfig {
 }
 
 /// One gateway domain attached to the server as a component.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     pub domain: String,
@@ -227,7 +230,8 @@ impl Config {
             )
             .build()
             .map_err(read_error)?;
-        let config: Config = raw.try_deserialize().map_err(read_error)?;
+        let mut config: Config = raw.try_deserialize().map_err(read_error)?;
+        config.source = Some(path.to_owned());
         let problems = config.problems(known_kinds);
         if problems.is_empty() {
             Ok(config)

@@ -2,9 +2,11 @@
 //! list, and the way out to the XMPP server.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use estuary_bridge::{Network, NetworkInfo, RegistrationField};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
@@ -18,6 +20,7 @@ use xmpp_parsers::stanza::Stanza;
 use crate::access::AccessList;
 use crate::archive::Archiver;
 use crate::message_map::MessageMap;
+use crate::reload::ReloadRequests;
 use crate::store::Store;
 use crate::xmpp::errors::{self, Failure};
 use crate::xmpp::privilege::{self, RosterEdit};
@@ -31,18 +34,23 @@ pub struct Gateway {
     pub info: NetworkInfo,
     pub fields: Vec<RegistrationField>,
     pub store: Store,
-    pub access: AccessList,
+    /// Who may use the gateway; a reload swaps it.
+    access: ArcSwap<AccessList>,
     /// The room archive's writer, shared by every user of the gateway.
     pub archiver: Archiver,
     /// Remote message ids ↔ XMPP ids, written behind by the archiver.
     pub messages: MessageMap,
-    /// Users' rooms are persistent unless they choose otherwise.
-    pub persistent_by_default: bool,
+    /// Users' rooms are persistent unless they choose otherwise; a reload
+    /// sets it.
+    persistent_by_default: AtomicBool,
     /// Servers that let the gateway write their users' rosters (XEP-0356).
     roster_writers: Mutex<HashSet<String>>,
     /// Iqs the gateway sent and awaits: id → (who must answer, the waiter).
     pending_iqs: Mutex<HashMap<String, (Jid, oneshot::Sender<Iq>)>>,
     out: mpsc::UnboundedSender<StanzaBytes>,
+    /// Where the admins' `reload` command asks for the configuration file
+    /// to be read again.
+    pub reloads: ReloadRequests,
 }
 
 impl Gateway {
@@ -53,6 +61,7 @@ impl Gateway {
         access: AccessList,
         persistent_by_default: bool,
         out: mpsc::UnboundedSender<StanzaBytes>,
+        reloads: ReloadRequests,
     ) -> anyhow::Result<Gateway> {
         let archiver = Archiver::spawn(store.clone());
         Ok(Gateway {
@@ -64,12 +73,35 @@ impl Gateway {
             fields: network.registration_fields(),
             network,
             store,
-            access,
-            persistent_by_default,
+            access: ArcSwap::from_pointee(access),
+            persistent_by_default: AtomicBool::new(persistent_by_default),
             roster_writers: Mutex::new(HashSet::new()),
             pending_iqs: Mutex::new(HashMap::new()),
             out,
+            reloads,
         })
+    }
+
+    /// Who may use the gateway, and who administers it.
+    pub fn access(&self) -> arc_swap::Guard<Arc<AccessList>> {
+        self.access.load()
+    }
+
+    pub fn persistent_by_default(&self) -> bool {
+        self.persistent_by_default.load(Ordering::Relaxed)
+    }
+
+    /// The settings a reload of the configuration file changes: whether
+    /// each changed.
+    pub fn reconfigure(&self, access: AccessList, persistent_by_default: bool) -> (bool, bool) {
+        let access_changed = **self.access.load() != access;
+        if access_changed {
+            self.access.store(Arc::new(access));
+        }
+        let was = self
+            .persistent_by_default
+            .swap(persistent_by_default, Ordering::Relaxed);
+        (access_changed, was != persistent_by_default)
     }
 
     /// What `server` said, when the link connected, about writing its users' rosters.

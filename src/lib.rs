@@ -18,6 +18,7 @@ pub mod link_socket;
 pub mod message_map;
 pub mod networks;
 pub mod registration;
+pub mod reload;
 pub mod router;
 pub mod shutdown;
 pub mod store;

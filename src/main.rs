@@ -218,6 +218,7 @@ fn run(path: &std::path::Path, networks: Networks) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        estuary::reload::on_signals(running.reloads.clone());
         let result = running
             .run_until(async move {
                 let _ = signal.changed().await;

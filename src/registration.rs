@@ -78,6 +78,11 @@ pub fn command_list(
             Some(crate::admin::DISCONNECT_USER_NODE.to_owned()),
             "Disconnect users (admins)".to_owned(),
         ));
+        items.push((
+            domain.to_owned(),
+            Some(crate::admin::RELOAD_NODE.to_owned()),
+            "Reload the configuration (admins)".to_owned(),
+        ));
     }
     service::items(Some(NS_COMMANDS), &items)
 }

@@ -137,7 +137,7 @@ impl Router {
                 return;
             }
         };
-        if self.gw.persistent_by_default {
+        if self.gw.persistent_by_default() {
             // Their rooms are persistent without any setting.
             match self.gw.store.accounts_with_rooms(&self.gw.domain).await {
                 Ok(more) => jids.extend(more),
@@ -183,7 +183,7 @@ impl Router {
         let opted_out = rows
             .iter()
             .any(|(address, json)| address == user::DEFAULTS_ADDRESS && !persistent(json));
-        if !self.gw.persistent_by_default || opted_out {
+        if !self.gw.persistent_by_default() || opted_out {
             return false;
         }
         match self.gw.store.rooms(&self.gw.domain, &account.jid).await {
@@ -240,7 +240,7 @@ impl Router {
                     return;
                 }
             }
-            if !self.gw.access.allows(&from) {
+            if !self.gw.access().allows(&from) {
                 warn!("refusing a stanza from a sender who is not allowed");
                 self.gw.reply_error(
                     &stanza,
@@ -416,7 +416,7 @@ impl Router {
                 },
                 Some(NS_COMMANDS) => {
                     let registered = self.is_registered(&from).await;
-                    let admin = gw.access.is_admin(&from);
+                    let admin = gw.access().is_admin(&from);
                     let list = registration::command_list(
                         &gw.domain,
                         registered,
@@ -466,6 +466,8 @@ impl Router {
                 let node = payload.attr("node").unwrap_or_default();
                 if node == admin::DISCONNECT_USER_NODE {
                     self.on_disconnect_users(iq, stanza, payload, &from);
+                } else if node == admin::RELOAD_NODE {
+                    self.on_reload(iq, stanza, payload, &from);
                 } else if node == user::CONFIGURE_NODE && gw.info.capabilities.rooms {
                     let bare = from.to_bare();
                     if !self.users.contains_key(&bare) {
@@ -496,11 +498,44 @@ impl Router {
         }
     }
 
+    /// An admin has the configuration file read again; the answer tells
+    /// what changed and what waits for a restart. Apart from the router's
+    /// loop, since it waits for the file and the networks.
+    fn on_reload(&self, iq: &Iq, stanza: &Stanza, command: &Element, from: &Jid) {
+        let gw = self.gw.clone();
+        if !gw.access().is_admin(from) {
+            gw.reply_error(stanza, &Failure::forbidden("only the gateway's admins may"));
+            return;
+        }
+        let session = match adhoc::parse(command) {
+            Ok(request) => request.session_id,
+            Err(failure) => return gw.reply_error(stanza, &failure),
+        };
+        let iq = iq.clone();
+        info!(admin = %from, "an admin asked for a reload");
+        tokio::spawn(
+            async move {
+                match crate::reload::request(&gw.reloads).await {
+                    Ok(report) => {
+                        let note = format!("Configuration reloaded: {report}.");
+                        let done = adhoc::completed(admin::RELOAD_NODE, &session, &note);
+                        gw.reply_result(&iq, Some(done));
+                    }
+                    Err(e) => gw.reply_error(
+                        &Stanza::Iq(iq),
+                        &Failure::internal(format!("configuration not reloaded: {e}")),
+                    ),
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
     /// An admin ends chosen users' sessions: the form lists who is logged
     /// in, and the submitted choice logs them out of every network.
     fn on_disconnect_users(&mut self, iq: &Iq, stanza: &Stanza, command: &Element, from: &Jid) {
         let gw = self.gw.clone();
-        if !gw.access.is_admin(from) {
+        if !gw.access().is_admin(from) {
             gw.reply_error(stanza, &Failure::forbidden("only the gateway's admins may"));
             return;
         }
@@ -545,7 +580,7 @@ impl Router {
             Err(failure) => return gw.reply_error(stanza, &failure),
         };
         let own = from.to_bare();
-        let admin = gw.access.is_admin(from);
+        let admin = gw.access().is_admin(from);
         let node = request.node.as_str();
         if request.action == "cancel" {
             return gw.reply_result(iq, Some(adhoc::canceled(node, &request.session_id)));

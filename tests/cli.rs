@@ -142,3 +142,70 @@ fn sigterm_shuts_down_cleanly() {
         "the store was created"
     );
 }
+
+/// SIGUSR1 (what biboumi's systemd unit sends on `systemctl reload`),
+/// SIGUSR2 and SIGHUP read the configuration file again rather than end
+/// the process; a file that does not check is refused in the log and the
+/// gateway runs on.
+#[test]
+fn reload_signals_read_the_configuration_again() {
+    let prosody = Prosody::start(&[("irc.localhost", "s3cret")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = gateway_config(dir.path(), &prosody.component_addr(), "s3cret");
+    let path = write(dir.path(), &config);
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("ESTUARY_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut wait_for = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = lines.next().expect("estuary ended early").unwrap();
+            if line.contains(what) {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no '{what}' in the log");
+        }
+    };
+    wait_for("component link up");
+    let signal = |sig| unsafe { libc::kill(child.id() as i32, sig) };
+
+    write(
+        dir.path(),
+        &config.replace(
+            "kind = \"irc\"",
+            "kind = \"irc\"\nadmins = [\"boss@localhost\"]\npersistent_by_default = true",
+        ),
+    );
+    signal(libc::SIGUSR1);
+    let line = wait_for("configuration reloaded");
+    assert!(
+        line.contains("allowed and admins") && line.contains("persistent_by_default"),
+        "{line}"
+    );
+
+    write(dir.path(), "[component]\nserver = \"no port\"\n");
+    signal(libc::SIGHUP);
+    let line = wait_for("configuration not reloaded");
+    assert!(line.contains("component.server"), "{line}");
+
+    write(
+        dir.path(),
+        &config.replace("max_attempts = 2", "max_attempts = 3"),
+    );
+    signal(libc::SIGUSR2);
+    let line = wait_for("configuration reloaded");
+    assert!(
+        line.contains("[component]") && line.contains("next restart"),
+        "{line}"
+    );
+
+    signal(libc::SIGTERM);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+}

@@ -74,6 +74,7 @@ async fn start_estuary(
             data_dir: dir.path().to_owned(),
         },
         runtime: Default::default(),
+        source: None,
         gateways: gateways.clone(),
     };
     let estuary = app::start(config, &Networks::builtin()).await.unwrap();

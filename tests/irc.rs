@@ -66,6 +66,7 @@ async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup
             data_dir: dir.path().to_owned(),
         },
         runtime: Default::default(),
+        source: None,
         gateways: vec![GatewayConfig {
             domain: GW.to_owned(),
             secret: "secret".to_owned(),
@@ -3998,4 +3999,130 @@ async fn a_presence_to_a_servers_jid_holds_its_connection_open() {
                 && String::from(p).contains("Connected to localhost")
         })
         .await;
+}
+
+/// biboumi's `reload`: an admin has the configuration file read again
+/// (SIGHUP, SIGUSR1 and SIGUSR2 do the same, `tests/cli.rs`). A changed
+/// admin list and `persistent_by_default` apply at once, new IRC server
+/// options reach the next connection, and a file that does not check
+/// changes nothing and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reloads_the_configuration() {
+    const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+    let prosody = Prosody::start(&[(GW, "secret")]);
+    let ircd = Inspircd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("estuary.toml");
+    let write = |admins: &str, realname: &str, extra: &str| {
+        let file = format!(
+            r#"
+[component]
+server = "{}"
+backoff_initial_ms = 100
+backoff_max_ms = 1000
+
+[store]
+data_dir = "{}"
+
+[[gateway]]
+domain = "{GW}"
+secret = "secret"
+kind = "irc"
+admins = [{admins}]
+{extra}
+
+[gateway.options.servers.localhost]
+address = "127.0.0.1"
+port = {}
+realname = "{realname}"
+"#,
+            prosody.component_addr(),
+            dir.path().display(),
+            ircd.port(),
+        );
+        std::fs::write(&path, file).unwrap();
+    };
+    write("\"alice@localhost\"", "Before", "");
+    let networks = Networks::builtin();
+    let config = Config::load(&path, &networks.kinds()).unwrap();
+    let estuary = app::start(config, &networks).await.unwrap();
+    let stats = estuary.link(GW).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "link never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    prosody.add_user("alice", "pw");
+    prosody.add_user("carol", "pw");
+    let mut alice =
+        XmppClient::connect(prosody.c2s_port(), "alice", "localhost", "pw", "res").await;
+    let mut carol =
+        XmppClient::connect(prosody.c2s_port(), "carol", "localhost", "pw", "res").await;
+    let reload = el(&format!(
+        "<command xmlns='{NS_COMMANDS}' node='reload' action='execute'/>"
+    ));
+    let note = |reply: &Element| {
+        assert_eq!(attr(reply, "type"), "result", "{}", String::from(reply));
+        let command = find_child(reply, "command", NS_COMMANDS).expect("a command");
+        assert_eq!(attr(command, "status"), "completed");
+        String::from(command)
+    };
+
+    // Only admins may, and only they are offered it.
+    let refused = carol.iq(GW, "set", reload.clone()).await;
+    assert!(
+        String::from(&refused).contains("forbidden"),
+        "{}",
+        String::from(&refused)
+    );
+    let offered = |items: &Element| String::from(items).contains("node='reload'");
+    let commands = el(&format!(
+        "<query xmlns='http://jabber.org/protocol/disco#items' node='{NS_COMMANDS}'/>"
+    ));
+    assert!(offered(&alice.iq(GW, "get", commands.clone()).await));
+    assert!(!offered(&carol.iq(GW, "get", commands.clone()).await));
+
+    // Unchanged, nothing changes.
+    let done = note(&alice.iq(GW, "set", reload.clone()).await);
+    assert!(done.contains("nothing changed"), "{done}");
+
+    write(
+        "\"alice@localhost\", \"carol@localhost\"",
+        "After reload",
+        "persistent_by_default = true",
+    );
+    let done = note(&alice.iq(GW, "set", reload.clone()).await);
+    for applied in ["allowed and admins", "persistent_by_default", "options"] {
+        assert!(done.contains(applied), "{applied}: {done}");
+    }
+    assert!(!done.contains("next restart"), "{done}");
+    // carol is an admin now.
+    assert!(offered(&carol.iq(GW, "get", commands).await));
+
+    // The next connection has the new real name.
+    let mut bob = IrcClient::connect(ircd.port(), "bob").await;
+    bob.join("#reload").await;
+    let occupant = format!("#reload%localhost@{GW}/alice");
+    alice
+        .send(el(&format!(
+            "<presence to='{occupant}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )))
+        .await;
+    presence_from(&mut alice, &occupant).await;
+    let whois = whois_user(&mut bob, "alice").await;
+    assert!(whois.ends_with(" :After reload"), "{whois}");
+
+    // A file that does not check is refused whole, saying why.
+    std::fs::write(
+        &path,
+        format!("[[gateway]]\ndomain = \"{GW}\"\nsecret = \"s\"\nkind = \"nope\"\n"),
+    )
+    .unwrap();
+    let refused = carol.iq(GW, "set", reload).await;
+    let text = String::from(&refused);
+    assert!(
+        text.contains("internal-server-error") && text.contains("nope"),
+        "{text}"
+    );
+    estuary.stop().await.unwrap();
 }

@@ -60,6 +60,7 @@ fn config(prosody: &Prosody, dir: &std::path::Path) -> Config {
             data_dir: dir.to_owned(),
         },
         runtime: Default::default(),
+        source: None,
         gateways: vec![GatewayConfig {
             domain: GW.to_owned(),
             secret: "secret".to_owned(),

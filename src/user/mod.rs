@@ -95,7 +95,7 @@ pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
         .expect("accounts are stored with valid bare JIDs");
     let keeps_session = Arc::new(AtomicBool::new(false));
     let room_defaults = RoomDefaults {
-        persistent: gw.persistent_by_default,
+        persistent: gw.persistent_by_default(),
         ..RoomDefaults::default()
     };
     let user = UserSession {

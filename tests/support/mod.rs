@@ -57,6 +57,7 @@ impl Fixture {
                 data_dir: dir.path().to_owned(),
             },
             runtime: Default::default(),
+            source: None,
             gateways: vec![GatewayConfig {
                 domain: GW.to_owned(),
                 secret: SECRET.to_owned(),

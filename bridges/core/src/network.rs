@@ -75,6 +75,17 @@ pub trait Network: Send + Sync + 'static {
     /// The fields a user fills in to register.
     fn registration_fields(&self) -> Vec<RegistrationField>;
 
+    /// Take the gateway's options anew, read again from the configuration
+    /// file on a reload (SIGHUP, SIGUSR1, SIGUSR2 or the admins' `reload`
+    /// command), for what starts from now on. `Ok` names the options that
+    /// still wait for a restart; an error leaves the old ones in place.
+    /// By default a network takes new options only when it starts.
+    fn reload(&self, _options: &serde_json::Value) -> Result<Vec<String>, BridgeError> {
+        Err(BridgeError::Unsupported(
+            "this network takes new options at the next restart".to_owned(),
+        ))
+    }
+
     /// Whether a user must register before using the network. Where not
     /// (IRC needs no account, as biboumi shows), a user who never registered
     /// is logged in with empty credentials on their first stanza to a remote

@@ -37,6 +37,7 @@ pub use modes::{ModeChange, NamesEntry};
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use estuary_bridge::{
     AddressKind, BridgeError, Capabilities, Credentials, EventSender, FormValues, Network,
@@ -44,7 +45,7 @@ use estuary_bridge::{
 };
 
 use crate::connection::Identity;
-use crate::options::IrcOptions;
+use crate::options::{IrcOptions, SharedOptions};
 use crate::session::IrcSession;
 
 /// Channel prefixes assumed until the server's ISUPPORT CHANTYPES is known.
@@ -52,23 +53,23 @@ const DEFAULT_CHANTYPES: &[char] = &['#', '&'];
 
 #[derive(Debug, Default)]
 pub struct IrcNetwork {
-    options: Arc<IrcOptions>,
+    options: SharedOptions,
 }
 
 impl IrcNetwork {
     /// From the gateway's `[gateway.options]` table.
     pub fn from_options(value: &serde_json::Value) -> Result<IrcNetwork, String> {
         Ok(IrcNetwork {
-            options: Arc::new(IrcOptions::from_value(value)?),
+            options: Arc::new(ArcSwap::from_pointee(IrcOptions::from_value(value)?)),
         })
     }
 
     pub fn fixed(server: &str) -> IrcNetwork {
         IrcNetwork {
-            options: Arc::new(IrcOptions {
+            options: Arc::new(ArcSwap::from_pointee(IrcOptions {
                 fixed_server: Some(server.to_owned()),
                 ..IrcOptions::default()
-            }),
+            })),
         }
     }
 }
@@ -118,7 +119,7 @@ impl Network for IrcNetwork {
     }
 
     fn server_fields(&self) -> Vec<RegistrationField> {
-        options::user_fields(self.options.realname_customization)
+        options::user_fields(self.options.load().realname_customization)
     }
 
     fn room_fields(&self) -> Vec<RegistrationField> {
@@ -126,13 +127,15 @@ impl Network for IrcNetwork {
     }
 
     fn occupant_user(&self, room: &RemoteAddress, nick: &str) -> Option<RemoteAddress> {
-        let fixed = self.options.fixed_server.as_deref();
+        let options = self.options.load();
+        let fixed = options.fixed_server.as_deref();
         let room = address::IrcAddress::parse(room, fixed).ok()?;
         Some(address::IrcAddress::remote(nick, &room.server, fixed))
     }
 
     fn member_name(&self, room: &RemoteAddress, user: &RemoteAddress) -> Option<String> {
-        let fixed = self.options.fixed_server.as_deref();
+        let options = self.options.load();
+        let fixed = options.fixed_server.as_deref();
         let room = address::IrcAddress::parse(room, fixed).ok()?;
         let user = address::IrcAddress::parse(user, fixed).ok()?;
         let named = !user.name.is_empty() && !user.name.starts_with(DEFAULT_CHANTYPES);
@@ -140,18 +143,41 @@ impl Network for IrcNetwork {
     }
 
     fn server_of(&self, address: &RemoteAddress) -> Option<RemoteAddress> {
-        let parsed = address::IrcAddress::parse(address, self.options.fixed_server.as_deref());
+        let parsed =
+            address::IrcAddress::parse(address, self.options.load().fixed_server.as_deref());
         Some(RemoteAddress::new(parsed.ok()?.server))
     }
 
+    /// New options take effect for every connection opened from now on,
+    /// the user's own settings still applied over them; connections
+    /// already open keep theirs. The fixed server (every address depends
+    /// on it) and the ident port (bound once per process) wait for a
+    /// restart.
+    fn reload(&self, value: &serde_json::Value) -> Result<Vec<String>, BridgeError> {
+        let mut new = IrcOptions::from_value(value).map_err(BridgeError::BadRequest)?;
+        let old = self.options.load();
+        let mut waiting = Vec::new();
+        if new.fixed_server != old.fixed_server {
+            waiting.push("fixed_server".to_owned());
+            new.fixed_server.clone_from(&old.fixed_server);
+        }
+        if new.identd_port != old.identd_port {
+            waiting.push("identd_port".to_owned());
+            new.identd_port = old.identd_port;
+        }
+        self.options.store(Arc::new(new));
+        Ok(waiting)
+    }
+
     fn requires_registration(&self) -> bool {
-        self.options.registration_required
+        self.options.load().registration_required
     }
 
     fn classify(&self, local: &str) -> Result<AddressKind, BridgeError> {
+        let options = self.options.load();
         let (name, server) = match local.split_once('%') {
             Some((name, server)) => (name, Some(server)),
-            None => (local, self.options.fixed_server.as_deref()),
+            None => (local, options.fixed_server.as_deref()),
         };
         if name.is_empty() {
             return Err(BridgeError::BadRequest("empty IRC name".to_owned()));
@@ -194,7 +220,7 @@ impl Network for IrcNetwork {
             // that opens it, as biboumi does; this one is for the rest.
             None => (nick_for(account), true),
         };
-        if let Some(port) = self.options.identd_port {
+        if let Some(port) = self.options.load().identd_port {
             // Here rather than at start-up, where there may be no runtime
             // yet (checking a configuration); once per process.
             identd::start(port);
@@ -205,6 +231,7 @@ impl Network for IrcNetwork {
             ident: identd::enabled().then(|| identd::ident_of(account)),
             names: self
                 .options
+                .load()
                 .realname_from_jid
                 .then(|| (username_for(account), account.to_owned())),
             home: jid_parts(account).1.to_owned(),
@@ -264,6 +291,32 @@ pub fn nick_for(account: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_takes_new_options_but_the_fixed_server_and_ident_port() {
+        let irc = IrcNetwork::from_options(&serde_json::json!({
+            "fixed_server": "irc.example.org",
+            "realname_customization": true,
+        }))
+        .unwrap();
+        let waiting = irc
+            .reload(&serde_json::json!({
+                "fixed_server": "elsewhere.example.org",
+                "identd_port": 1113,
+                "realname_customization": false,
+                "servers": { "irc.example.org": { "port": 6670 } },
+            }))
+            .unwrap();
+        assert_eq!(waiting, ["fixed_server", "identd_port"]);
+        let now = irc.options.load();
+        assert_eq!(now.fixed_server.as_deref(), Some("irc.example.org"));
+        assert_eq!(now.identd_port, None);
+        assert!(!now.realname_customization);
+        assert_eq!(now.server("irc.example.org").port, 6670);
+        // What does not read is refused, and the options stay.
+        assert!(irc.reload(&serde_json::json!({ "no_such": 1 })).is_err());
+        assert_eq!(irc.options.load().server("irc.example.org").port, 6670);
+    }
 
     #[test]
     fn biboumi_addresses() {

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The gateway's IRC options, shared by the network and every session,
+/// which read them afresh for each connection: a reload swaps them
+/// ([`estuary_bridge::Network::reload`]).
+pub type SharedOptions = std::sync::Arc<arc_swap::ArcSwap<IrcOptions>>;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IrcOptions {

@@ -18,13 +18,14 @@ use crate::channel_encodings::ChannelEncodings;
 use crate::channel_queries::{self, ChannelModes};
 use crate::connection::Identity;
 use crate::modes::ModeChange;
-use crate::options::{IrcOptions, UserServerSettings};
+use crate::options::{SharedOptions, UserServerSettings};
 use crate::room_config;
 use crate::server::{self, ServerCommand, ServerHandle};
 use crate::text::encoding_for_label;
 
 pub struct IrcSession {
-    options: Arc<IrcOptions>,
+    /// Read afresh for each connection, so that a reload reaches it.
+    options: SharedOptions,
     identity: Identity,
     /// The user never chose a nick: a connection opened by a join takes the
     /// join's nick (biboumi's way), and `identity`'s is for the others.
@@ -45,7 +46,7 @@ pub struct IrcSession {
 
 impl IrcSession {
     pub fn new(
-        options: Arc<IrcOptions>,
+        options: SharedOptions,
         identity: Identity,
         nick_from_join: bool,
         events: EventSender,
@@ -63,7 +64,7 @@ impl IrcSession {
     }
 
     fn parse(&self, address: &RemoteAddress) -> Result<IrcAddress, BridgeError> {
-        IrcAddress::parse(address, self.options.fixed_server.as_deref())
+        IrcAddress::parse(address, self.options.load().fixed_server.as_deref())
     }
 
     fn channel_encodings_of(&self, server: &str) -> Arc<ChannelEncodings> {
@@ -88,7 +89,8 @@ impl IrcSession {
         servers
             .entry(name.to_owned())
             .or_insert_with(|| {
-                let mut options = self.options.server(name);
+                let gateway_options = self.options.load();
+                let mut options = gateway_options.server(name);
                 let mut identity = self.identity.clone();
                 if let Some(nick) = nick.filter(|n| self.nick_from_join && crate::valid_nick(n)) {
                     identity.nick = nick.to_owned();
@@ -107,7 +109,7 @@ impl IrcSession {
                     name.to_owned(),
                     options,
                     identity,
-                    self.options.fixed_server.clone(),
+                    gateway_options.fixed_server.clone(),
                     self.events.clone(),
                     self.contacts
                         .lock()
@@ -428,7 +430,7 @@ impl Session for IrcSession {
     ) -> Result<(), BridgeError> {
         let address = self.parse(server)?;
         let mut values = values.clone();
-        if !self.options.realname_customization {
+        if !self.options.load().realname_customization {
             // Kept from before the admin took them back: no longer used.
             values.retain(|var, _| !crate::options::NAMES.contains(&var.as_str()));
         }
@@ -532,7 +534,8 @@ impl Session for IrcSession {
             }
         })
         .await?;
-        let fixed = self.options.fixed_server.as_deref();
+        let options = self.options.load();
+        let fixed = options.fixed_server.as_deref();
         Ok(entries
             .into_iter()
             .map(|entry| Ban {
@@ -546,14 +549,14 @@ impl Session for IrcSession {
         &self,
         under: Option<&RemoteAddress>,
     ) -> Result<Vec<RoomInfo>, BridgeError> {
-        let server = match (under, &self.options.fixed_server) {
+        let options = self.options.load_full();
+        let server = match (under, &options.fixed_server) {
             (Some(address), _) => self.parse(address)?.server,
             (None, Some(fixed)) => fixed.clone(),
             // The gateway's top level: the servers the admin configured, each
             // a JID whose own listing is its channels.
             (None, None) => {
-                return Ok(self
-                    .options
+                return Ok(options
                     .servers
                     .keys()
                     .map(|name| RoomInfo {
@@ -771,13 +774,13 @@ mod tests {
     async fn a_connection_still_registering_is_described_as_connecting() {
         // A server that accepts and never answers.
         let (port, _seen) = crate::scripted_server::start(|_| Vec::new()).await;
-        let mut options = IrcOptions::default();
+        let mut options = crate::options::IrcOptions::default();
         options
             .servers
             .insert("srv".into(), crate::scripted_server::options(port));
         let (events, _received) = EventSender::channel(8);
         let session = Arc::new(IrcSession::new(
-            Arc::new(options),
+            Arc::new(arc_swap::ArcSwap::from_pointee(options)),
             crate::scripted_server::alice(),
             false,
             events,
