@@ -79,15 +79,7 @@ async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup
             options,
         }],
     };
-    let estuary = app::start(config.clone(), &Networks::builtin())
-        .await
-        .unwrap();
-    let stats = estuary.link(GW).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "link never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let estuary = start_estuary(config.clone()).await;
     prosody.add_user("alice", "pw");
     let mut alice =
         XmppClient::connect(prosody.c2s_port(), "alice", "localhost", "pw", "res").await;
@@ -102,6 +94,18 @@ async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup
         alice,
         config,
     }
+}
+
+/// Estuary on `config`, once its component link is up.
+async fn start_estuary(config: Config) -> Running {
+    let estuary = app::start(config, &Networks::builtin()).await.unwrap();
+    let stats = estuary.link(GW).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "link never came up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    estuary
 }
 
 impl Setup {
@@ -4043,15 +4047,8 @@ realname = "{realname}"
         std::fs::write(&path, file).unwrap();
     };
     write("\"alice@localhost\"", "Before", "");
-    let networks = Networks::builtin();
-    let config = Config::load(&path, &networks.kinds()).unwrap();
-    let estuary = app::start(config, &networks).await.unwrap();
-    let stats = estuary.link(GW).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "link never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let config = Config::load(&path, &Networks::builtin().kinds()).unwrap();
+    let estuary = start_estuary(config).await;
     prosody.add_user("alice", "pw");
     prosody.add_user("carol", "pw");
     let mut alice =
