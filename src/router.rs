@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use estuary_bridge::mailbox::MailboxSender;
 use estuary_bridge::{AddressKind, Credentials, PresenceShow};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -39,7 +40,7 @@ pub enum RouterNote {
 
 /// A logged-in user: the channel to their session task and their online resources.
 struct UserHandle {
-    commands: mpsc::UnboundedSender<Box<UserCommand>>,
+    commands: MailboxSender<Box<UserCommand>>,
     resources: BTreeSet<FullJid>,
     task: JoinHandle<()>,
     keeps_session: Arc<AtomicBool>,

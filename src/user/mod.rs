@@ -24,10 +24,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use estuary_bridge::mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use estuary_bridge::{
     EventSender, PresenceShow, RemoteAddress, RemoteEvent, RemotePresence, Session,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 use xmpp_parsers::jid::{BareJid, FullJid, Jid};
@@ -78,8 +78,8 @@ pub enum UserCommand {
 /// Start a user's task; it logs in at once.
 /// A running user task, as the router holds it.
 pub struct UserTask {
-    /// Boxed: an idle queue still holds a block of 32 slots.
-    pub commands: mpsc::UnboundedSender<Box<UserCommand>>,
+    /// Boxed: a queue keeps room for up to 64 once a burst has passed.
+    pub commands: MailboxSender<Box<UserCommand>>,
     pub task: JoinHandle<()>,
     /// Set while a persistent room keeps the network session needed with no
     /// client online: the router then lets the task live on.
@@ -87,7 +87,7 @@ pub struct UserTask {
 }
 
 pub fn spawn(gw: Arc<Gateway>, account: Account) -> UserTask {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mailbox();
     let span = info_span!("user", user = %account.jid, gateway = %gw.domain);
     let jid: BareJid = account
         .jid
@@ -163,7 +163,7 @@ impl UserSession {
     /// is kept small: the session is boxed (a future holding it by value
     /// keeps two copies), and so are the futures of handling one command or
     /// event, which exist only while that runs.
-    async fn run(mut self: Box<Self>, mut commands: mpsc::UnboundedReceiver<Box<UserCommand>>) {
+    async fn run(mut self: Box<Self>, mut commands: MailboxReceiver<Box<UserCommand>>) {
         let (events_tx, mut events) = EventSender::channel(EVENT_QUEUE);
         Box::pin(self.start(events_tx.clone())).await;
         loop {

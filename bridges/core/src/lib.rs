@@ -12,6 +12,7 @@
 mod address;
 mod error;
 mod event;
+pub mod mailbox;
 mod network;
 mod registration;
 mod session;

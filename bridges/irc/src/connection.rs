@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use encoding_rs::Encoding;
+use estuary_bridge::mailbox::{mailbox, MailboxSender};
 use estuary_bridge::tcp::Acking;
 use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -23,7 +24,6 @@ use crate::channel_encodings::ChannelEncodings;
 use crate::identd;
 use crate::isupport::Isupport;
 use crate::line::{format_tagged, IrcLine};
-use crate::line_queue::{line_queue, LineSender};
 use crate::options::{PrivateReach, ServerOptions};
 use crate::text::{decode_line, default_fallback, encoding_for_label};
 use crate::tls::{self, ReadHalf, WriteHalf};
@@ -199,7 +199,7 @@ fn trim_eol(bytes: &[u8]) -> &[u8] {
 /// queue rather than being dropped.
 #[derive(Clone)]
 pub struct LineWriter {
-    queue: LineSender,
+    queue: MailboxSender<String>,
 }
 
 impl LineWriter {
@@ -208,7 +208,7 @@ impl LineWriter {
     where
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (queue, mut lines) = line_queue();
+        let (queue, mut lines) = mailbox::<String>();
         let burst = f64::from(options.throttle_burst.max(1));
         let rate = options.throttle_per_sec.max(0.1);
         tokio::spawn(async move {
@@ -285,7 +285,7 @@ impl LineWriter {
     /// [`LineWriter::send`], with IRCv3 message tags.
     pub fn send_tagged(&self, tags: &[(&str, &str)], command: &str, params: &[&str]) -> bool {
         match format_tagged(tags, command, params) {
-            Some(line) => self.queue.send(line),
+            Some(line) => self.queue.send(line).is_ok(),
             None => {
                 warn!(command, "refusing to send a line a parameter would split");
                 false

@@ -14,7 +14,6 @@ pub mod ctcp;
 pub mod identd;
 pub mod isupport;
 pub mod line;
-pub mod line_queue;
 pub mod modes;
 pub mod monitor;
 pub mod options;

@@ -7,6 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
+use estuary_bridge::mailbox::{mailbox, MailboxReceiver, MailboxSender};
 use estuary_bridge::{
     Affiliation, BridgeError, ChatState, EventPermit, EventSender, JoinRefusal, MessageKind,
     NickRefusal, Occupant, PresenceShow, RemoteAddress, RemoteEvent, RemoteMessage, Role, RoomInfo,
@@ -14,7 +15,7 @@ use estuary_bridge::{
 };
 use rand::Rng;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::{sleep, Instant};
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -181,9 +182,9 @@ impl ServerCommand {
 /// The session's handle on a server task.
 #[derive(Clone)]
 pub struct ServerHandle {
-    /// Boxed: an idle queue still holds a block of 32 slots, and every user
-    /// has one per server.
-    commands: mpsc::UnboundedSender<Box<ServerCommand>>,
+    /// Boxed: a queue keeps room for up to 64 once a burst has passed, and
+    /// every user has one per server.
+    commands: MailboxSender<Box<ServerCommand>>,
 }
 
 impl ServerHandle {
@@ -209,7 +210,7 @@ pub fn spawn(
     contacts: Vec<String>,
     channel_encodings: Arc<ChannelEncodings>,
 ) -> ServerHandle {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mailbox();
     let span = info_span!("irc", server = %server);
     let task = ServerTask {
         server,
@@ -397,7 +398,7 @@ struct ServerTask {
     identity: Identity,
     fixed: Option<String>,
     events: EventSender,
-    commands: mpsc::UnboundedReceiver<Box<ServerCommand>>,
+    commands: MailboxReceiver<Box<ServerCommand>>,
     /// By case-folded name.
     channels: HashMap<String, Channel>,
     /// A LIST in progress: the channels so far, and who waits for them.
@@ -583,7 +584,7 @@ impl ServerTask {
     }
 
     fn fail_waiting(&mut self, reason: &str) {
-        while let Ok(command) = self.commands.try_recv().map(|c| *c) {
+        while let Some(command) = self.commands.try_recv().map(|c| *c) {
             match command {
                 ServerCommand::Watch { nick, watch } => self.note_watch(nick, watch),
                 // Noted for the connection to come.

@@ -1,6 +1,7 @@
 //! The server task against scripted IRC servers.
 
 use super::*;
+use tokio::sync::mpsc;
 
 /// The task's next event, within ten seconds.
 /// The next event but the server's own presence (see
