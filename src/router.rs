@@ -499,19 +499,33 @@ impl Router {
         }
     }
 
+    /// An admin-only command's request; `None` once refused (not an admin,
+    /// or not a command).
+    fn admin_command(
+        &self,
+        stanza: &Stanza,
+        command: &Element,
+        from: &Jid,
+    ) -> Option<adhoc::CommandRequest> {
+        if !self.gw.access().is_admin(from) {
+            self.gw
+                .reply_error(stanza, &Failure::forbidden("only the gateway's admins may"));
+            return None;
+        }
+        adhoc::parse(command)
+            .map_err(|failure| self.gw.reply_error(stanza, &failure))
+            .ok()
+    }
+
     /// An admin has the configuration file read again; the answer tells
     /// what changed and what waits for a restart. Apart from the router's
     /// loop, since it waits for the file and the networks.
     fn on_reload(&self, iq: &Iq, stanza: &Stanza, command: &Element, from: &Jid) {
         let gw = self.gw.clone();
-        if !gw.access().is_admin(from) {
-            gw.reply_error(stanza, &Failure::forbidden("only the gateway's admins may"));
+        let Some(request) = self.admin_command(stanza, command, from) else {
             return;
-        }
-        let session = match adhoc::parse(command) {
-            Ok(request) => request.session_id,
-            Err(failure) => return gw.reply_error(stanza, &failure),
         };
+        let session = request.session_id;
         let iq = iq.clone();
         info!(admin = %from, "an admin asked for a reload");
         tokio::spawn(
@@ -536,13 +550,8 @@ impl Router {
     /// in, and the submitted choice logs them out of every network.
     fn on_disconnect_users(&mut self, iq: &Iq, stanza: &Stanza, command: &Element, from: &Jid) {
         let gw = self.gw.clone();
-        if !gw.access().is_admin(from) {
-            gw.reply_error(stanza, &Failure::forbidden("only the gateway's admins may"));
+        let Some(request) = self.admin_command(stanza, command, from) else {
             return;
-        }
-        let request = match adhoc::parse(command) {
-            Ok(request) => request,
-            Err(failure) => return gw.reply_error(stanza, &failure),
         };
         let session = request.session_id.clone();
         let node = admin::DISCONNECT_USER_NODE;

@@ -907,13 +907,9 @@ impl UserSession {
         let Some(from) = state.jid.clone().map(Jid::from) else {
             return;
         };
-        for resource in &state.resources {
-            self.gw.send_message(muc::config_changed(
-                from.clone(),
-                Jid::from(resource.clone()),
-                &crate::xmpp::stanza_id::fresh(),
-            ));
-        }
+        self.deliver(Some(room), |to| {
+            muc::config_changed(from.clone(), to, &crate::xmpp::stanza_id::fresh())
+        });
     }
 
     /// What the room itself tells (an IRC mode change), from the room's

@@ -3,7 +3,7 @@
 use estuary_bridge::{Affiliation, Occupant, PresenceShow, Role};
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Lang, Message, MessageType};
-use xmpp_parsers::minidom::Element;
+use xmpp_parsers::minidom::{Element, ElementBuilder};
 use xmpp_parsers::presence::{Presence, Show, Type as PresenceType};
 
 use super::xml::{clean_text, element, Attrs, NS_MUC, NS_MUC_USER};
@@ -69,11 +69,14 @@ fn muc_user(item: &OccupantItem, statuses: &[u16], real: Option<Jid>) -> Element
     if let Some(reason) = item.reason {
         it = it.append(element("reason", NS_MUC_USER).append(clean_text(reason).into_owned()));
     }
-    let mut x = element("x", NS_MUC_USER).append(it);
+    with_statuses(element("x", NS_MUC_USER).append(it), statuses).build()
+}
+
+fn with_statuses(mut x: ElementBuilder, statuses: &[u16]) -> ElementBuilder {
     for code in statuses {
         x = x.append(element("status", NS_MUC_USER).with("code", code.to_string()));
     }
-    x.build()
+    x
 }
 
 /// An occupant's available presence; `real` is the occupant's JID, shown
@@ -157,24 +160,24 @@ pub fn private_message_marker() -> Element {
 /// The room tells its occupants that its configuration changed (XEP-0045
 /// §10.2.1): a message without a body, with status 104.
 pub fn config_changed(room: Jid, to: Jid, id: &str) -> Message {
-    let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
-    m.from = Some(room);
-    m.id = Some(xmpp_parsers::message::Id(id.to_owned()));
-    m.payloads.push(
-        element("x", NS_MUC_USER)
-            .append(element("status", NS_MUC_USER).with("code", CONFIG_CHANGED.to_string()))
-            .build(),
-    );
+    let mut m = from_room(room, to, id);
+    m.payloads
+        .push(with_statuses(element("x", NS_MUC_USER), &[CONFIG_CHANGED]).build());
     m
 }
 
 /// A message from the room itself (XEP-0045's messages from the room's
 /// bare JID): no occupant said it.
 pub fn room_notice(room: Jid, to: Jid, id: &str, text: &str) -> Message {
+    let mut m = from_room(room, to, id);
+    m.bodies
+        .insert(Lang::default(), clean_text(text).into_owned());
+    m
+}
+
+fn from_room(room: Jid, to: Jid, id: &str) -> Message {
     let mut m = Message::new_with_type(MessageType::Groupchat, Some(to));
     m.from = Some(room);
     m.id = Some(xmpp_parsers::message::Id(id.to_owned()));
-    m.bodies
-        .insert(Lang::default(), clean_text(text).into_owned());
     m
 }

@@ -84,6 +84,11 @@ const ROOM_FEATURES: &[&str] = &[
 
 /// disco#info of a remote entity, from its kind alone.
 pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element {
+    info_with(kind, info, name, &[])
+}
+
+/// [`remote_info`] with `extra` features.
+fn info_with(kind: AddressKind, info: &NetworkInfo, name: &str, extra: &[&str]) -> Element {
     let capabilities = &info.capabilities;
     let (category, type_, mut features) = match kind {
         AddressKind::Room => ("conference", "text", ROOM_FEATURES.to_vec()),
@@ -97,6 +102,7 @@ pub fn remote_info(kind: AddressKind, info: &NetworkInfo, name: &str) -> Element
     if kind != AddressKind::Server && capabilities.reactions {
         features.push(NS_REACTIONS);
     }
+    features.extend_from_slice(extra);
     let query = element("query", NS_DISCO_INFO).append(
         element("identity", NS_DISCO_INFO)
             .with("category", category)
@@ -162,14 +168,8 @@ pub fn joined_room_info(
             if any { "1" } else { "0" },
         ));
     }
-    let mut query = remote_info(AddressKind::Room, info, name);
-    for feature in config.map(config_features).unwrap_or_default() {
-        query.append_child(
-            element("feature", NS_DISCO_INFO)
-                .with("var", feature)
-                .build(),
-        );
-    }
+    let extra = config.map(config_features).unwrap_or_default();
+    let mut query = info_with(AddressKind::Room, info, name, &extra);
     query.append_child(form.build());
     query
 }

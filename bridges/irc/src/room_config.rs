@@ -75,17 +75,6 @@ impl ConfigModes {
     }
 }
 
-fn param(set: &[ModeChange], mode: char) -> Option<&str> {
-    set.iter()
-        .find(|c| c.adding && c.mode == mode)
-        .and_then(|c| c.arg.as_deref())
-}
-
-/// The most members `+l` allows, 0 for no limit.
-fn limit(set: &[ModeChange]) -> u32 {
-    param(set, 'l').and_then(|l| l.parse().ok()).unwrap_or(0)
-}
-
 /// The configuration a channel with the modes `set` (as 324 lists them)
 /// has, for the settings the server knows.
 pub fn config_of(chanmodes: &ChanModes, set: &[ModeChange]) -> RoomConfig {
@@ -105,7 +94,8 @@ pub fn changes_to(
             .kind(mode)
             .ok_or_else(|| format!("this server has no channel mode '{mode}'"))
     };
-    let is_set = |mode: char| set.iter().any(|c| c.adding && c.mode == mode);
+    let now = ConfigModes::of(chanmodes, set);
+    let is_set = |mode: char| now.set.contains(mode);
     let mut toggles = vec![
         ('m', change.moderated),
         ('i', change.members_only),
@@ -132,7 +122,11 @@ pub fn changes_to(
             });
         }
     }
-    let key = param(set, 'k');
+    // The key, which the tracked modes never keep: taking it off needs it.
+    let key = set
+        .iter()
+        .find(|c| c.adding && c.mode == 'k')
+        .and_then(|c| c.arg.as_deref());
     match (change.password_protected, change.password.as_deref()) {
         (Some(false), _) if is_set('k') => {
             known('k')?;
@@ -157,7 +151,7 @@ pub fn changes_to(
         if known('l')? == ModeKind::List {
             return Err("this server's mode 'l' is no limit".into());
         }
-        if max != limit(set) {
+        if max != now.limit {
             changes.push(if max == 0 {
                 ModeChange {
                     adding: false,
