@@ -13,6 +13,8 @@
 //! - each user's channel options (`configure` on `#chan%server@gw`):
 //!   persistent, record history and in-encoding; a persistent channel is
 //!   joined again as soon as Estuary starts, as Estuary does with its own;
+//! - who keeps the gateway's JID in their roster (biboumi's `roster`), to
+//!   be told when it comes and goes;
 //! - the channel archives, under biboumi's own message ids, so that clients
 //!   which already fetched them through MAM see the same stanza-ids and
 //!   show no message twice.
@@ -75,6 +77,8 @@ pub struct ImportReport {
     pub channel_settings: usize,
     /// Persistent channels Estuary joins again on its next start.
     pub channels_to_rejoin: usize,
+    /// Users who keep the gateway's JID in their roster (biboumi's `roster`).
+    pub gateway_subscribers: usize,
     pub messages: usize,
     /// Lines that more than one user's archive held.
     pub shared_lines: usize,
@@ -94,6 +98,11 @@ impl std::fmt::Display for ImportReport {
             f,
             "persistent channels to join on start: {}",
             self.channels_to_rejoin
+        )?;
+        writeln!(
+            f,
+            "the gateway's JID in rosters: {}",
+            self.gateway_subscribers
         )?;
         writeln!(
             f,
@@ -148,6 +157,7 @@ pub async fn import(source: &str, store: &Store, to: &Destination) -> anyhow::Re
         &mut users,
     )
     .await?;
+    import_roster(&biboumi, store, to, &mut report, &mut users).await?;
     if to.archives {
         import_archive(&biboumi, store, to, &mut report).await?;
     } else {
@@ -205,6 +215,34 @@ async fn import_global_options(
         all.insert(owner, defaults);
     }
     Ok(all)
+}
+
+/// biboumi's roster: who keeps the gateway's JID in their roster, to be
+/// told when it comes and goes. Entries of a server's JID (`server@gw`)
+/// need nothing kept: the user's server probes it at each login, and the
+/// user's session answers for the server as biboumi did.
+async fn import_roster(
+    biboumi: &AnyPool,
+    store: &Store,
+    to: &Destination,
+    report: &mut ImportReport,
+    users: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    let rows = sqlx::query("SELECT local, remote FROM roster")
+        .fetch_all(biboumi)
+        .await
+        .context("reading biboumi's roster")?;
+    for row in &rows {
+        let remote = text(row, "remote")?;
+        if text(row, "local")? != to.gateway || remote.is_empty() {
+            continue;
+        }
+        if store.add_gateway_subscriber(&to.gateway, &remote).await? {
+            report.gateway_subscribers += 1;
+        }
+        users.insert(remote);
+    }
+    Ok(())
 }
 
 /// biboumi's server options: each user's own settings of a server. Returns

@@ -108,6 +108,7 @@ impl Router {
             }
         };
         info!(accounts = accounts.len(), first, "probing registered users");
+        self.tell_subscribers(PresenceType::None).await;
         if first && !self.gw.network.requires_registration() {
             self.restore_guests(&accounts).await;
         }
@@ -708,10 +709,31 @@ impl Router {
                     }
                 }
             }
-            PresenceType::Probe => match self.users.get(&bare) {
-                Some(handle) => handle.send(UserCommand::Probe { from }),
-                None => self.send_gateway_presence(from, PresenceType::Unavailable),
-            },
+            PresenceType::Probe => {
+                if self.open_to_guests() {
+                    // A server probes only the contacts its user is
+                    // subscribed to: a probe is proof enough, and keeps
+                    // working a roster from before the store knew it (a
+                    // biboumi database not imported).
+                    self.keep_subscriber(&bare).await;
+                }
+                match self.users.get(&bare) {
+                    Some(handle) => handle.send(UserCommand::Probe { from }),
+                    None if self.open_to_guests() => {
+                        self.send_gateway_presence(from, PresenceType::None);
+                    }
+                    None => self.send_gateway_presence(from, PresenceType::Unavailable),
+                }
+            }
+            PresenceType::Subscribe if self.open_to_guests() => {
+                // As biboumi answers: approved, the gateway's presence, and
+                // a request back, so that the roster entry is mutual.
+                self.keep_subscriber(&bare).await;
+                let to = Jid::from(bare);
+                self.send_gateway_presence(to.clone(), PresenceType::Subscribed);
+                self.send_gateway_presence(to.clone(), PresenceType::None);
+                self.send_gateway_presence(to, PresenceType::Subscribe);
+            }
             PresenceType::Subscribe => {
                 if self.is_registered(&from).await {
                     self.send_gateway_presence(Jid::from(bare.clone()), PresenceType::Subscribed);
@@ -720,10 +742,65 @@ impl Router {
                 }
             }
             PresenceType::Unsubscribe => {
+                if self.open_to_guests() {
+                    if let Err(e) = self
+                        .gw
+                        .store
+                        .remove_gateway_subscriber(&self.gw.domain, bare.as_str())
+                        .await
+                    {
+                        warn!("cannot forget a roster subscription: {e}");
+                    }
+                    self.send_gateway_presence(Jid::from(bare.clone()), PresenceType::Unavailable);
+                }
                 self.send_gateway_presence(Jid::from(bare), PresenceType::Unsubscribed);
             }
             PresenceType::Subscribed | PresenceType::Unsubscribed | PresenceType::Error => {
                 debug!(type_ = ?p.type_, "presence noted");
+            }
+        }
+    }
+
+    /// Whether users reach the network without registering (IRC). Then
+    /// anyone allowed may keep the gateway's JID in their roster, and it is
+    /// online for as long as the gateway runs, as biboumi's is; where
+    /// registration is needed, it is online while the user is logged in.
+    fn open_to_guests(&self) -> bool {
+        !self.gw.network.requires_registration()
+    }
+
+    /// `bare` keeps the gateway's JID in their roster: remembered, so that
+    /// the gateway tells them when it comes and goes.
+    async fn keep_subscriber(&self, bare: &BareJid) {
+        if let Err(e) = self
+            .gw
+            .store
+            .add_gateway_subscriber(&self.gw.domain, bare.as_str())
+            .await
+        {
+            warn!("cannot remember a roster subscription: {e}");
+        }
+    }
+
+    /// The gateway's presence to each user who keeps its JID in their
+    /// roster, to their bare JID so that every client of theirs hears it
+    /// (a session tells only the resources it knows): available when the
+    /// link comes up, unavailable when the gateway stops.
+    async fn tell_subscribers(&self, type_: PresenceType) {
+        if !self.open_to_guests() {
+            return;
+        }
+        let subscribers = match self.gw.store.gateway_subscribers(&self.gw.domain).await {
+            Ok(subscribers) => subscribers,
+            Err(e) => {
+                warn!("cannot list the gateway's roster subscribers: {e}");
+                return;
+            }
+        };
+        for jid in subscribers {
+            match jid.parse::<BareJid>() {
+                Ok(bare) => self.send_gateway_presence(Jid::from(bare), type_.clone()),
+                Err(e) => warn!(jid, "a stored roster subscriber is not a JID: {e}"),
             }
         }
     }
@@ -738,6 +815,7 @@ impl Router {
     /// Tell every user the gateway is going away, log every session out, and
     /// wait (a bounded time) for them to finish.
     pub async fn shutdown(&mut self) {
+        self.tell_subscribers(PresenceType::Unavailable).await;
         let users: Vec<_> = self.users.drain().collect();
         info!(users = users.len(), "shutting down sessions");
         let mut tasks = Vec::new();

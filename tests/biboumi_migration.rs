@@ -174,6 +174,20 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
         .await;
     // carol is in the channel too: biboumi archives each line for each of them.
     let mut carol = biboumi_user(&prosody, port, "carol", "carol", "").await;
+    // She keeps the gateway's JID in her roster (biboumi's `roster` table).
+    carol
+        .iq(
+            "carol@localhost",
+            "get",
+            el("<query xmlns='jabber:iq:roster'/>"),
+        )
+        .await;
+    carol
+        .send(el(&format!("<presence to='{GW}' type='subscribe'/>")))
+        .await;
+    for expected in ["subscribed", "", "subscribe"] {
+        assert_eq!(gateway_presence(&mut carol).await, expected);
+    }
 
     bob.send("PRIVMSG #migrate :hello from bob").await;
     bob.send("PRIVMSG #migrate :\u{1}ACTION waves\u{1}").await;
@@ -204,6 +218,7 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
     biboumi.stop();
     bob.expect(WAIT, |l| l.starts_with(":alicia!") && l.contains(" QUIT "))
         .await;
+    assert_eq!(gateway_presence(&mut carol).await, "unavailable");
     // What bob saw of biboumi's connections is behind him.
     bob.take_backlog();
 
@@ -225,6 +240,11 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
     );
     // Each line was in alice's archive and in carol's: imported once.
     assert!(report.contains("archived messages: 3 (3 lines"), "{report}");
+    // (Carried by the first import; the second finds it there.)
+    assert!(
+        without.contains("the gateway's JID in rosters: 1"),
+        "{without}"
+    );
     let estuary = app::start(
         Config::load(&config, &Networks::builtin().kinds()).unwrap(),
         &Networks::builtin(),
@@ -246,6 +266,8 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
     bob.send("WHOIS alicia").await;
     bob.expect(WAIT, |l| l.contains(" 311 ") && l.ends_with(":Alice L"))
         .await;
+    // carol's roster shows the gateway back, as biboumi's would have.
+    assert_eq!(gateway_presence(&mut carol).await, "");
 
     // Her bookmark joins the room as before; history and MAM show
     // biboumi's lines under biboumi's ids, so her client shows none twice.
@@ -299,6 +321,20 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
         "{channel}"
     );
     estuary.stop().await.unwrap();
+}
+
+/// The type of the next presence `client` gets from the gateway's own JID
+/// ("" when available). Errors are passed over: biboumi on PostgreSQL
+/// answers the unavailable presence Prosody sends it after the
+/// subscription with an `internal-server-error` (its log: "basic_string:
+/// construction from null"), where on SQLite it answers nothing.
+async fn gateway_presence(client: &mut XmppClient) -> String {
+    let p = client
+        .expect(WAIT, |p| {
+            p.name() == "presence" && attr(p, "from") == GW && attr(p, "type") != "error"
+        })
+        .await;
+    attr(&p, "type").to_owned()
 }
 
 /// What is not a biboumi database is refused with a clear error, and

@@ -114,13 +114,10 @@ impl Setup {
         self.estuary.take().unwrap().stop().await.unwrap();
     }
 
-    /// Starts Estuary again, on the same configuration and store.
+    /// Starts Estuary again, on the same configuration and store, and
+    /// waits for its component link.
     async fn start_gateway(&mut self) {
-        self.estuary = Some(
-            app::start(self.config.clone(), &Networks::builtin())
-                .await
-                .unwrap(),
-        );
+        self.estuary = Some(start_estuary(self.config.clone()).await);
     }
 }
 
@@ -3934,6 +3931,70 @@ async fn subscribe_to_server(client: &mut XmppClient, server: &str) {
     assert_eq!(type_, "subscribed");
     let (type_, _, _) = contact_presence(client, server).await;
     assert_eq!(type_, "subscribe");
+}
+
+/// The gateway's own JID in the roster of a user who never registered, as
+/// biboumi keeps it: the subscription is approved and asked back, the
+/// gateway shows online to each new client of the user's with no session
+/// open, goes offline when it stops and online when it starts again (the
+/// store remembers the subscriber), and an unsubscribed user is told no
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_jid_in_a_guests_roster_follows_the_gateway() {
+    let mut s = setup().await;
+    s.prosody.add_user("dave", "pw");
+    let mut dave = XmppClient::connect(s.prosody.c2s_port(), "dave", "localhost", "pw", "a").await;
+    dave.send(el("<presence/>")).await;
+    // A client that read its roster is told of subscription changes.
+    dave.iq(
+        "dave@localhost",
+        "get",
+        el("<query xmlns='jabber:iq:roster'/>"),
+    )
+    .await;
+    dave.send(el(&format!("<presence to='{GW}' type='subscribe'/>")))
+        .await;
+    for expected in ["subscribed", "", "subscribe"] {
+        let (type_, _, _) = contact_presence(&mut dave, GW).await;
+        assert_eq!(type_, expected);
+    }
+    dave.send(el(&format!("<presence to='{GW}' type='subscribed'/>")))
+        .await;
+    dave.close().await;
+
+    // dave's next client: his server probes the gateway, which answers
+    // online though dave is in no room and has no session.
+    let mut dave = XmppClient::connect(s.prosody.c2s_port(), "dave", "localhost", "pw", "b").await;
+    dave.send(el("<presence/>")).await;
+    assert_eq!(contact_presence(&mut dave, GW).await.0, "");
+
+    // Offline while the gateway is stopped, online again when it is back.
+    s.stop_gateway().await;
+    assert_eq!(contact_presence(&mut dave, GW).await.0, "unavailable");
+    s.start_gateway().await;
+    assert_eq!(contact_presence(&mut dave, GW).await.0, "");
+
+    // Dropped from the roster: offline, and not told of the next restart.
+    dave.send(el(&format!("<presence to='{GW}' type='unsubscribe'/>")))
+        .await;
+    // (Its `unsubscribed` too, which Prosody keeps: there is nothing left
+    // to cancel.)
+    assert_eq!(contact_presence(&mut dave, GW).await.0, "unavailable");
+    s.stop_gateway().await;
+    s.start_gateway().await;
+    // Once the gateway answers again, whatever it said on the way is in.
+    let info = dave
+        .iq(
+            GW,
+            "get",
+            el("<query xmlns='http://jabber.org/protocol/disco#info'/>"),
+        )
+        .await;
+    assert_eq!(attr(&info, "type"), "result");
+    dave.expect_none(Duration::from_millis(500), |p| {
+        p.name() == "presence" && from(p, GW)
+    })
+    .await;
 }
 
 /// Whether `nick` is on IRC, as `asker` learns with ISON, within a few

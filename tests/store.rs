@@ -209,8 +209,38 @@ async fn suite(store: Store) {
         [("#room".to_owned(), "{\"persistent\":true}".to_owned())]
     );
 
+    // Who keeps the gateway's JID in their roster, registered or not.
+    assert!(store
+        .add_gateway_subscriber("gw", "alice@localhost")
+        .await
+        .unwrap());
+    assert!(!store
+        .add_gateway_subscriber("gw", "alice@localhost")
+        .await
+        .unwrap());
+    for (gw, jid) in [("gw", "guest@localhost"), ("other-gw", "carol@localhost")] {
+        store.add_gateway_subscriber(gw, jid).await.unwrap();
+    }
+    assert_eq!(
+        store.gateway_subscribers("gw").await.unwrap(),
+        ["alice@localhost", "guest@localhost"]
+    );
+    store
+        .remove_gateway_subscriber("gw", "guest@localhost")
+        .await
+        .unwrap();
+    assert!(!store
+        .is_gateway_subscriber("gw", "guest@localhost")
+        .await
+        .unwrap());
+    assert!(store
+        .is_gateway_subscriber("other-gw", "carol@localhost")
+        .await
+        .unwrap());
+
     // Deleting the account removes what was kept for it.
     assert!(store.delete_account("gw", "alice@localhost").await.unwrap());
+    assert!(store.gateway_subscribers("gw").await.unwrap().is_empty());
     assert!(!store.delete_account("gw", "alice@localhost").await.unwrap());
     assert!(store
         .message_by_remote_id("gw", "alice@localhost", "#room", "r1")

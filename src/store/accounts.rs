@@ -59,6 +59,7 @@ impl Store {
             "DELETE FROM rooms WHERE gateway = $1 AND account = $2",
             "DELETE FROM address_settings WHERE gateway = $1 AND account = $2",
             "DELETE FROM outbox WHERE gateway = $1 AND account = $2",
+            "DELETE FROM gateway_subscribers WHERE gateway = $1 AND account = $2",
         ] {
             sqlx::query(statement)
                 .bind(gateway)

@@ -10,6 +10,7 @@ mod archive;
 mod message_map;
 mod outbox;
 mod rooms;
+mod subscribers;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
