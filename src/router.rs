@@ -715,7 +715,7 @@ impl Router {
                     // subscribed to: a probe is proof enough, and keeps
                     // working a roster from before the store knew it (a
                     // biboumi database not imported).
-                    self.keep_subscriber(&bare).await;
+                    self.keep_subscriber(&bare, true).await;
                 }
                 match self.users.get(&bare) {
                     Some(handle) => handle.send(UserCommand::Probe { from }),
@@ -728,7 +728,7 @@ impl Router {
             PresenceType::Subscribe if self.open_to_guests() => {
                 // As biboumi answers: approved, the gateway's presence, and
                 // a request back, so that the roster entry is mutual.
-                self.keep_subscriber(&bare).await;
+                self.keep_subscriber(&bare, true).await;
                 let to = Jid::from(bare);
                 self.send_gateway_presence(to.clone(), PresenceType::Subscribed);
                 self.send_gateway_presence(to.clone(), PresenceType::None);
@@ -743,14 +743,7 @@ impl Router {
             }
             PresenceType::Unsubscribe => {
                 if self.open_to_guests() {
-                    if let Err(e) = self
-                        .gw
-                        .store
-                        .remove_gateway_subscriber(&self.gw.domain, bare.as_str())
-                        .await
-                    {
-                        warn!("cannot forget a roster subscription: {e}");
-                    }
+                    self.keep_subscriber(&bare, false).await;
                     self.send_gateway_presence(Jid::from(bare.clone()), PresenceType::Unavailable);
                 }
                 self.send_gateway_presence(Jid::from(bare), PresenceType::Unsubscribed);
@@ -769,16 +762,21 @@ impl Router {
         !self.gw.network.requires_registration()
     }
 
-    /// `bare` keeps the gateway's JID in their roster: remembered, so that
-    /// the gateway tells them when it comes and goes.
-    async fn keep_subscriber(&self, bare: &BareJid) {
-        if let Err(e) = self
-            .gw
-            .store
-            .add_gateway_subscriber(&self.gw.domain, bare.as_str())
-            .await
-        {
-            warn!("cannot remember a roster subscription: {e}");
+    /// Whether `bare` keeps the gateway's JID in their roster: remembered,
+    /// so that the gateway tells them when it comes and goes, or forgotten.
+    async fn keep_subscriber(&self, bare: &BareJid, keep: bool) {
+        let (domain, jid) = (&self.gw.domain, bare.as_str());
+        let kept = if keep {
+            self.gw
+                .store
+                .add_gateway_subscriber(domain, jid)
+                .await
+                .map(drop)
+        } else {
+            self.gw.store.remove_gateway_subscriber(domain, jid).await
+        };
+        if let Err(e) = kept {
+            warn!(keep, "cannot note a roster subscription: {e}");
         }
     }
 
