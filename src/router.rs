@@ -290,8 +290,15 @@ impl Router {
         let bare = from.to_bare();
         if !self.users.contains_key(&bare) {
             if let Stanza::Presence(p) = &stanza {
-                if p.type_ != PresenceType::None {
-                    // Leaving a room one is not in, or an error: nothing to do.
+                // A join, or a contact (or a server's JID) added to or
+                // dropped from the roster, which the session answers for
+                // and remembers. Leaving a room one is not in, a probe of
+                // a contact while no connection is open (offline), or an
+                // error: nothing to do.
+                if !matches!(
+                    p.type_,
+                    PresenceType::None | PresenceType::Subscribe | PresenceType::Unsubscribe
+                ) {
                     return;
                 }
             }

@@ -3997,6 +3997,52 @@ async fn the_gateways_jid_in_a_guests_roster_follows_the_gateway() {
     .await;
 }
 
+/// A user who never registered and is in no room adds a server's JID and
+/// an IRC user to the roster: the gateway starts their session to answer,
+/// as biboumi answers anyone: the server's JID approved, asked back and
+/// offline (no connection is open), the contact approved. Dropping the
+/// contact with no session open (after a restart) is heard too: once a
+/// connection opens, the contact is not followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_adds_a_servers_jid_and_a_contact_with_no_session_open() {
+    let mut s = setup().await;
+    s.prosody.add_user("erin", "pw");
+    let mut erin = XmppClient::connect(s.prosody.c2s_port(), "erin", "localhost", "pw", "a").await;
+    erin.send(el("<presence/>")).await;
+    erin.iq(
+        "erin@localhost",
+        "get",
+        el("<query xmlns='jabber:iq:roster'/>"),
+    )
+    .await;
+    let server = format!("localhost@{GW}");
+    erin.send(el(&format!("<presence to='{server}' type='subscribe'/>")))
+        .await;
+    for expected in ["subscribed", "subscribe", "unavailable"] {
+        assert_eq!(contact_presence(&mut erin, &server).await.0, expected);
+    }
+    let carol = format!("carol%localhost@{GW}");
+    erin.send(el(&format!("<presence to='{carol}' type='subscribe'/>")))
+        .await;
+    assert_eq!(contact_presence(&mut erin, &carol).await.0, "subscribed");
+
+    s.stop_gateway().await;
+    s.start_gateway().await;
+    erin.send(el(&format!("<presence to='{carol}' type='unsubscribe'/>")))
+        .await;
+    let _carol_on_irc = IrcClient::connect(s.ircd.port(), "carol").await;
+    let me = format!("#lobby%localhost@{GW}/erin");
+    erin.send(el(&format!(
+        "<presence to='{me}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+    )))
+    .await;
+    presence_from(&mut erin, &me).await;
+    erin.expect_none(Duration::from_secs(1), |p| {
+        p.name() == "presence" && from(p, &carol) && attr(p, "type").is_empty()
+    })
+    .await;
+}
+
 /// Whether `nick` is on IRC, as `asker` learns with ISON, within a few
 /// seconds of asking again.
 async fn becomes_online(asker: &mut IrcClient, nick: &str, online: bool) {
