@@ -777,6 +777,15 @@ async fn a_channels_modes_are_its_room_configuration() {
             "{feature}: {features:?}"
         );
     }
+    let config_changed = |m: &Element| {
+        m.name() == "message"
+            && from(m, &room)
+            && find_child(m, "x", "http://jabber.org/protocol/muc#user")
+                .is_some_and(|x| x.children().any(|c| c.attr("code") == Some("104")))
+    };
+    // Learnt after the join, which a client may have read the disco#info
+    // before: told as a change.
+    s.alice.expect(WAIT, config_changed).await;
     let reply = s.alice.iq(&room, "get", get.clone()).await;
     assert_eq!(attr(&reply, "type"), "result", "{}", String::from(&reply));
     let form = values(&reply);
@@ -817,12 +826,6 @@ async fn a_channels_modes_are_its_room_configuration() {
     s.alice
         .expect(WAIT, |m| String::from(m).contains("sets mode +mskl"))
         .await;
-    let config_changed = |m: &Element| {
-        m.name() == "message"
-            && from(m, &room)
-            && find_child(m, "x", "http://jabber.org/protocol/muc#user")
-                .is_some_and(|x| x.children().any(|c| c.attr("code") == Some("104")))
-    };
     s.alice.expect(WAIT, config_changed).await;
     let features = s.alice.disco_features(&room).await;
     for feature in [
@@ -1264,7 +1267,10 @@ async fn invitations_both_ways() {
     let invite = s
         .alice
         .expect(WAIT, |m| {
-            m.name() == "message" && from(m, &secret) && find_child(m, "x", MUC_USER).is_some()
+            m.name() == "message"
+                && from(m, &secret)
+                && find_child(m, "x", MUC_USER)
+                    .is_some_and(|x| x.get_child("invite", MUC_USER).is_some())
         })
         .await;
     let x = find_child(&invite, "x", MUC_USER).unwrap();
@@ -1310,7 +1316,10 @@ async fn invitations_both_ways() {
     let forwarded = s
         .alice
         .expect(WAIT, |m| {
-            m.name() == "message" && from(m, &lobby) && find_child(m, "x", MUC_USER).is_some()
+            m.name() == "message"
+                && from(m, &lobby)
+                && find_child(m, "x", MUC_USER)
+                    .is_some_and(|x| x.get_child("invite", MUC_USER).is_some())
         })
         .await;
     let x = find_child(&forwarded, "x", MUC_USER).unwrap();

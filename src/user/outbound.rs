@@ -894,14 +894,16 @@ impl UserSession {
     /// The room's settings, as the network tells them on the join and on
     /// each change. A change is told to the user's clients in it with
     /// XEP-0045's status 104 (§10.2.1), on which they read the room's
-    /// disco#info again.
+    /// disco#info again. So are settings first learnt after the join (IRC
+    /// tells a channel's modes only when asked, after its member list): a
+    /// client may have read the disco#info as soon as it was in.
     fn on_room_config(&mut self, room: &RemoteAddress, config: RoomConfig) {
         let Some(state) = self.rooms.get_mut(room) else {
             return;
         };
         debug!(%room, ?config, "room configuration");
         let before = state.config.replace(config);
-        if before.is_none() || before == state.config || !state.joined {
+        if before == state.config || !state.joined {
             return;
         }
         let Some(from) = state.jid.clone().map(Jid::from) else {

@@ -450,6 +450,12 @@ impl Inner {
                 by: None,
             });
         }
+        // Before the join completes, so that a client reading the room's
+        // disco#info as soon as it is in finds its settings.
+        events.push(RemoteEvent::RoomConfig {
+            room: address.clone(),
+            config: muc.config(),
+        });
         for (user, member) in &muc.members {
             if user != &self.user_id {
                 events.push(RemoteEvent::Join {
@@ -465,10 +471,6 @@ impl Inner {
             occupant: muc.occupant(&self.user_id, nick),
             is_self: true,
             nick_changed: false,
-        });
-        events.push(RemoteEvent::RoomConfig {
-            room: address.clone(),
-            config: muc.config(),
         });
         info!(%room, members = muc.members.len(), "joined");
         self.book().mucs.insert(room, muc);
