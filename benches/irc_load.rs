@@ -28,7 +28,7 @@
 //!
 //! Everything runs on 127.0.0.1, in temporary directories, and is stopped at
 //! the end:
-//! - Prosody from the test world, with the component `irc.localhost`. Its log
+//! - Prosody from the test world, with the components `irc.localhost` and `bound.localhost` (the stand-in gateway, below). Its log
 //!   level is `warn`: the test world's debug log would make Prosody's logging
 //!   the bottleneck of every figure.
 //! - InspIRCd from the test world, with no flood limits (`fakelag="no"`).
@@ -63,7 +63,7 @@
 //!
 //! - `rounds`: the throughput phases run in [`ROUNDS`] rounds, each the
 //!   c2s ceiling, its like-clients variant, then the gateway IRC → XMPP and
-//!   XMPP → IRC; each round's ratios are against its own ceiling. The
+//!   XMPP → IRC, then the stand-in gateway both ways; each round's ratios are against its own ceiling. The
 //!   figures below are the medians over the rounds, and the ratios in
 //!   `targets` are the medians of the rounds' ratios.
 //! - `prosody_ceiling_msgs_per_s`: Prosody's own c2s throughput in this run.
@@ -84,6 +84,18 @@
 //!   reflects each message back to the XMPP client once the IRC server has
 //!   echoed it. If a phase stalls, its figure is computed over what did
 //!   arrive, and the phase is listed in `anomalies`.
+//! - `stand_in_gateway`: what any gateway could reach on this Prosody. A
+//!   second component of the same Prosody (`bound.localhost`,
+//!   `benches/irc_load/stand_in.rs`) sends only the stanzas the issue
+//!   requires of the gateway, with no network behind it and next to no
+//!   work: to IRC → XMPP's client, the gateway's groupchat message (an
+//!   in-room sender, an `id` and a stanza-id, each id 22 characters as
+//!   Estuary's); from XMPP → IRC's client, it counts each groupchat message
+//!   as sent to the network and reflects it at once under the client's id
+//!   with a stanza-id. Both are windowed as the gateway's phases are, in
+//!   each round right after them. Its ratios are to the same ceiling, and
+//!   `estuary_share_of_it` is Estuary's rate over the stand-in's, the median
+//!   of the rounds'.
 //! - `irc_to_xmpp_latency_ms` and `xmpp_to_irc_latency_ms`: `{p50, p99}` of
 //!   the send-to-receipt time over paced messages (200, one every 5 ms), so
 //!   they measure latency rather than queueing.
@@ -137,6 +149,8 @@
 //!   saw errors, in one line. `gateway_log` counts the warnings and errors
 //!   Estuary logged, and `gateway_stop` says how the SIGTERM shutdown went.
 
+#[path = "irc_load/stand_in.rs"]
+mod stand_in;
 #[path = "../tests/world/mod.rs"]
 mod world;
 
@@ -149,6 +163,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
+use stand_in::StandIn;
 use world::{attr, body, el, Element, Inspircd, IrcClient, IrcLine, Prosody, XmppClient};
 
 /// The gateway's component domain.
@@ -198,12 +213,15 @@ const TARGET_RSS_KB_PER_USER: f64 = 32.0;
 /// the figures are medians over the rounds.
 const ROUNDS: usize = 3;
 
-/// One round: the ceilings, then the gateway both ways, in messages/s.
+/// One round: the ceilings, then the gateway both ways, then the stand-in
+/// gateway both ways, in messages/s.
 struct Round {
     ceiling: f64,
     like_clients: f64,
     i2x: f64,
     x2i: f64,
+    stand_in_i2x: f64,
+    stand_in_x2i: f64,
 }
 
 impl Round {
@@ -215,6 +233,10 @@ impl Round {
             "xmpp_to_irc_msgs_per_s": round(self.x2i, 0),
             "irc_to_xmpp_ratio": (self.ceiling > 0.0).then(|| round(self.i2x / self.ceiling, 3)),
             "xmpp_to_irc_ratio": (self.ceiling > 0.0).then(|| round(self.x2i / self.ceiling, 3)),
+            "stand_in_irc_to_xmpp_ratio": (self.ceiling > 0.0)
+                .then(|| round(self.stand_in_i2x / self.ceiling, 3)),
+            "stand_in_xmpp_to_irc_ratio": (self.ceiling > 0.0)
+                .then(|| round(self.stand_in_x2i / self.ceiling, 3)),
         })
     }
 }
@@ -298,7 +320,7 @@ async fn run(counts: Counts) -> Value {
     progress("starting Prosody and InspIRCd");
     let prosody_log = dir.path().join("prosody-warn.log");
     let prosody = Prosody::start_with(
-        &[(GW, SECRET)],
+        &[(GW, SECRET), (stand_in::DOMAIN, stand_in::SECRET)],
         &format!("log = {{ warn = \"{}\" }}", prosody_log.display()),
     );
     let ircd = Inspircd::start();
@@ -409,6 +431,14 @@ async fn run(counts: Counts) -> Value {
             None
         }
     };
+    let mut stand_in = match StandIn::connect(prosody.component_port()).await {
+        Ok(stand_in) => Some(stand_in),
+        Err(e) => {
+            progress(&format!("the stand-in gateway could not connect: {e}"));
+            phases.insert("stand_in_connect".into(), json!({ "error": e }));
+            None
+        }
+    };
     let mut rounds: Vec<Round> = Vec::new();
     let mut i2x_latency = None;
     let mut x2i_latency = None;
@@ -505,6 +535,26 @@ async fn run(counts: Counts) -> Value {
             .await;
             let after = procs.sample();
             (b, alice) = (b2, alice2);
+            let (mut stand_in_i2x, mut stand_in_x2i) = (0.0, 0.0);
+            if let Some(s) = stand_in.take() {
+                let (s, c, tp) = stand_in_to_xmpp(
+                    s,
+                    pb,
+                    &pb_jid,
+                    &format!("si_i2x{round}"),
+                    counts.messages,
+                    &procs,
+                )
+                .await;
+                stand_in_i2x = tp.rate();
+                phases.insert(format!("stand_in_irc_to_xmpp_{round}"), tp.json());
+                let (a, s, tp) =
+                    xmpp_to_stand_in(pa, s, &format!("si_x2i{round}"), counts.messages, &procs)
+                        .await;
+                stand_in_x2i = tp.rate();
+                phases.insert(format!("stand_in_xmpp_to_irc_{round}"), tp.json());
+                (pa, pb, stand_in) = (a, c, Some(s));
+            }
             throughput_cpu_ms += after.estuary_ms_since(&before);
             throughput_handled += tp_i.unique + tp_x.unique;
             throughput_complete &= tp_i.tally.complete() && tp_x.tally.complete();
@@ -513,6 +563,8 @@ async fn run(counts: Counts) -> Value {
                 like_clients: like_clients.rate(),
                 i2x: tp_i.rate(),
                 x2i: tp_x.rate(),
+                stand_in_i2x,
+                stand_in_x2i,
             });
             phases.insert(format!("prosody_c2s_throughput_{round}"), ceiling.json());
             phases.insert(
@@ -617,6 +669,20 @@ async fn run(counts: Counts) -> Value {
                      (which carry a stanza-id). Prosody's cost per stanza grows with its \
                      elements. An XMPP → IRC message is two stanzas through Prosody (the \
                      message and its reflection), so it cannot reach the c2s rate of one.",
+        },
+        "stand_in_gateway": {
+            "irc_to_xmpp_ratio": ratio_of(|r| r.stand_in_i2x, |r| r.ceiling),
+            "xmpp_to_irc_ratio": ratio_of(|r| r.stand_in_x2i, |r| r.ceiling),
+            "estuary_share_of_it": {
+                "irc_to_xmpp": ratio_of(|r| r.i2x, |r| r.stand_in_i2x),
+                "xmpp_to_irc": ratio_of(|r| r.x2i, |r| r.stand_in_x2i),
+            },
+            "note": "The bound for any gateway on this Prosody: a second component that \
+                     sends only the stanzas the issue requires (the groupchat message with an \
+                     id and a stanza-id; for XMPP → IRC the reflection too) with no network \
+                     behind it, windowed as the gateway's phases are, in the same rounds. \
+                     Ratios are to the same c2s ceiling; estuary_share_of_it is Estuary's rate \
+                     over the stand-in's, round by round.",
         },
         "rounds": rounds.iter().map(Round::json).collect::<Vec<_>>(),
         "irc_to_xmpp_msgs_per_s": i2x.map(|r| round(r, 0)),
@@ -1421,6 +1487,119 @@ async fn xmpp_to_irc(
     let phase = Phase::new(sent, tally, procs.sample().since(&before));
     report_phase(tag, &phase);
     (from, to, phase)
+}
+
+/// The stand-in's IRC → XMPP: `n` of the gateway's messages to the client
+/// `to_jid`, in bursts of [`BURST`] written at once, at most [`WINDOW`] in
+/// flight, as `send_irc` sends.
+async fn stand_in_to_xmpp(
+    mut stand_in: StandIn,
+    to: XmppClient,
+    to_jid: &str,
+    tag: &str,
+    n: usize,
+    procs: &Procs,
+) -> (StandIn, XmppClient, Phase) {
+    let before = procs.sample();
+    let flow = Flow::new(1);
+    let tally = Tally::new(tag, n).with_flow(&flow);
+    let receiver = tokio::spawn(collect_xmpp(to, tally, deadline(n, Mode::Windowed)));
+    let mut sent = Sent::new();
+    while sent.count < n {
+        if !flow.wait_for_room(Mode::Windowed, sent.count).await {
+            sent.gave_up = true;
+            break;
+        }
+        let mut burst = String::new();
+        for seq in sent.count..(sent.count + BURST).min(n) {
+            burst.push_str(&stand_in.message_from_irc(to_jid, &stamp(tag, seq)));
+        }
+        stand_in.write(&burst).await;
+        sent.count = (sent.count + BURST).min(n);
+        tokio::task::yield_now().await;
+    }
+    sent.finished = Instant::now();
+    let (to, tally) = receiver.await.expect("receiver task");
+    let phase = Phase::new(sent, tally, procs.sample().since(&before));
+    report_phase(tag, &phase);
+    (stand_in, to, phase)
+}
+
+/// The stand-in's XMPP → IRC: `from` sends `n` groupchat messages to the
+/// stand-in's room as `xmpp_to_irc` sends; the stand-in counts each as
+/// sent to the network and reflects it.
+async fn xmpp_to_stand_in(
+    mut from: XmppClient,
+    stand_in: StandIn,
+    tag: &str,
+    n: usize,
+    procs: &Procs,
+) -> (XmppClient, StandIn, Phase) {
+    let before = procs.sample();
+    let flow = Flow::new(1);
+    let tally = Tally::new(tag, n).with_flow(&flow);
+    let receiver = tokio::spawn(collect_stand_in(
+        stand_in,
+        tally,
+        deadline(n, Mode::Windowed),
+    ));
+    let mut sent = send_xmpp(
+        &mut from,
+        stand_in::ROOM,
+        "groupchat",
+        tag,
+        n,
+        Mode::Windowed,
+        &flow,
+        Shape::Plain,
+    )
+    .await;
+    let (stand_in, tally) = receiver.await.expect("receiver task");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    xmpp_drain_into(&mut from, &mut sent).await;
+    let phase = Phase::new(sent, tally, procs.sample().since(&before));
+    report_phase(tag, &phase);
+    (from, stand_in, phase)
+}
+
+/// Like [`collect_xmpp`], for the stand-in, which reflects each message
+/// it counts (all of one read in one write).
+async fn collect_stand_in(
+    mut stand_in: StandIn,
+    mut tally: Tally,
+    deadline: Instant,
+) -> (StandIn, Tally) {
+    let mut progress_at = Instant::now();
+    while !tally.complete() {
+        let now = Instant::now();
+        let stall_left = STALL.saturating_sub(now - progress_at);
+        let left = deadline.saturating_duration_since(now).min(stall_left);
+        if left.is_zero() {
+            tally.end = if now >= deadline {
+                "timeout"
+            } else {
+                "stalled"
+            };
+            return (stand_in, tally);
+        }
+        let messages = stand_in
+            .read_messages(left.min(Duration::from_millis(100)))
+            .await;
+        let mut reflections = String::new();
+        for message in &messages {
+            if tally.offer(&message.body) {
+                progress_at = Instant::now();
+            } else {
+                tally.other += 1;
+            }
+            reflections.push_str(&stand_in.reflection(message, "pa"));
+        }
+        if !reflections.is_empty() {
+            stand_in.write(&reflections).await;
+        }
+    }
+    tally.end = "complete";
+    (stand_in, tally)
 }
 
 fn report_phase(tag: &str, phase: &Phase) {
