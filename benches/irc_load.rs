@@ -28,9 +28,10 @@
 //!
 //! Everything runs on 127.0.0.1, in temporary directories, and is stopped at
 //! the end:
-//! - Prosody from the test world, with the components `irc.localhost` and `bound.localhost` (the stand-in gateway, below). Its log
-//!   level is `warn`: the test world's debug log would make Prosody's logging
-//!   the bottleneck of every figure.
+//! - Prosody from the test world, with the components `irc.localhost` and
+//!   `bound.localhost` (the stand-in gateway, below). Its log level is
+//!   `warn`: the test world's debug log would make Prosody's logging the
+//!   bottleneck of every figure.
 //! - InspIRCd from the test world, with no flood limits (`fakelag="no"`).
 //! - Estuary as a separate process: `target/release/estuary`, with a
 //!   generated TOML config. The store is SQLite in a temporary directory.
