@@ -478,46 +478,69 @@ struct LogLine {
 /// own line when sent, the others' when the server relayed it).
 const SAME_LINE_WITHIN: i64 = 2;
 
-/// The lines of one channel kept so far within [`SAME_LINE_WITHIN`] of the
-/// newest, with the users whose archives were found to hold each.
+/// The lines of one channel within [`SAME_LINE_WITHIN`] of the newest, each
+/// with the users whose archives were found to hold it, held back until no
+/// copy of them can come any more.
+///
+/// Of a line's copies, the id kept is the one of the user whose JID sorts
+/// first, whatever order biboumi wrote them in: that
+/// order is whichever user's IRC connection it read first, so keeping the
+/// first written gave different ids from one import to the next (a trial
+/// import, then the real one) and from one run of the same exchange to
+/// another.
 #[derive(Default)]
 struct RecentLines {
-    lines: std::collections::VecDeque<(i64, String, String, Vec<String>)>,
+    lines: std::collections::VecDeque<(LogLine, Vec<String>)>,
 }
 
 impl RecentLines {
-    /// Whether `line` is a copy of a line kept already, from another
-    /// user's archive; if so it is counted as that user's too. A user's own
-    /// archive never holds one line twice, so a repeat there is a new line.
-    fn is_copy(&mut self, line: &LogLine) -> bool {
-        while self
-            .lines
-            .front()
-            .is_some_and(|(date, ..)| *date < line.date - SAME_LINE_WITHIN)
-        {
-            self.lines.pop_front();
-        }
-        let found = self.lines.iter_mut().find(|(date, nick, body, owners)| {
-            (line.date - *date).abs() <= SAME_LINE_WITHIN
-                && *nick == line.nick
-                && *body == line.body
+    /// Takes `line`; true if it is a copy of a line held, from another
+    /// user's archive, counted as that user's too. A user's own archive
+    /// never holds one line twice, so a repeat there is a new line.
+    fn take(&mut self, line: LogLine) -> bool {
+        let found = self.lines.iter_mut().find(|(held, owners)| {
+            (line.date - held.date).abs() <= SAME_LINE_WITHIN
+                && held.nick == line.nick
+                && held.body == line.body
                 && !owners.contains(&line.owner)
         });
         match found {
-            Some((.., owners)) => {
+            Some((held, owners)) => {
                 owners.push(line.owner.clone());
+                if line.owner < held.owner {
+                    // Its id; the date stays the earliest, so that lines
+                    // stay in order.
+                    held.uuid = line.uuid;
+                    held.owner = line.owner;
+                }
                 true
             }
             None => {
-                self.lines.push_back((
-                    line.date,
-                    line.nick.clone(),
-                    line.body.clone(),
-                    vec![line.owner.clone()],
-                ));
+                self.lines.push_back((line, Vec::new()));
+                let (held, owners) = self.lines.back_mut().expect("just pushed");
+                owners.push(held.owner.clone());
                 false
             }
         }
+    }
+
+    /// The lines no copy can come for any more, now that lines of `date`
+    /// are read (rows come by date), oldest first.
+    fn settled(&mut self, date: i64) -> Vec<LogLine> {
+        let mut settled = Vec::new();
+        while self
+            .lines
+            .front()
+            .is_some_and(|(held, _)| held.date < date - SAME_LINE_WITHIN)
+        {
+            settled.extend(self.lines.pop_front().map(|(line, _)| line));
+        }
+        settled
+    }
+
+    /// Every line still held, at the end of the channel's rows.
+    fn rest(&mut self) -> Vec<LogLine> {
+        self.lines.drain(..).map(|(line, _)| line).collect()
     }
 }
 
@@ -586,16 +609,21 @@ async fn import_archive(
                 nick: text(&row, "nick_")?,
                 body: text(&row, "body_")?,
             };
-            if recent.is_copy(&line) {
+            let date = line.date;
+            if recent.take(line) {
                 report.shared_lines += 1;
-                continue;
             }
-            batch.push(line.archived(&room, to));
+            for line in recent.settled(date) {
+                batch.push(line.archived(&room, to));
+            }
             if batch.len() >= ARCHIVE_BATCH {
                 report.messages += batch.len();
                 archive.append(&batch).await?;
                 batch.clear();
             }
+        }
+        for line in recent.rest() {
+            batch.push(line.archived(&room, to));
         }
         report.messages += batch.len();
         archive.append(&batch).await?;
@@ -611,17 +639,19 @@ mod tests {
     #[test]
     fn a_line_in_several_archives_is_kept_once_and_repeats_stay() {
         let line = |owner: &str, date: i64, body: &str| LogLine {
-            uuid: String::new(),
+            uuid: format!("{owner}-{date}"),
             owner: owner.to_owned(),
             date,
             nick: "bob".to_owned(),
             body: body.to_owned(),
         };
         let mut recent = RecentLines::default();
+        let mut kept = Vec::new();
         let copies: Vec<bool> = [
-            line("a@x", 100, "hi"),
-            // b's copy, dated a second later.
-            line("b@x", 101, "hi"),
+            // b's copy first (biboumi read b's connection first), a's a
+            // second later.
+            line("b@x", 100, "hi"),
+            line("a@x", 101, "hi"),
             // bob said it again: a new line in a's archive, then b's copy.
             line("a@x", 101, "hi"),
             line("b@x", 102, "hi"),
@@ -629,10 +659,18 @@ mod tests {
             line("b@x", 110, "hi"),
             line("b@x", 110, "only b saw this"),
         ]
-        .iter()
-        .map(|l| recent.is_copy(l))
+        .into_iter()
+        .map(|l| {
+            let date = l.date;
+            let copy = recent.take(l);
+            kept.extend(recent.settled(date).into_iter().map(|l| l.uuid));
+            copy
+        })
         .collect();
+        kept.extend(recent.rest().into_iter().map(|l| l.uuid));
         assert_eq!(copies, [false, true, false, true, false, false]);
+        // Oldest first, each under a's id where a's archive has it.
+        assert_eq!(kept, ["a@x-101", "a@x-101", "b@x-110", "b@x-110"]);
     }
 
     #[test]

@@ -271,6 +271,8 @@ async fn carries_on_from_biboumi(database: Option<&str>) {
 
     // Her bookmark joins the room as before; history and MAM show
     // biboumi's lines under biboumi's ids, so her client shows none twice.
+    // (Of a line both archives held, the id kept is that of the user whose
+    // JID sorts first, alice, whichever copy biboumi wrote first.)
     let me = format!("{room}/alicia");
     alice
         .send(el(&format!(
