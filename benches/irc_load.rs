@@ -988,6 +988,22 @@ impl Latency {
     }
 }
 
+/// How long a collector may still wait for its next message, or how its
+/// phase ended: at the deadline, or with nothing new for [`STALL`].
+fn wait_left(progress_at: Instant, deadline: Instant) -> Result<Duration, &'static str> {
+    let now = Instant::now();
+    let left = deadline
+        .saturating_duration_since(now)
+        .min(STALL.saturating_sub(now - progress_at));
+    if !left.is_zero() {
+        Ok(left)
+    } else if now >= deadline {
+        Err("timeout")
+    } else {
+        Err("stalled")
+    }
+}
+
 /// Receives until `tally` is complete, the deadline passes, nothing new
 /// arrives for [`STALL`], or the stream ends.
 async fn collect_xmpp(
@@ -997,17 +1013,13 @@ async fn collect_xmpp(
 ) -> (XmppClient, Tally) {
     let mut progress_at = Instant::now();
     while !tally.complete() {
-        let now = Instant::now();
-        let stall_left = STALL.saturating_sub(now - progress_at);
-        let left = deadline.saturating_duration_since(now).min(stall_left);
-        if left.is_zero() {
-            tally.end = if now >= deadline {
-                "timeout"
-            } else {
-                "stalled"
-            };
-            return (client, tally);
-        }
+        let left = match wait_left(progress_at, deadline) {
+            Ok(left) => left,
+            Err(end) => {
+                tally.end = end;
+                return (client, tally);
+            }
+        };
         match client.recv(left).await {
             Some(stanza) if offer_stanza(&mut tally, &stanza) => progress_at = Instant::now(),
             Some(_) => {}
@@ -1047,17 +1059,13 @@ async fn collect_irc(
 ) -> (IrcClient, Tally) {
     let mut progress_at = Instant::now();
     while !tally.complete() {
-        let now = Instant::now();
-        let stall_left = STALL.saturating_sub(now - progress_at);
-        let left = deadline.saturating_duration_since(now).min(stall_left);
-        if left.is_zero() {
-            tally.end = if now >= deadline {
-                "timeout"
-            } else {
-                "stalled"
-            };
-            return (client, tally);
-        }
+        let left = match wait_left(progress_at, deadline) {
+            Ok(left) => left,
+            Err(end) => {
+                tally.end = end;
+                return (client, tally);
+            }
+        };
         match client.recv_line(left).await {
             Some(line) if offer_line(&mut tally, &chan, &line) => progress_at = Instant::now(),
             Some(_) => {}
@@ -1457,7 +1465,7 @@ async fn irc_to_xmpp(
 }
 
 async fn xmpp_to_irc(
-    mut from: XmppClient,
+    from: XmppClient,
     to: IrcClient,
     room: &str,
     tag: &str,
@@ -1470,6 +1478,23 @@ async fn xmpp_to_irc(
     let flow = Flow::new(1);
     let tally = Tally::new(tag, n).with_flow(&flow);
     let receiver = tokio::spawn(collect_irc(to, chan, tally, deadline(n, mode)));
+    groupchat_phase(from, room, tag, n, mode, &flow, receiver, (procs, before)).await
+}
+
+/// The sending half of an XMPP → IRC phase, whatever stands behind `room`:
+/// `from` sends `n` groupchat messages while `receiver` counts them on the
+/// other side; then the reflections of the last ones are read.
+#[allow(clippy::too_many_arguments)] // a test client's knobs, each used
+async fn groupchat_phase<R: Send + 'static>(
+    mut from: XmppClient,
+    room: &str,
+    tag: &str,
+    n: usize,
+    mode: Mode,
+    flow: &Flow,
+    receiver: tokio::task::JoinHandle<(R, Tally)>,
+    (procs, before): (&Procs, CpuSample),
+) -> (XmppClient, R, Phase) {
     let mut sent = send_xmpp(
         &mut from,
         room,
@@ -1477,12 +1502,11 @@ async fn xmpp_to_irc(
         tag,
         n,
         mode,
-        &flow,
+        flow,
         Shape::Plain,
     )
     .await;
     let (to, tally) = receiver.await.expect("receiver task");
-    // The reflections of the last messages.
     tokio::time::sleep(Duration::from_millis(200)).await;
     xmpp_drain_into(&mut from, &mut sent).await;
     let phase = Phase::new(sent, tally, procs.sample().since(&before));
@@ -1530,7 +1554,7 @@ async fn stand_in_to_xmpp(
 /// stand-in's room as `xmpp_to_irc` sends; the stand-in counts each as
 /// sent to the network and reflects it.
 async fn xmpp_to_stand_in(
-    mut from: XmppClient,
+    from: XmppClient,
     stand_in: StandIn,
     tag: &str,
     n: usize,
@@ -1544,23 +1568,18 @@ async fn xmpp_to_stand_in(
         tally,
         deadline(n, Mode::Windowed),
     ));
-    let mut sent = send_xmpp(
-        &mut from,
+    let mode = Mode::Windowed;
+    groupchat_phase(
+        from,
         stand_in::ROOM,
-        "groupchat",
         tag,
         n,
-        Mode::Windowed,
+        mode,
         &flow,
-        Shape::Plain,
+        receiver,
+        (procs, before),
     )
-    .await;
-    let (stand_in, tally) = receiver.await.expect("receiver task");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    xmpp_drain_into(&mut from, &mut sent).await;
-    let phase = Phase::new(sent, tally, procs.sample().since(&before));
-    report_phase(tag, &phase);
-    (from, stand_in, phase)
+    .await
 }
 
 /// Like [`collect_xmpp`], for the stand-in, which reflects each message
@@ -1572,17 +1591,13 @@ async fn collect_stand_in(
 ) -> (StandIn, Tally) {
     let mut progress_at = Instant::now();
     while !tally.complete() {
-        let now = Instant::now();
-        let stall_left = STALL.saturating_sub(now - progress_at);
-        let left = deadline.saturating_duration_since(now).min(stall_left);
-        if left.is_zero() {
-            tally.end = if now >= deadline {
-                "timeout"
-            } else {
-                "stalled"
-            };
-            return (stand_in, tally);
-        }
+        let left = match wait_left(progress_at, deadline) {
+            Ok(left) => left,
+            Err(end) => {
+                tally.end = end;
+                return (stand_in, tally);
+            }
+        };
         let messages = stand_in
             .read_messages(left.min(Duration::from_millis(100)))
             .await;
