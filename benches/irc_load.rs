@@ -1412,14 +1412,11 @@ async fn xmpp_to_xmpp(
     shape: Shape,
     procs: &Procs,
 ) -> (XmppClient, XmppClient, Phase) {
-    let before = procs.sample();
-    let flow = Flow::new(1);
-    let tally = Tally::new(tag, n).with_flow(&flow);
+    let (before, flow, tally) = start_phase(tag, n, procs);
     let receiver = tokio::spawn(collect_xmpp(to, tally, deadline(n, mode)));
     let sent = send_xmpp(&mut from, to_jid, "chat", tag, n, mode, &flow, shape).await;
     let (to, tally) = receiver.await.expect("receiver task");
-    let phase = Phase::new(sent, tally, procs.sample().since(&before));
-    report_phase(tag, &phase);
+    let phase = end_phase(tag, sent, tally, procs, &before);
     (from, to, phase)
 }
 
@@ -1432,14 +1429,11 @@ async fn irc_to_irc(
     mode: Mode,
     procs: &Procs,
 ) -> (IrcClient, IrcClient, Phase) {
-    let before = procs.sample();
-    let flow = Flow::new(1);
-    let tally = Tally::new(tag, n).with_flow(&flow);
+    let (before, flow, tally) = start_phase(tag, n, procs);
     let receiver = tokio::spawn(collect_irc(to, chan.to_owned(), tally, deadline(n, mode)));
     let sent = send_irc(&mut from, chan, tag, n, mode, &flow).await;
     let (to, tally) = receiver.await.expect("receiver task");
-    let phase = Phase::new(sent, tally, procs.sample().since(&before));
-    report_phase(tag, &phase);
+    let phase = end_phase(tag, sent, tally, procs, &before);
     (from, to, phase)
 }
 
@@ -1453,14 +1447,11 @@ async fn irc_to_xmpp(
     procs: &Procs,
 ) -> (IrcClient, XmppClient, Phase) {
     let chan = channel_of(room);
-    let before = procs.sample();
-    let flow = Flow::new(1);
-    let tally = Tally::new(tag, n).with_flow(&flow);
+    let (before, flow, tally) = start_phase(tag, n, procs);
     let receiver = tokio::spawn(collect_xmpp(to, tally, deadline(n, mode)));
     let sent = send_irc(&mut from, &chan, tag, n, mode, &flow).await;
     let (to, tally) = receiver.await.expect("receiver task");
-    let phase = Phase::new(sent, tally, procs.sample().since(&before));
-    report_phase(tag, &phase);
+    let phase = end_phase(tag, sent, tally, procs, &before);
     (from, to, phase)
 }
 
@@ -1474,9 +1465,7 @@ async fn xmpp_to_irc(
     procs: &Procs,
 ) -> (XmppClient, IrcClient, Phase) {
     let chan = channel_of(room);
-    let before = procs.sample();
-    let flow = Flow::new(1);
-    let tally = Tally::new(tag, n).with_flow(&flow);
+    let (before, flow, tally) = start_phase(tag, n, procs);
     let receiver = tokio::spawn(collect_irc(to, chan, tally, deadline(n, mode)));
     groupchat_phase(from, room, tag, n, mode, &flow, receiver, (procs, before)).await
 }
@@ -1509,8 +1498,7 @@ async fn groupchat_phase<R: Send + 'static>(
     let (to, tally) = receiver.await.expect("receiver task");
     tokio::time::sleep(Duration::from_millis(200)).await;
     xmpp_drain_into(&mut from, &mut sent).await;
-    let phase = Phase::new(sent, tally, procs.sample().since(&before));
-    report_phase(tag, &phase);
+    let phase = end_phase(tag, sent, tally, procs, &before);
     (from, to, phase)
 }
 
@@ -1525,9 +1513,7 @@ async fn stand_in_to_xmpp(
     n: usize,
     procs: &Procs,
 ) -> (StandIn, XmppClient, Phase) {
-    let before = procs.sample();
-    let flow = Flow::new(1);
-    let tally = Tally::new(tag, n).with_flow(&flow);
+    let (before, flow, tally) = start_phase(tag, n, procs);
     let receiver = tokio::spawn(collect_xmpp(to, tally, deadline(n, Mode::Windowed)));
     let mut sent = Sent::new();
     while sent.count < n {
@@ -1545,8 +1531,7 @@ async fn stand_in_to_xmpp(
     }
     sent.finished = Instant::now();
     let (to, tally) = receiver.await.expect("receiver task");
-    let phase = Phase::new(sent, tally, procs.sample().since(&before));
-    report_phase(tag, &phase);
+    let phase = end_phase(tag, sent, tally, procs, &before);
     (stand_in, to, phase)
 }
 
@@ -1560,9 +1545,7 @@ async fn xmpp_to_stand_in(
     n: usize,
     procs: &Procs,
 ) -> (XmppClient, StandIn, Phase) {
-    let before = procs.sample();
-    let flow = Flow::new(1);
-    let tally = Tally::new(tag, n).with_flow(&flow);
+    let (before, flow, tally) = start_phase(tag, n, procs);
     let receiver = tokio::spawn(collect_stand_in(
         stand_in,
         tally,
@@ -1616,6 +1599,22 @@ async fn collect_stand_in(
     }
     tally.end = "complete";
     (stand_in, tally)
+}
+
+/// A one-receiver phase begins: the CPU so far, the flow its receiver
+/// reports to, and the tally it counts in.
+fn start_phase(tag: &str, n: usize, procs: &Procs) -> (CpuSample, Flow, Tally) {
+    let before = procs.sample();
+    let flow = Flow::new(1);
+    let tally = Tally::new(tag, n).with_flow(&flow);
+    (before, flow, tally)
+}
+
+/// The phase begun at `before` ends: its figures, reported.
+fn end_phase(tag: &str, sent: Sent, tally: Tally, procs: &Procs, before: &CpuSample) -> Phase {
+    let phase = Phase::new(sent, tally, procs.sample().since(before));
+    report_phase(tag, &phase);
+    phase
 }
 
 fn report_phase(tag: &str, phase: &Phase) {

@@ -2,7 +2,7 @@
 //! gateway answers by itself (disco, version, ping, registration, commands),
 //! and hands everything addressed to a remote entity to that user's session.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,11 @@ pub struct Router {
     gw: Arc<Gateway>,
     users: HashMap<BareJid, UserHandle>,
     notes: mpsc::UnboundedSender<RouterNote>,
+    /// Who keeps the gateway's JID in their roster, where the network needs
+    /// no registration: read from the store at the first link-up and kept
+    /// in step with it, so that a probe (every login of theirs) costs no
+    /// store work once they are known.
+    subscribers: HashSet<BareJid>,
 }
 
 impl Router {
@@ -66,6 +71,7 @@ impl Router {
             gw,
             users: HashMap::new(),
             notes,
+            subscribers: HashSet::new(),
         }
     }
 
@@ -108,7 +114,10 @@ impl Router {
             }
         };
         info!(accounts = accounts.len(), first, "probing registered users");
-        self.tell_subscribers(PresenceType::None).await;
+        if first {
+            self.load_subscribers().await;
+        }
+        self.tell_subscribers(PresenceType::None);
         if first && !self.gw.network.requires_registration() {
             self.restore_guests(&accounts).await;
         }
@@ -771,15 +780,21 @@ impl Router {
 
     /// Whether `bare` keeps the gateway's JID in their roster: remembered,
     /// so that the gateway tells them when it comes and goes, or forgotten.
-    async fn keep_subscriber(&self, bare: &BareJid, keep: bool) {
+    /// The store is written only for a change.
+    async fn keep_subscriber(&mut self, bare: &BareJid, keep: bool) {
         let (domain, jid) = (&self.gw.domain, bare.as_str());
         let kept = if keep {
+            if !self.subscribers.insert(bare.clone()) {
+                return;
+            }
             self.gw
                 .store
                 .add_gateway_subscriber(domain, jid)
                 .await
                 .map(drop)
         } else {
+            // Also when not known here: the store may have failed to list it.
+            self.subscribers.remove(bare);
             self.gw.store.remove_gateway_subscriber(domain, jid).await
         };
         if let Err(e) = kept {
@@ -787,26 +802,33 @@ impl Router {
         }
     }
 
+    /// Who keeps the gateway's JID in their roster, from the store.
+    async fn load_subscribers(&mut self) {
+        if !self.open_to_guests() {
+            return;
+        }
+        match self.gw.store.gateway_subscribers(&self.gw.domain).await {
+            Ok(jids) => {
+                for jid in jids {
+                    match jid.parse::<BareJid>() {
+                        Ok(bare) => {
+                            self.subscribers.insert(bare);
+                        }
+                        Err(e) => warn!(jid, "a stored roster subscriber is not a JID: {e}"),
+                    }
+                }
+            }
+            Err(e) => warn!("cannot list the gateway's roster subscribers: {e}"),
+        }
+    }
+
     /// The gateway's presence to each user who keeps its JID in their
     /// roster, to their bare JID so that every client of theirs hears it
     /// (a session tells only the resources it knows): available when the
     /// link comes up, unavailable when the gateway stops.
-    async fn tell_subscribers(&self, type_: PresenceType) {
-        if !self.open_to_guests() {
-            return;
-        }
-        let subscribers = match self.gw.store.gateway_subscribers(&self.gw.domain).await {
-            Ok(subscribers) => subscribers,
-            Err(e) => {
-                warn!("cannot list the gateway's roster subscribers: {e}");
-                return;
-            }
-        };
-        for jid in subscribers {
-            match jid.parse::<BareJid>() {
-                Ok(bare) => self.send_gateway_presence(Jid::from(bare), type_.clone()),
-                Err(e) => warn!(jid, "a stored roster subscriber is not a JID: {e}"),
-            }
+    fn tell_subscribers(&self, type_: PresenceType) {
+        for bare in &self.subscribers {
+            self.send_gateway_presence(Jid::from(bare.clone()), type_.clone());
         }
     }
 
@@ -820,7 +842,7 @@ impl Router {
     /// Tell every user the gateway is going away, log every session out, and
     /// wait (a bounded time) for them to finish.
     pub async fn shutdown(&mut self) {
-        self.tell_subscribers(PresenceType::Unavailable).await;
+        self.tell_subscribers(PresenceType::Unavailable);
         let users: Vec<_> = self.users.drain().collect();
         info!(users = users.len(), "shutting down sessions");
         let mut tasks = Vec::new();

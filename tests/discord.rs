@@ -79,12 +79,7 @@ async fn start_estuary(
     };
     let estuary = app::start(config, &Networks::builtin()).await.unwrap();
     for gw in &gateways {
-        let stats = estuary.link(&gw.domain).unwrap();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "link never came up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        world::wait_for_link(&estuary, &gw.domain).await;
     }
     estuary
 }

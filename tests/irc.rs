@@ -99,12 +99,7 @@ async fn setup_with_options(ircd: Inspircd, options: serde_json::Value) -> Setup
 /// Estuary on `config`, once its component link is up.
 async fn start_estuary(config: Config) -> Running {
     let estuary = app::start(config, &Networks::builtin()).await.unwrap();
-    let stats = estuary.link(GW).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "link never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    world::wait_for_link(&estuary, GW).await;
     estuary
 }
 
@@ -2763,16 +2758,7 @@ async fn an_irc_contact_shows_online_away_and_offline() {
 
     // Kept across a restart of the gateway.
     s.stop_gateway().await;
-    let estuary = app::start(s.config.clone(), &Networks::builtin())
-        .await
-        .unwrap();
-    let link = estuary.link(GW).unwrap();
-    s.estuary = Some(estuary);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while link.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "link never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    s.start_gateway().await;
     let ended = presence_from(&mut s.alice, &format!("{room}/alice")).await;
     assert_eq!(attr(&ended, "type"), "unavailable");
     join_as_alice(&mut s, &room).await;
@@ -2998,12 +2984,6 @@ async fn an_admin_closes_another_users_connections() {
     s.stop_gateway().await;
     s.config.gateways[0].admins = vec!["root@localhost".to_owned()];
     s.start_gateway().await;
-    let link = s.estuary.as_ref().unwrap().link(GW).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while link.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "link never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let room = format!("#ops%localhost@{GW}");
     let mut bob = IrcClient::connect(s.ircd.port(), "bob").await;
     bob.join("#ops").await;
@@ -3942,6 +3922,23 @@ async fn subscribe_to_server(client: &mut XmppClient, server: &str) {
     assert_eq!(type_, "subscribe");
 }
 
+/// A new user `name` of Prosody, online, who never registered with the
+/// gateway, with a client that read its roster (so that it is told of
+/// subscription changes).
+async fn guest(prosody: &Prosody, name: &str) -> XmppClient {
+    prosody.add_user(name, "pw");
+    let mut client = XmppClient::connect(prosody.c2s_port(), name, "localhost", "pw", "a").await;
+    client.send(el("<presence/>")).await;
+    client
+        .iq(
+            &format!("{name}@localhost"),
+            "get",
+            el("<query xmlns='jabber:iq:roster'/>"),
+        )
+        .await;
+    client
+}
+
 /// The gateway's own JID in the roster of a user who never registered, as
 /// biboumi keeps it: the subscription is approved and asked back, the
 /// gateway shows online to each new client of the user's with no session
@@ -3951,16 +3948,7 @@ async fn subscribe_to_server(client: &mut XmppClient, server: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_jid_in_a_guests_roster_follows_the_gateway() {
     let mut s = setup().await;
-    s.prosody.add_user("dave", "pw");
-    let mut dave = XmppClient::connect(s.prosody.c2s_port(), "dave", "localhost", "pw", "a").await;
-    dave.send(el("<presence/>")).await;
-    // A client that read its roster is told of subscription changes.
-    dave.iq(
-        "dave@localhost",
-        "get",
-        el("<query xmlns='jabber:iq:roster'/>"),
-    )
-    .await;
+    let mut dave = guest(&s.prosody, "dave").await;
     dave.send(el(&format!("<presence to='{GW}' type='subscribe'/>")))
         .await;
     for expected in ["subscribed", "", "subscribe"] {
@@ -4015,15 +4003,7 @@ async fn the_gateways_jid_in_a_guests_roster_follows_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_adds_a_servers_jid_and_a_contact_with_no_session_open() {
     let mut s = setup().await;
-    s.prosody.add_user("erin", "pw");
-    let mut erin = XmppClient::connect(s.prosody.c2s_port(), "erin", "localhost", "pw", "a").await;
-    erin.send(el("<presence/>")).await;
-    erin.iq(
-        "erin@localhost",
-        "get",
-        el("<query xmlns='jabber:iq:roster'/>"),
-    )
-    .await;
+    let mut erin = guest(&s.prosody, "erin").await;
     let server = format!("localhost@{GW}");
     erin.send(el(&format!("<presence to='{server}' type='subscribe'/>")))
         .await;

@@ -87,12 +87,7 @@ async fn start_estuary(prosody: &Prosody, dir: &std::path::Path) -> Running {
     let estuary = app::start(config(prosody, dir), &Networks::builtin())
         .await
         .unwrap();
-    let stats = estuary.link(GW).unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "link never came up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    world::wait_for_link(&estuary, GW).await;
     estuary
 }
 

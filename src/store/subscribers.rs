@@ -27,17 +27,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn is_gateway_subscriber(&self, gateway: &str, account: &str) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT account FROM gateway_subscribers WHERE gateway = $1 AND account = $2",
-        )
-        .bind(gateway)
-        .bind(account)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
     /// Every account that keeps `gateway`'s JID in their roster.
     pub async fn gateway_subscribers(&self, gateway: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(

@@ -91,15 +91,7 @@ impl Fixture {
         let running = app::start(self.config.clone(), &networks)
             .await
             .expect("estuary starts");
-        let stats = running.link(GW).expect("link stats");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "component link never came up"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::world::wait_for_link(&running, GW).await;
         self.estuary = Some(running);
     }
 

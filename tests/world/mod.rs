@@ -102,3 +102,17 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
         Err(e) => format!("<cannot read {}: {e}>", path.display()),
     }
 }
+
+/// Waits until `estuary`'s component link for `domain` has come up (it
+/// connects in the background after `app::start`); panics after 10 s.
+pub async fn wait_for_link(estuary: &estuary::app::Running, domain: &str) {
+    let stats = estuary.link(domain).expect("a configured gateway");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.connects.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the component link of {domain} never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
