@@ -228,10 +228,20 @@ async fn import_roster(
     report: &mut ImportReport,
     users: &mut HashSet<String>,
 ) -> anyhow::Result<()> {
-    let rows = sqlx::query("SELECT local, remote FROM roster")
+    // The table came with biboumi 8; an older database has none, and
+    // the rest of it is imported all the same.
+    let rows = match sqlx::query("SELECT local, remote FROM roster")
         .fetch_all(biboumi)
         .await
-        .context("reading biboumi's roster")?;
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            report.not_carried.push(format!(
+                "the roster (biboumi's `roster` table could not be read: {e})"
+            ));
+            return Ok(());
+        }
+    };
     for row in &rows {
         let remote = text(row, "remote")?;
         if text(row, "local")? != to.gateway || remote.is_empty() {

@@ -375,3 +375,54 @@ fn a_file_that_is_not_a_biboumi_database_is_refused() {
         );
     }
 }
+
+/// A database from before biboumi 8, which had no `roster` table: the rest
+/// is imported, and the report says the roster was not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_biboumi_database_without_a_roster_is_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("biboumi.sqlite");
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&format!("sqlite://{}?mode=rwc", database.display()))
+        .await
+        .unwrap();
+    // biboumi 9's tables (as `sqlite3 .schema` gives them), but the roster.
+    for statement in [
+        "CREATE TABLE muclogline_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,uuid_ TEXT,owner_ TEXT,\
+         ircchanname_ TEXT,ircservername_ TEXT,date_ INTEGER,body_ TEXT,nick_ TEXT)",
+        "CREATE TABLE globaloptions_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,owner_ TEXT,\
+         maxhistorylength_ INTEGER,recordhistory_ INTEGER,persistent_ INTEGER)",
+        "CREATE TABLE ircserveroptions_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,owner_ TEXT,\
+         server_ TEXT,pass_ TEXT,tlsports_ TEXT,ports_ TEXT,username_ TEXT,realname_ TEXT,\
+         verifycert_ INTEGER,trustedfingerprint_ TEXT,encodingout_ TEXT,encodingin_ TEXT,\
+         maxhistorylength_ INTEGER,address_ TEXT,nick_ TEXT,saslpassword_ TEXT,throttlelimit_ INTEGER)",
+        "CREATE TABLE ircchanneloptions_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,owner_ TEXT,\
+         server_ TEXT,channel_ TEXT,encodingout_ TEXT,encodingin_ TEXT,maxhistorylength_ INTEGER,\
+         persistent_ INTEGER,recordhistory_ INTEGER)",
+        "CREATE TABLE after_connection_commands_ (id_ INTEGER PRIMARY KEY AUTOINCREMENT,\
+         fk_ INTEGER,afterconnectioncommand_ TEXT)",
+        "INSERT INTO globaloptions_ (owner_, maxhistorylength_, recordhistory_, persistent_) \
+         VALUES ('alice@localhost', 7, 1, 0)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let config = dir.path().join("estuary.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[component]\nserver = \"127.0.0.1:1\"\n[store]\ndata_dir = \"{}\"\n\
+             [[gateway]]\ndomain = \"{GW}\"\nsecret = \"s\"\nkind = \"irc\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let report = import(&config, &database.display().to_string(), &[]);
+    assert!(report.contains("users: 1"), "{report}");
+    assert!(report.contains("global settings: 1"), "{report}");
+    assert!(
+        report.contains("the gateway's JID in rosters: 0"),
+        "{report}"
+    );
+    assert!(report.contains("not carried over: the roster"), "{report}");
+}
